@@ -1,0 +1,30 @@
+# The two commands of the README: `make run` and `make test`. Each installs what is missing first.
+CONFIG ?= pipeline.toml
+CARGO ?= cargo
+
+.PHONY: run test setup libtorch data build bench clean-cache
+
+## Install what is missing, build in release mode, run the default pipeline to the final report.
+run: setup
+	$(CARGO) build --release
+	./target/release/oodpipe run -c $(CONFIG)
+
+## Install what is missing, build and run the whole test suite.
+test: setup
+	$(CARGO) test --workspace
+
+setup: libtorch data
+
+libtorch:
+	@scripts/install_libtorch.sh .libtorch
+
+data:
+	@scripts/fetch_cifar10.sh data/cifar-10-batches-bin
+
+build: setup
+	$(CARGO) build --release
+
+## The metrics benchmark against scikit-learn (needs python3 with numpy and scikit-learn).
+bench: build
+	$(CARGO) bench -p oodpipe-metrics
+	python3 scripts/bench_metrics.py --binary target/release/oodpipe

@@ -1,0 +1,40 @@
+//! One module per subcommand; each takes the parsed arguments and returns the exit code.
+
+pub mod dag;
+pub mod gc;
+pub mod run;
+pub mod show;
+pub mod status;
+
+use crate::pipeline::{self, Pipeline};
+use oodpipe::fingerprint::{KeyedStage, key_stages};
+use oodpipe::source_hash::SourceMemo;
+use oodpipe::store::Store;
+use std::path::Path;
+
+/// The pipeline, its store, and the keyed closure of `targets`, as most subcommands need them.
+pub struct Session {
+    pub pipeline: Pipeline,
+    pub store: Store,
+    pub stages: Vec<KeyedStage>,
+}
+
+pub fn open(config: &Path, cache: &Path, targets: &[String]) -> anyhow::Result<Session> {
+    let pipeline = pipeline::load(config)?;
+    let store = Store::open(cache).map_err(|e| anyhow::anyhow!("cannot open the store {}: {e}", cache.display()))?;
+    let closure = pipeline.graph.closure(targets)?;
+    let mut memo = SourceMemo::load(&store.memo_file());
+    let stages = key_stages(&closure, &mut memo, &pipeline.platform)?;
+    let _ = memo.save();
+    Ok(Session { pipeline, store, stages })
+}
+
+/// `git rev-parse HEAD` and whether the work tree has uncommitted changes, if this is a checkout.
+pub fn git_state() -> Option<(String, bool)> {
+    let head = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok()?;
+    if !head.status.success() {
+        return None;
+    }
+    let status = std::process::Command::new("git").args(["status", "--porcelain", "--untracked-files=no"]).output().ok()?;
+    Some((String::from_utf8_lossy(&head.stdout).trim().to_string(), !status.stdout.is_empty()))
+}

@@ -1,0 +1,49 @@
+//! `oodpipe show STAGE`: what a stage was keyed on and where its outputs are.
+
+use serde_json::json;
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn run(config: &Path, cache: &Path, stage: &str, as_json: bool) -> anyhow::Result<ExitCode> {
+    let session = super::open(config, cache, &[stage.to_string()])?;
+    let ks = session
+        .stages
+        .iter()
+        .find(|s| s.spec.id == stage)
+        .ok_or_else(|| anyhow::anyhow!("`{stage}` is not a stage id (a prefix names several; show takes one)"))?;
+    let entry = session.store.entry(&ks.material.kind, &ks.key);
+    let outputs = entry.as_ref().map(|e| session.store.output_files(e)).unwrap_or_default();
+    if as_json {
+        let Some(entry) = &entry else {
+            anyhow::bail!("{stage} has not been built with the current config; `oodpipe run {stage}` builds it");
+        };
+        println!("{}", json!({"id": stage, "key": ks.key, "outputs": outputs, "seconds": entry.seconds}));
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("stage   {stage}");
+    println!("key     {}", ks.key);
+    println!("kind    {} (code version {})", ks.material.kind, ks.material.salt);
+    println!("config read:");
+    for (field, value) in &ks.material.params {
+        println!("  {field} = {value}");
+    }
+    println!("inputs:");
+    for (id, key) in &ks.material.inputs {
+        println!("  {id}  {key}");
+    }
+    for (label, hash) in &ks.material.sources {
+        println!("  source {label}  {hash}");
+    }
+    println!("platform: libtorch {}, {}", ks.material.platform.libtorch, ks.material.platform.device);
+    match &entry {
+        Some(e) => {
+            println!("outputs:");
+            for (name, path) in &outputs {
+                println!("  {name}  {}", path.display());
+            }
+            println!("run time {:.2}s, {} bytes", e.seconds, e.bytes);
+        }
+        None => println!("not built with the current config; `oodpipe run {stage}` builds it"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,36 @@
+//! `oodpipe status`: every stage, fresh or stale, and for a stale one each reason it would run.
+
+use oodpipe::fingerprint::staleness;
+use serde_json::json;
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn run(config: &Path, cache: &Path, targets: &[String], as_json: bool) -> anyhow::Result<ExitCode> {
+    let session = super::open(config, cache, targets)?;
+    let mut rows = Vec::new();
+    for ks in &session.stages {
+        let reasons: Vec<String> = staleness(&session.store, ks).iter().map(|r| r.to_string()).collect();
+        rows.push((ks.spec.id.clone(), reasons));
+    }
+    if as_json {
+        let stages: Vec<_> = rows
+            .iter()
+            .map(|(id, reasons)| {
+                json!({"id": id, "state": if reasons.is_empty() { "fresh" } else { "stale" }, "reasons": reasons})
+            })
+            .collect();
+        println!("{}", json!({ "stages": stages }));
+    } else {
+        let width = rows.iter().map(|(id, _)| id.len()).max().unwrap_or(0);
+        for (id, reasons) in &rows {
+            if reasons.is_empty() {
+                println!("fresh  {id}");
+            } else {
+                println!("stale  {id:width$}  {}", reasons.join("; "));
+            }
+        }
+        let stale = rows.iter().filter(|(_, r)| !r.is_empty()).count();
+        println!("{} stages: {} fresh, {stale} stale", rows.len(), rows.len() - stale);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,75 @@
+//! Keying a set of stages: hashing their sources and chaining their inputs' keys.
+//!
+//! Stages are keyed in topological order, so each stage's input keys are known when it is keyed.
+//! Nothing runs and no output is read: a key is a promise about what a stage *would* compute.
+
+use crate::dirty_reason::{self, DirtyReason};
+use crate::source_hash::SourceMemo;
+use crate::stage_key::{KeyMaterial, Platform, StageKey};
+use crate::stage_spec::StageSpec;
+use crate::store::Store;
+use anyhow::Context;
+use std::collections::BTreeMap;
+
+/// A stage with its key.
+#[derive(Debug, Clone)]
+pub struct KeyedStage {
+    pub spec: StageSpec,
+    pub material: KeyMaterial,
+    pub key: StageKey,
+}
+
+/// Keys `stages`, which must be in topological order and closed under inputs.
+pub fn key_stages(stages: &[&StageSpec], memo: &mut SourceMemo, platform: &Platform) -> anyhow::Result<Vec<KeyedStage>> {
+    let mut keys: BTreeMap<&str, StageKey> = BTreeMap::new();
+    let mut out = Vec::with_capacity(stages.len());
+    for spec in stages {
+        let mut sources = BTreeMap::new();
+        for source in &spec.sources {
+            if !source.path.exists() {
+                anyhow::bail!(
+                    "stage {} needs {}, which does not exist at {}.\n{}",
+                    spec.id,
+                    source.label,
+                    source.path.display(),
+                    source.hint
+                );
+            }
+            let hash = memo
+                .hash(&source.path)
+                .with_context(|| format!("hashing {} ({})", source.label, source.path.display()))?;
+            sources.insert(source.label.clone(), hash);
+        }
+        let inputs = spec
+            .inputs
+            .iter()
+            .map(|id| {
+                let key = keys.get(id.as_str()).with_context(|| format!("input {id} of {} is not keyed yet", spec.id))?;
+                Ok((id.clone(), key.0.clone()))
+            })
+            .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
+        let material = KeyMaterial {
+            kind: spec.kind.clone(),
+            salt: spec.salt.clone(),
+            params: spec.params.clone(),
+            inputs,
+            sources,
+            platform: platform.clone(),
+        };
+        let key = material.key();
+        keys.insert(&spec.id, key.clone());
+        out.push(KeyedStage { spec: (*spec).clone(), material, key });
+    }
+    Ok(out)
+}
+
+/// Whether a keyed stage is fresh, and if not, why.
+pub fn staleness(store: &Store, ks: &KeyedStage) -> Vec<DirtyReason> {
+    if store.entry(&ks.material.kind, &ks.key).is_some() {
+        return Vec::new();
+    }
+    match store.last_entry(&ks.spec.id) {
+        Some(last) => dirty_reason::diff(&last.material, &ks.material),
+        None => vec![DirtyReason::NoEntry],
+    }
+}

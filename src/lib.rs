@@ -1,0 +1,19 @@
+//! The oodpipe engine: a make-like, content-addressed cache for a DAG of stages.
+//!
+//! It knows nothing of machine learning. Stages arrive as [`stage_spec::StageSpec`]s (an id, the
+//! config fields they read, their inputs and source files, a function to run); the engine keys
+//! them ([`stage_key`], [`fingerprint`]), explains why one is stale ([`dirty_reason`]), runs what is
+//! stale in dependency order ([`executor`]) and keeps the results in a store that an interrupted
+//! or concurrent run cannot corrupt ([`store`], [`atomic_file`]).
+
+pub mod atomic_file;
+pub mod config_file;
+pub mod dirty_reason;
+pub mod executor;
+pub mod fingerprint;
+pub mod graph;
+pub mod progress;
+pub mod source_hash;
+pub mod stage_key;
+pub mod stage_spec;
+pub mod store;

@@ -1,0 +1,108 @@
+//! `oodpipe`: rebuilds an OOD-detection paper's tables as a cached DAG of stages.
+//!
+//! The command line only: argument parsing here, one module per subcommand in `cli/`, the engine in
+//! the `oodpipe` library, the ML stages in `oodpipe-stages`.
+
+mod cli;
+mod metrics_cmd;
+mod pipeline;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "oodpipe", version, about = "Rebuilds the OOD-detection paper's tables as a cached DAG of stages")]
+struct Args {
+    /// The experiment's config file.
+    #[arg(short, long, global = true, default_value = "pipeline.toml")]
+    config: PathBuf,
+    /// The store folder (default: $OODPIPE_CACHE, else cache/).
+    #[arg(long, global = true)]
+    cache: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the targets and what they need (default: everything).
+    Run {
+        /// Stage ids or dotted prefixes (`train`, `score.odin`).
+        targets: Vec<String>,
+        /// Say what would run, run nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// End stdout with one JSON line: {"executed": [..], "cached": [..], "seconds": ..}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every stage, fresh or stale, and why a stale one would run.
+    Status {
+        targets: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The stage graph.
+    Dag {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// A stage's key, the config it read, its inputs, outputs and run time.
+    Show {
+        stage: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove store entries and objects the current config no longer reaches.
+    Gc {
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The five OOD metrics of two score files (one score a line, higher = more in-distribution).
+    Metrics {
+        #[arg(long = "in-dist")]
+        in_dist: PathBuf,
+        #[arg(long)]
+        ood: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Dot,
+    Mermaid,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let cache = args
+        .cache
+        .or_else(|| std::env::var_os("OODPIPE_CACHE").filter(|v| !v.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("cache"));
+    let result = match args.command {
+        Command::Metrics { in_dist, ood, json } => return metrics_cmd::run(&in_dist, &ood, json),
+        Command::Run { targets, dry_run, json } => cli::run::run(&args.config, &cache, &targets, dry_run, json),
+        Command::Status { targets, json } => cli::status::run(&args.config, &cache, &targets, json),
+        Command::Dag { format } => cli::dag::run(
+            &args.config,
+            match format {
+                Format::Text => oodpipe::graph::DagFormat::Text,
+                Format::Dot => oodpipe::graph::DagFormat::Dot,
+                Format::Mermaid => oodpipe::graph::DagFormat::Mermaid,
+            },
+        ),
+        Command::Show { stage, json } => cli::show::run(&args.config, &cache, &stage, json),
+        Command::Gc { dry_run } => cli::gc::run(&args.config, &cache, dry_run),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

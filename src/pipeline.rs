@@ -1,0 +1,69 @@
+//! Binds the ML stage table (`oodpipe_stages`) to the engine.
+//!
+//! This is the only module of the binary that names the stages crate. It loads the config, turns
+//! each row of the stage table into an engine [`StageSpec`] whose key covers exactly the fields the
+//! row declares, and runs the row's function with a config restricted to those same fields, so a
+//! stage cannot read what its key does not cover.
+
+use anyhow::Context;
+use oodpipe::config_file;
+use oodpipe::graph::Graph;
+use oodpipe::stage_key::Platform;
+use oodpipe::stage_spec::{SourceSpec, StageSpec, flatten_fields};
+use oodpipe_stages::{Config, StageContext, runtime, table};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub struct Pipeline {
+    pub config_path: PathBuf,
+    pub config: Config,
+    /// blake3 of the whole config, canonically serialised.
+    pub config_key: String,
+    pub platform: Platform,
+    pub graph: Graph,
+}
+
+pub fn load(config_path: &Path) -> anyhow::Result<Pipeline> {
+    let config: Config = config_file::load(config_path)?;
+    config.validate().map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
+    runtime::set_threads(config.threads);
+    let device = runtime::resolve_device(&config.device).with_context(|| config_path.display().to_string())?;
+    let platform = Platform { libtorch: runtime::libtorch_version().to_string(), device: device.to_string() };
+    let config_json = serde_json::to_value(&config).expect("config serialises");
+    let config_key = blake3::hash(&serde_json::to_vec(&config_json).expect("config serialises")).to_hex().to_string();
+    let specs = table::plan(&config)
+        .into_iter()
+        .map(|def| {
+            let params = flatten_fields(&config_json, &def.reads);
+            let restricted = config.restricted_to(&def.reads);
+            let sources: Vec<_> = def.sources.clone();
+            let run_def = def.clone();
+            StageSpec {
+                id: def.id.clone(),
+                kind: def.kind.to_string(),
+                salt: def.salt.to_string(),
+                params,
+                inputs: def.inputs.clone(),
+                sources: def
+                    .sources
+                    .iter()
+                    .map(|s| SourceSpec { label: s.label.clone(), path: s.path.clone(), hint: s.hint.clone() })
+                    .collect(),
+                publish: def.publish.clone(),
+                run: Arc::new(move |run| {
+                    let ctx = StageContext {
+                        id: run.id,
+                        config: restricted.clone(),
+                        inputs: run.inputs,
+                        sources: &sources,
+                        out_dir: run.out_dir,
+                        device,
+                        progress: run.progress,
+                    };
+                    (run_def.run)(&ctx)
+                }),
+            }
+        })
+        .collect();
+    Ok(Pipeline { config_path: config_path.to_path_buf(), config, config_key, platform, graph: Graph::new(specs)? })
+}

@@ -1,0 +1,440 @@
+//! The experiment's settings, as typed structs read from `pipeline.toml`.
+//!
+//! Every field has the paper's value as its default (SPEC.md), so `configs/paper.toml` can stay
+//! short and a missing key never means "undefined". Unknown keys are refused (`deny_unknown_fields`)
+//! because a typo such as `tune.odin_epsilon` would otherwise silently run the default grid.
+//!
+//! Stages never see the whole config: the stage table lists the dotted fields each stage reads, and
+//! [`Config::restricted_to`] builds a copy in which only those fields carry the user's values (the
+//! rest are defaults). A stage that reads a field its key does not cover therefore sees the default,
+//! which the smoke tests (whose values are not the defaults) catch.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// The five trained models of the paper (SPEC.md, "The five trained models").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    Softmax,
+    Bin,
+    Binc,
+    Vib,
+    Viby,
+}
+
+impl ModelKind {
+    pub const ALL: [ModelKind; 5] = [Self::Softmax, Self::Bin, Self::Binc, Self::Vib, Self::Viby];
+
+    /// The name used in stage ids and in the config (`train.softmax`, `methods.bin`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Softmax => "softmax",
+            Self::Bin => "bin",
+            Self::Binc => "binc",
+            Self::Vib => "vib",
+            Self::Viby => "viby",
+        }
+    }
+
+    /// The model's label in the paper's Table 2.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Softmax => "Baseline",
+            Self::Bin => "BIN",
+            Self::Binc => "BINC",
+            Self::Vib => "VIB",
+            Self::Viby => "VIBY",
+        }
+    }
+}
+
+/// The three out-of-distribution sets of the paper's Table 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OodSet {
+    Gaussian,
+    TinCrop,
+    TinResize,
+}
+
+impl OodSet {
+    pub const ALL: [OodSet; 3] = [Self::Gaussian, Self::TinCrop, Self::TinResize];
+
+    /// The name used in stage ids (`data.tin_crop`, `score.odin.gaussian`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Gaussian => "gaussian",
+            Self::TinCrop => "tin_crop",
+            Self::TinResize => "tin_resize",
+        }
+    }
+
+    /// The set's label in the paper's Table 1 and in `reports/results.csv`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Gaussian => "Gaussian Noise",
+            Self::TinCrop => "Tiny ImageNet (crop)",
+            Self::TinResize => "Tiny ImageNet (resize)",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// "cpu", "cuda" or "auto" (CUDA when present).
+    pub device: String,
+    /// Intra-op threads for libtorch; 0 means one per core. Not part of any key.
+    pub threads: usize,
+    /// Which models to train and score; the methods follow from the models.
+    pub models: Vec<ModelKind>,
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+    pub methods: MethodsConfig,
+    pub tune: TuneConfig,
+    pub eval: EvalConfig,
+    pub report: ReportConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            device: "auto".into(),
+            threads: 0,
+            models: ModelKind::ALL.to_vec(),
+            data: DataConfig::default(),
+            model: ModelConfig::default(),
+            train: TrainConfig::default(),
+            methods: MethodsConfig::default(),
+            tune: TuneConfig::default(),
+            eval: EvalConfig::default(),
+            report: ReportConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// The official `cifar-10-batches-bin/` folder (`make run` puts it here).
+    pub cifar10_dir: PathBuf,
+    /// An extracted `tiny-imagenet-200` folder. When absent: `$OODPIPE_TINYIMAGENET`, then
+    /// `../shared/data/tiny-imagenet-200`.
+    pub tiny_imagenet_dir: Option<PathBuf>,
+    /// Seed of the 45k/5k train/validation permutation.
+    pub split_seed: u64,
+    /// Size of the CIFAR-10 validation split (paper: 5,000).
+    pub val_size: usize,
+    /// Keep only the first N training images after the split (smoke runs); None keeps all.
+    pub train_limit: Option<usize>,
+    /// Keep only the first N test images in file order (smoke runs); None keeps all 10,000.
+    pub test_limit: Option<usize>,
+    /// Seed of the OOD sets: the Gaussian draws, the Tiny ImageNet sample and crops, the splits.
+    pub ood_seed: u64,
+    /// Images per OOD set (paper: 1,500).
+    pub ood_count: usize,
+    /// How many of them form the validation split (paper: 500); the rest is the test split.
+    pub ood_val: usize,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            cifar10_dir: "data/cifar-10-batches-bin".into(),
+            tiny_imagenet_dir: None,
+            split_seed: 0,
+            val_size: 5000,
+            train_limit: None,
+            test_limit: None,
+            ood_seed: 0,
+            ood_count: 1500,
+            ood_val: 500,
+        }
+    }
+}
+
+/// The Wide-ResNet WRN-depth-widen backbone (SPEC.md "Model and training").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// 6n + 4 (paper: 28).
+    pub depth: i64,
+    /// Width multiplier k (paper: 10).
+    pub widen: i64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self { depth: 28, widen: 10 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// The paper's: lr multiplied by `gamma` at each fraction in `milestones`.
+    Step,
+    /// Linear warm-up to `lr` over `warmup` of the steps, then linear decay to 0.
+    OneCycle,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub seed: u64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub momentum: f64,
+    pub nesterov: bool,
+    pub weight_decay: f64,
+    pub schedule: Schedule,
+    /// Step schedule: fractions of training at which lr is multiplied by `gamma`.
+    pub milestones: Vec<f64>,
+    pub gamma: f64,
+    /// One-cycle schedule: fraction of the steps spent warming up.
+    pub warmup: f64,
+    /// Label smoothing of the softmax cross-entropy (0 = none, the paper).
+    pub label_smoothing: f64,
+    /// Train and infer in the channels-last memory format (faster on CPUs; same maths).
+    pub channels_last: bool,
+    /// Training augmentation: reflect-pad 4, random crop, random flip (SPEC.md).
+    pub augment: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            epochs: 200,
+            batch_size: 128,
+            lr: 0.1,
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 5e-4,
+            schedule: Schedule::Step,
+            milestones: vec![0.5, 0.75],
+            gamma: 0.1,
+            warmup: 0.2,
+            label_smoothing: 0.0,
+            channels_last: false,
+            augment: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MethodsConfig {
+    pub bin: BinConfig,
+    pub binc: BincConfig,
+    pub vib: VibConfig,
+    pub viby: VibyConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BinConfig {
+    /// Weight of the negative examples' term of the weighted binary cross-entropy.
+    pub zeta: f64,
+}
+
+impl Default for BinConfig {
+    fn default() -> Self {
+        Self { zeta: 0.05 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BincConfig {
+    pub zeta: f64,
+    /// Weight of the MMCE calibration term.
+    pub lambda: f64,
+    /// Size of the shared output space.
+    pub z: i64,
+}
+
+impl Default for BincConfig {
+    fn default() -> Self {
+        Self { zeta: 0.05, lambda: 0.5, z: 64 }
+    }
+}
+
+/// VIB: one trainable prior.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VibConfig {
+    /// Weight of KL(posterior || prior) in the loss.
+    pub beta: f64,
+    /// Latent dimension.
+    pub z: i64,
+}
+
+impl Default for VibConfig {
+    fn default() -> Self {
+        Self { beta: 0.005, z: 64 }
+    }
+}
+
+/// VIBY: one trainable prior per class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VibyConfig {
+    /// Weight of KL(posterior || prior of the true class) in the loss.
+    pub beta: f64,
+    /// Latent dimension.
+    pub z: i64,
+}
+
+impl Default for VibyConfig {
+    fn default() -> Self {
+        Self { beta: 0.01, z: 64 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TuneConfig {
+    /// Temperatures tried by Baseline+T and ODIN.
+    pub temperatures: Vec<f64>,
+    /// Perturbation sizes tried by ODIN, in [0, 1] pixel units.
+    pub odin_epsilons: Vec<f64>,
+}
+
+impl Default for TuneConfig {
+    fn default() -> Self {
+        Self {
+            temperatures: vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0],
+            odin_epsilons: (0..=20).map(|i| 0.004 * i as f64 / 20.0).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// Batch size for inference and ODIN's gradients.
+    pub batch_size: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self { batch_size: 500 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportConfig {
+    /// Where the report's files are published.
+    pub dir: PathBuf,
+    /// The paper's Table 1 and Table 2, one row per value.
+    pub paper_results: PathBuf,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        Self { dir: "reports".into(), paper_results: "configs/paper_results.csv".into() }
+    }
+}
+
+impl Config {
+    /// A copy in which only the `fields` (dotted paths such as `tune.odin_epsilons` or whole
+    /// tables such as `train`) keep this config's values; every other field is its default.
+    pub fn restricted_to(&self, fields: &[String]) -> Config {
+        let full = serde_json::to_value(self).expect("config serialises");
+        let mut out = serde_json::to_value(Config::default()).expect("config serialises");
+        for field in fields {
+            if let Some(value) = lookup(&full, field) {
+                set(&mut out, field, value.clone());
+            }
+        }
+        serde_json::from_value(out).expect("a restricted config is a valid config")
+    }
+}
+
+/// The value at a dotted path of a JSON tree.
+pub fn lookup<'a>(tree: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    path.split('.').try_fold(tree, |node, part| node.get(part))
+}
+
+fn set(tree: &mut serde_json::Value, path: &str, value: serde_json::Value) {
+    let mut node = tree;
+    for part in path.split('.') {
+        node = &mut node[part];
+    }
+    *node = value;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_papers() {
+        let c = Config::default();
+        assert_eq!((c.model.depth, c.model.widen), (28, 10));
+        assert_eq!(c.train.epochs, 200);
+        assert_eq!(c.tune.odin_epsilons.len(), 21);
+        assert!((c.tune.odin_epsilons[20] - 0.004).abs() < 1e-15);
+        assert_eq!((c.methods.vib.beta, c.methods.viby.beta), (0.005, 0.01));
+    }
+
+    #[test]
+    fn restriction_keeps_only_the_named_fields() {
+        let mut c = Config::default();
+        c.tune.odin_epsilons = vec![0.0, 0.001];
+        c.train.epochs = 3;
+        let r = c.restricted_to(&["tune.odin_epsilons".to_string()]);
+        assert_eq!(r.tune.odin_epsilons, vec![0.0, 0.001]);
+        assert_eq!(r.train.epochs, 200);
+        let r = c.restricted_to(&["train".to_string()]);
+        assert_eq!(r.train.epochs, 3);
+    }
+}
+
+impl Config {
+    /// Checks the values that types alone do not; the error names the key, the value and what was
+    /// expected.
+    pub fn validate(&self) -> Result<(), String> {
+        fn check(ok: bool, key: &str, value: impl std::fmt::Debug, expected: &str) -> Result<(), String> {
+            if ok { Ok(()) } else { Err(format!("key `{key}` = {value:?}: expected {expected}")) }
+        }
+        check(self.models.contains(&ModelKind::Softmax), "models", &self.models, "a list that includes \"softmax\"")?;
+        let d = &self.data;
+        check((1..50_000).contains(&d.val_size), "data.val_size", d.val_size, "1 to 49999")?;
+        check(d.train_limit.is_none_or(|n| n >= 1), "data.train_limit", d.train_limit, "at least 1")?;
+        check(d.test_limit.is_none_or(|n| (1..=10_000).contains(&n)), "data.test_limit", d.test_limit, "1 to 10000")?;
+        check(d.ood_count >= 2 && d.ood_count <= 10_000, "data.ood_count", d.ood_count, "2 to 10000")?;
+        check(d.ood_val >= 1 && d.ood_val < d.ood_count, "data.ood_val", d.ood_val, "at least 1 and below data.ood_count")?;
+        let m = &self.model;
+        check(m.depth >= 10 && (m.depth - 4) % 6 == 0, "model.depth", m.depth, "6n + 4 with n >= 1 (10, 16, 22, 28, ...)")?;
+        check(m.widen >= 1, "model.widen", m.widen, "at least 1")?;
+        let t = &self.train;
+        check(t.epochs >= 1, "train.epochs", t.epochs, "at least 1")?;
+        check(t.batch_size >= 2, "train.batch_size", t.batch_size, "at least 2")?;
+        check(t.lr > 0.0 && t.lr.is_finite(), "train.lr", t.lr, "a positive number")?;
+        check((0.0..1.0).contains(&t.momentum), "train.momentum", t.momentum, "in [0, 1)")?;
+        check(t.weight_decay >= 0.0, "train.weight_decay", t.weight_decay, "a non-negative number")?;
+        check(t.milestones.iter().all(|m| (0.0..=1.0).contains(m)), "train.milestones", &t.milestones, "fractions in [0, 1]")?;
+        check((0.0..1.0).contains(&t.warmup), "train.warmup", t.warmup, "in [0, 1)")?;
+        check((0.0..1.0).contains(&t.label_smoothing), "train.label_smoothing", t.label_smoothing, "in [0, 1)")?;
+        let temps = &self.tune.temperatures;
+        check(!temps.is_empty() && temps.iter().all(|t| *t > 0.0 && t.is_finite()), "tune.temperatures", temps, "a non-empty list of positive numbers")?;
+        let eps = &self.tune.odin_epsilons;
+        check(!eps.is_empty() && eps.iter().all(|e| *e >= 0.0 && e.is_finite()), "tune.odin_epsilons", eps, "a non-empty list of non-negative numbers")?;
+        check(self.eval.batch_size >= 1, "eval.batch_size", self.eval.batch_size, "at least 1")?;
+        check(self.methods.bin.zeta > 0.0, "methods.bin.zeta", self.methods.bin.zeta, "a positive number")?;
+        check(self.methods.binc.zeta > 0.0, "methods.binc.zeta", self.methods.binc.zeta, "a positive number")?;
+        check(self.methods.binc.lambda >= 0.0, "methods.binc.lambda", self.methods.binc.lambda, "a non-negative number")?;
+        check(self.methods.binc.z >= 1, "methods.binc.z", self.methods.binc.z, "at least 1")?;
+        check(self.methods.vib.z >= 1, "methods.vib.z", self.methods.vib.z, "at least 1")?;
+        check(self.methods.viby.z >= 1, "methods.viby.z", self.methods.viby.z, "at least 1")?;
+        check(self.methods.vib.beta >= 0.0, "methods.vib.beta", self.methods.vib.beta, "a non-negative number")?;
+        check(self.methods.viby.beta >= 0.0, "methods.viby.beta", self.methods.viby.beta, "a non-negative number")?;
+        Ok(())
+    }
+}

