@@ -102,6 +102,7 @@ mod tests {
 
     fn material() -> KeyMaterial {
         KeyMaterial {
+            id: "tune.odin.gaussian".into(),
             kind: "tune".into(),
             salt: "tune-1".into(),
             params: [("tune.odin_epsilons".to_string(), json!([0.0, 0.001]))].into(),

@@ -75,7 +75,7 @@ pub fn run(store: &Store, stages: &[KeyedStage], reporter: &dyn Reporter, dry_ru
                 outcome.entries.insert(spec.id.clone(), entry);
             }
             Err(e) => {
-                let message = format!("{e:#}");
+                let message = readable(&format!("{e:#}"));
                 reporter.failed(n + 1, total, &spec.id, &message);
                 broken.insert(&spec.id);
                 outcome.failed.push((spec.id.clone(), message));
@@ -137,4 +137,13 @@ fn copy_if_changed(src: &Path, dest: &Path) -> std::io::Result<()> {
         return Ok(());
     }
     crate::atomic_file::write(dest, &bytes)
+}
+
+/// An error message without the C++ stack frames libtorch appends to its exceptions.
+fn readable(message: &str) -> String {
+    message
+        .lines()
+        .filter(|l| !l.starts_with("frame #") && !l.starts_with("Exception raised from"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -49,6 +49,7 @@ pub fn key_stages(stages: &[&StageSpec], memo: &mut SourceMemo, platform: &Platf
             })
             .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
         let material = KeyMaterial {
+            id: spec.id.clone(),
             kind: spec.kind.clone(),
             salt: spec.salt.clone(),
             params: spec.params.clone(),

@@ -1,6 +1,8 @@
 //! Stage keys: the blake3 hash of everything that determines a stage's outputs.
 //!
-//! A key covers the stage's kind and code-version salt, exactly the config fields it reads, the
+//! A key covers the stage's id (two stages of one kind, such as `data.tin_crop` and
+//! `data.tin_resize`, may read the same fields and sources yet compute different things), its kind
+//! and code-version salt, exactly the config fields it reads, the
 //! keys of its input stages, the content hashes of its source files, the libtorch version and the
 //! device. Input stages contribute their *keys*, not their outputs, so every key in the graph can
 //! be computed before anything runs: `status` and `--dry-run` are pure, and a change anywhere
@@ -25,6 +27,7 @@ pub struct Platform {
 /// Everything a key is the hash of.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyMaterial {
+    pub id: String,
     pub kind: String,
     pub salt: String,
     /// Dotted config field -> value.
@@ -61,6 +64,7 @@ mod tests {
 
     fn material() -> KeyMaterial {
         KeyMaterial {
+            id: "train.softmax".into(),
             kind: "train".into(),
             salt: "train-1".into(),
             params: [("train.epochs".to_string(), json!(3))].into(),
@@ -74,7 +78,7 @@ mod tests {
     fn key_is_blake3_of_the_canonical_material() {
         let m = material();
         let expected = blake3::hash(
-            br#"{"kind":"train","salt":"train-1","params":{"train.epochs":3},"inputs":{"data.cifar10":"ab"},"sources":{},"platform":{"libtorch":"2.13.0","device":"cpu"}}"#,
+            br#"{"id":"train.softmax","kind":"train","salt":"train-1","params":{"train.epochs":3},"inputs":{"data.cifar10":"ab"},"sources":{},"platform":{"libtorch":"2.13.0","device":"cpu"}}"#,
         );
         assert_eq!(m.key().0, expected.to_hex().to_string());
     }
@@ -82,6 +86,9 @@ mod tests {
     #[test]
     fn every_part_changes_the_key() {
         let base = material().key();
+        let mut m = material();
+        m.id = "train.bin".into();
+        assert_ne!(m.key(), base);
         let mut m = material();
         m.salt = "train-2".into();
         assert_ne!(m.key(), base);

@@ -72,8 +72,11 @@ impl Store {
         self.root.join("state").join("sources.json")
     }
 
-    pub fn object_path(&self, digest: &str) -> PathBuf {
-        self.root.join("objects").join(&digest[..2]).join(&digest[2..])
+    /// An object's file: named by its digest, keeping the output name's extension, because some
+    /// readers (libtorch's `VarStore::load`) choose the format by extension.
+    pub fn object_path(&self, digest: &str, output_name: &str) -> PathBuf {
+        let ext = Path::new(output_name).extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+        self.root.join("objects").join(&digest[..2]).join(format!("{}{ext}", &digest[2..]))
     }
 
     fn entry_path(&self, kind: &str, key: &StageKey) -> PathBuf {
@@ -87,7 +90,7 @@ impl Store {
     /// The complete entry for `key`, if there is one and all its objects exist.
     pub fn entry(&self, kind: &str, key: &StageKey) -> Option<Entry> {
         let entry: Entry = serde_json::from_slice(&std::fs::read(self.entry_path(kind, key)).ok()?).ok()?;
-        let complete = entry.key == *key && entry.outputs.values().all(|d| self.object_path(d).is_file());
+        let complete = entry.key == *key && entry.outputs.iter().all(|(name, d)| self.object_path(d, name).is_file());
         complete.then_some(entry)
     }
 
@@ -99,7 +102,7 @@ impl Store {
 
     /// Output name -> object path of an entry.
     pub fn output_files(&self, entry: &Entry) -> BTreeMap<String, PathBuf> {
-        entry.outputs.iter().map(|(name, d)| (name.clone(), self.object_path(d))).collect()
+        entry.outputs.iter().map(|(name, d)| (name.clone(), self.object_path(d, name))).collect()
     }
 
     /// Blocks until no one else builds `key`, and holds it until the lock is dropped.
@@ -143,7 +146,7 @@ impl Store {
             }
             let digest = crate::source_hash::hash_file_content(&file.path())?;
             bytes += file.metadata()?.len();
-            self.put_object(&file.path(), &digest)?;
+            self.put_object(&file.path(), &self.object_path(&digest, &name))?;
             outputs.insert(name, digest);
         }
         let entry = Entry {
@@ -166,8 +169,7 @@ impl Store {
         Ok(entry)
     }
 
-    fn put_object(&self, file: &Path, digest: &str) -> io::Result<()> {
-        let dest = self.object_path(digest);
+    fn put_object(&self, file: &Path, dest: &Path) -> io::Result<()> {
         if dest.is_file() {
             return std::fs::remove_file(file);
         }
@@ -175,7 +177,7 @@ impl Store {
         let mut perms = std::fs::metadata(file)?.permissions();
         perms.set_readonly(true);
         std::fs::set_permissions(file, perms)?;
-        std::fs::rename(file, &dest)
+        std::fs::rename(file, dest)
     }
 
     /// Every entry in the store, with its file.
@@ -190,13 +192,14 @@ impl Store {
         out
     }
 
-    /// Every object in the store: (digest, path).
+    /// Every object file in the store: (digest, path).
     pub fn all_objects(&self) -> Vec<(String, PathBuf)> {
         let mut out = Vec::new();
         for prefix in read_dir_sorted(&self.root.join("objects")) {
             let p = prefix.file_name().unwrap().to_string_lossy().into_owned();
             for file in read_dir_sorted(&prefix) {
-                let rest = file.file_name().unwrap().to_string_lossy().into_owned();
+                let name = file.file_name().unwrap().to_string_lossy().into_owned();
+                let rest = name.split('.').next().unwrap_or_default();
                 out.push((format!("{p}{rest}"), file));
             }
         }

@@ -235,14 +235,7 @@ pub fn plan(config: &Config) -> Vec<StageDef> {
         .iter()
         .flat_map(|m| OodSet::ALL.iter().map(move |o| format!("score.{}.{}", m.name(), o.name())))
         .chain(models.iter().map(|m| format!("outputs.{}.cifar10", m.name())))
-        .chain(
-            methods
-                .iter()
-                .filter(|m| m.is_tuned())
-                .flat_map(|m| OodSet::ALL.iter().map(move |o| format!("tune.{}.{}", m.name(), o.name()))),
-        )
         .collect();
-    r.inputs.push("data.cifar10".into());
     r.sources = vec![Source {
         label: "paper_results.csv".into(),
         path: config.report.paper_results.clone(),

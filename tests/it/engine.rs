@@ -277,3 +277,16 @@ fn targets_take_ids_and_prefixes() {
     assert_eq!(ids(&["gen"]), ["gen.a", "gen.d"]);
     assert!(graph.closure(&["nope".to_string()]).is_err());
 }
+
+#[test]
+fn two_stages_that_read_the_same_things_still_have_their_own_keys() {
+    let config = toml_config(BASE);
+    let counter = Arc::new(AtomicUsize::new(0));
+    let graph = Graph::new(vec![
+        concat_stage("data.crop", &["x.a"], &[], &config, counter.clone()),
+        concat_stage("data.resize", &["x.a"], &[], &config, counter.clone()),
+    ])
+    .unwrap();
+    let k = keys(&graph, &mut SourceMemo::default());
+    assert_ne!(k["data.crop"], k["data.resize"]);
+}

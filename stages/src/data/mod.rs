@@ -1,0 +1,93 @@
+//! The data stages: CIFAR-10's splits and the three OOD sets (SPEC.md "Data").
+//!
+//! Every random choice here (the CIFAR-10 train/validation split, the Gaussian draws, the Tiny
+//! ImageNet sample, crops and splits) comes from a ChaCha8 generator seeded with
+//! `ChaCha8Rng::seed_from_u64(seed)` and put on a fixed stream ([`streams`]), and every integer
+//! draw goes through [`uniform_below`] rather than `rand`'s `gen_range` / `shuffle`: ChaCha8's
+//! output and `seed_from_u64` are value-stable, while `gen_range`'s algorithm is allowed to change
+//! between `rand` versions and samples `usize` differently on 32- and 64-bit platforms. So a split
+//! depends only on its seed.
+
+pub mod cifar10;
+pub mod gaussian;
+pub mod tiny_imagenet;
+
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+
+/// The ChaCha8 stream of each random choice, so that no two choices share random numbers even
+/// when they share a seed (the OOD sets all use `data.ood_seed`).
+pub mod streams {
+    /// The CIFAR-10 train/validation permutation (seed `data.split_seed`).
+    pub const CIFAR10_SPLIT: u64 = 0;
+    /// The Gaussian set's pixel values (seed `data.ood_seed`).
+    pub const GAUSSIAN_PIXELS: u64 = 1;
+    /// Which Tiny ImageNet test images are used: shared by crop and resize, so both variants see
+    /// the same 1,500 images (seed `data.ood_seed`).
+    pub const TIN_SAMPLE: u64 = 3;
+    /// The Tiny ImageNet test/validation split, shared by crop and resize (seed `data.ood_seed`).
+    pub const TIN_SPLIT: u64 = 4;
+    /// The crop variant's patch positions (seed `data.ood_seed`).
+    pub const TIN_CROP: u64 = 5;
+}
+
+/// The generator of one random choice: `seed` on stream `stream`.
+pub fn rng(seed: u64, stream: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream);
+    rng
+}
+
+/// A uniform integer in `0..n` (n >= 1), by rejection on 64-bit draws (Lemire's multiply-shift
+/// method): exact, and a function of the generator's output alone.
+pub fn uniform_below(rng: &mut impl RngCore, n: u64) -> u64 {
+    assert!(n > 0, "uniform_below(0)");
+    // Reject the low products that would over-represent some results.
+    let threshold = n.wrapping_neg() % n;
+    loop {
+        let m = (rng.next_u64() as u128) * (n as u128);
+        if (m as u64) >= threshold {
+            return (m >> 64) as u64;
+        }
+    }
+}
+
+/// The first `k` entries of a uniformly random permutation of `0..n` (a partial Fisher-Yates
+/// shuffle: entry i is swapped with a uniform entry of i..n). `k = n` gives a whole permutation.
+pub fn permutation_prefix(n: usize, k: usize, rng: &mut impl RngCore) -> Vec<usize> {
+    assert!(k <= n, "permutation_prefix: k = {k} > n = {n}");
+    let mut items: Vec<usize> = (0..n).collect();
+    for i in 0..k {
+        let j = i + uniform_below(rng, (n - i) as u64) as usize;
+        items.swap(i, j);
+    }
+    items.truncate(k);
+    items
+}
+
+/// A uniformly random permutation of `0..n`.
+pub fn permutation(n: usize, rng: &mut impl RngCore) -> Vec<usize> {
+    permutation_prefix(n, n, rng)
+}
+
+/// Checks the OOD sets' sizes: 1 <= `data.ood_val` < `data.ood_count`, so both splits are non-empty.
+pub fn check_ood_sizes(count: usize, val: usize) -> anyhow::Result<()> {
+    if count < 2 {
+        anyhow::bail!(
+            "config key data.ood_count = {count}: an OOD set needs at least 2 images (paper: 1500)"
+        );
+    }
+    if val == 0 || val >= count {
+        anyhow::bail!(
+            "config key data.ood_val = {val} must be in 1..{count} (data.ood_count = {count}), so that \
+             both the validation and the test split are non-empty (paper: 500 of 1500)"
+        );
+    }
+    Ok(())
+}
+
+/// Packs `n` images of 3 x 32 x 32 f32 values into a tensor `[n, 3, 32, 32]`.
+pub(crate) fn f32_images(values: &[f32], n: usize) -> tch::Tensor {
+    assert_eq!(values.len(), n * 3 * 32 * 32);
+    tch::Tensor::from_slice(values).view([n as i64, 3, 32, 32])
+}

@@ -1,0 +1,152 @@
+//! The trained networks of the paper: a Wide-ResNet backbone plus one head per model kind, with
+//! the input normalisation every image gets and the weights' file format.
+//!
+//! Training, the outputs stages and ODIN all go through [`Network`], so that an image is
+//! normalised, laid out in memory and passed through the layers the same way everywhere.
+
+pub mod head;
+pub mod memory_format;
+pub mod wrn;
+
+use crate::config::{Config, ModelKind};
+use anyhow::{Context, Result};
+use std::path::Path;
+use tch::nn;
+use tch::{Device, Kind, Tensor};
+
+pub use head::{Head, HeadOutput};
+pub use memory_format::{is_channels_last, to_channels_last};
+pub use wrn::WideResNet;
+
+/// Per-channel mean of CIFAR-10 pixels in [0, 1] (the WRN and ODIN code; SPEC.md "Data").
+pub const MEAN: [f64; 3] = [125.3 / 255.0, 123.0 / 255.0, 113.9 / 255.0];
+/// Per-channel standard deviation of CIFAR-10 pixels in [0, 1].
+pub const STD: [f64; 3] = [63.0 / 255.0, 62.1 / 255.0, 66.7 / 255.0];
+
+/// `STD` as a [1, 3, 1, 1] f32 tensor on `device`, ready to broadcast over [N, 3, H, W].
+pub fn std_tensor(device: Device) -> Tensor {
+    Tensor::from_slice(&STD).to_kind(Kind::Float).view([1, 3, 1, 1]).to_device(device)
+}
+
+/// `MEAN` as a [1, 3, 1, 1] f32 tensor on `device`.
+pub fn mean_tensor(device: Device) -> Tensor {
+    Tensor::from_slice(&MEAN).to_kind(Kind::Float).view([1, 3, 1, 1]).to_device(device)
+}
+
+/// (x - mean) / std per channel, for images [N, 3, H, W] in [0, 1]: what enters every network.
+pub fn normalise(images01: &Tensor) -> Tensor {
+    let device = images01.device();
+    (images01.to_kind(Kind::Float) - mean_tensor(device)) / std_tensor(device)
+}
+
+/// Images as f32 in [0, 1]: raw u8 CIFAR bytes are divided by 255, floats are taken as they are.
+pub fn to_unit_range(images: &Tensor) -> Tensor {
+    match images.kind() {
+        Kind::Uint8 => images.to_kind(Kind::Float) / 255.0,
+        _ => images.to_kind(Kind::Float),
+    }
+}
+
+/// A Wide-ResNet with the head of one model kind, and the variables it owns.
+#[derive(Debug)]
+pub struct Network {
+    pub vs: nn::VarStore,
+    pub kind: ModelKind,
+    pub backbone: WideResNet,
+    pub head: Head,
+    /// Conv weights and inputs are stored channels-last (config key `train.channels_last`).
+    pub channels_last: bool,
+}
+
+impl Network {
+    /// A freshly initialised network for `kind`, shaped by `config.model` (and the kind's
+    /// `methods.*` table); seed libtorch (`tch::manual_seed`) first for a reproducible init.
+    pub fn new(kind: ModelKind, config: &Config, device: Device) -> Result<Network> {
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let backbone = WideResNet::new(&root / "backbone", config.model.depth, config.model.widen)?;
+        let head = Head::new(&root / "head", kind, backbone.feature_dim, &config.methods)?;
+        let channels_last = config.train.channels_last;
+        if channels_last {
+            memory_format::vars_to_channels_last(&vs);
+        }
+        Ok(Network { vs, kind, backbone, head, channels_last })
+    }
+
+    /// A network for `kind` with the weights saved by [`Network::save`] at `path`.
+    pub fn load(path: &Path, kind: ModelKind, config: &Config, device: Device) -> Result<Network> {
+        let mut net = Network::new(kind, config, device)?;
+        net.vs.load(path).with_context(|| {
+            format!(
+                "loading the {} network's weights from {} (does model.depth/widen match the training?)",
+                kind.name(),
+                path.display()
+            )
+        })?;
+        Ok(net)
+    }
+
+    /// Writes every variable (weights and BN running statistics) to a safetensors file, in the
+    /// standard contiguous layout whatever the memory format used in training.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut vars: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let refs: Vec<(&str, &Tensor)> = vars.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        crate::tensors::write(path, &refs)
+    }
+
+    /// Number of trainable scalars.
+    pub fn parameter_count(&self) -> i64 {
+        self.vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+    }
+
+    /// The head's outputs for images [N, 3, H, W] in [0, 1] (normalised here).
+    pub fn forward(&self, images01: &Tensor, train: bool) -> HeadOutput {
+        self.forward_normalised(&normalise(images01), train)
+    }
+
+    /// The head's outputs for already-normalised images (ODIN perturbs in this space).
+    pub fn forward_normalised(&self, x: &Tensor, train: bool) -> HeadOutput {
+        let x = if self.channels_last { to_channels_last(x) } else { x.shallow_clone() };
+        let features = self.backbone.forward_t(&x, train);
+        self.head.forward_t(&features, train)
+    }
+
+    /// The prediction logits [N, 10] for images in [0, 1].
+    pub fn logits(&self, images01: &Tensor, train: bool) -> Tensor {
+        self.forward(images01, train).logits
+    }
+
+    /// The head's outputs for a whole image set ([N,3,H,W], u8 CIFAR bytes or f32 in [0,1], any
+    /// device) in eval mode without gradients, `batch` images at a time, concatenated on the CPU.
+    pub fn eval_outputs(&self, images: &Tensor, batch: usize) -> HeadOutput {
+        let _no_grad = tch::no_grad_guard();
+        let device = self.vs.device();
+        let n = images.size()[0];
+        let mut logits = Vec::new();
+        let mut extras: Vec<(&'static str, Vec<Tensor>)> = Vec::new();
+        for start in (0..n).step_by(batch.max(1)) {
+            let len = (batch as i64).min(n - start);
+            let x = to_unit_range(&images.narrow(0, start, len).to_device(device));
+            let out = self.forward(&x, false);
+            logits.push(out.logits.to_device(Device::Cpu));
+            for (i, (name, t)) in out.extras.into_iter().enumerate() {
+                if extras.len() <= i {
+                    extras.push((name, Vec::new()));
+                }
+                extras[i].1.push(t.to_device(Device::Cpu));
+            }
+        }
+        let logits = if logits.is_empty() {
+            Tensor::zeros([0, head::CLASSES], (Kind::Float, Device::Cpu))
+        } else {
+            Tensor::cat(&logits, 0)
+        };
+        HeadOutput { logits, extras: extras.into_iter().map(|(n, parts)| (n, Tensor::cat(&parts, 0))).collect() }
+    }
+
+    /// The mean training loss of a batch (see [`Head::loss`]).
+    pub fn loss(&self, out: &HeadOutput, labels: &Tensor, label_smoothing: f64) -> Result<Tensor> {
+        self.head.loss(out, labels, label_smoothing)
+    }
+}

@@ -1,0 +1,62 @@
+//! The `outputs.<model>.<set>` stages: run a trained network once over an image set's validation
+//! and test splits and keep what every score needs (the logits, plus a model's extra outputs), so
+//! that the methods that need no gradients never touch the network again.
+
+use crate::config::ModelKind;
+use crate::model::{HeadOutput, Network};
+use crate::stage::StageContext;
+use crate::tensors;
+use anyhow::{Context, Result};
+use serde_json::json;
+use tch::{Kind, Tensor};
+
+/// The tensors of one split written to `outputs.safetensors`: `<split>_logits`, plus the extras
+/// of the model kind (named `<split>_<name>`).
+fn split_outputs(model: ModelKind, split: &str, out: HeadOutput) -> Vec<(String, Tensor)> {
+    let mut named = vec![(format!("{split}_logits"), out.logits)];
+    match model {
+        ModelKind::Softmax => {}
+        // Each head's extra outputs (e.g. `test_kl` for VIB/VIBY, BINC's BIN-head logits).
+        ModelKind::Bin | ModelKind::Binc | ModelKind::Vib | ModelKind::Viby => {
+            named.extend(out.extras.into_iter().map(|(name, t)| (format!("{split}_{name}"), t)));
+        }
+    }
+    named
+}
+
+/// The fraction of rows of `logits` whose argmax is `labels`.
+pub fn accuracy_of(logits: &Tensor, labels: &Tensor) -> Result<f64> {
+    let right = logits.argmax(-1, false).eq_tensor(&labels.to_kind(Kind::Int64)).sum(Kind::Int64);
+    Ok(i64::try_from(right)? as f64 / labels.numel().max(1) as f64)
+}
+
+/// The stage: `outputs.safetensors` (`val_logits`, `test_logits` f32 [N,10], and extras); for
+/// CIFAR-10 also `accuracy.json` with the validation and test accuracies (fractions).
+pub fn run(ctx: &StageContext, model: ModelKind, set: &str) -> Result<()> {
+    let weights = ctx.input(&format!("train.{}", model.name()), "model.safetensors")?;
+    let net = Network::load(weights, model, &ctx.config, ctx.tch_device())?;
+    let data_path = ctx.input(&format!("data.{set}"), &format!("{set}.safetensors"))?;
+    let mut data = tensors::read(data_path)?;
+    let batch = ctx.config.eval.batch_size;
+    let mut named = Vec::new();
+    let mut accuracy = serde_json::Map::new();
+    for split in ["val", "test"] {
+        let images = data
+            .remove(&format!("{split}_images"))
+            .with_context(|| format!("{} has no `{split}_images`", data_path.display()))?;
+        let out = net.eval_outputs(&images, batch);
+        if set == "cifar10" {
+            let labels = data
+                .remove(&format!("{split}_labels"))
+                .with_context(|| format!("{} has no `{split}_labels`", data_path.display()))?;
+            accuracy.insert(format!("{split}_accuracy"), json!(accuracy_of(&out.logits, &labels)?));
+        }
+        named.extend(split_outputs(model, split, out));
+    }
+    let refs: Vec<(&str, &Tensor)> = named.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    tensors::write(&ctx.output("outputs.safetensors"), &refs)?;
+    if set == "cifar10" {
+        std::fs::write(ctx.output("accuracy.json"), serde_json::to_string_pretty(&accuracy)? + "\n")?;
+    }
+    Ok(())
+}
