@@ -78,6 +78,11 @@ enum Format {
 }
 
 fn main() -> ExitCode {
+    // Behave like other command-line tools when piped into `head`: end quietly on a closed pipe.
+    // SAFETY: called first thing, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let args = Args::parse();
     let cache = args
         .cache

@@ -121,7 +121,6 @@ fn output_shape_and_channels_last_give_the_same_logits() {
     tch::manual_seed(7);
     let net_last = Network::new(ModelKind::Softmax, &c_last, Device::Cpu).unwrap();
     let conv_weights: Vec<Tensor> = net_last.vs.variables().into_values().filter(|t| t.dim() == 4).collect();
-    for t in &conv_weights { eprintln!("{:?} {:?}", t.size(), t.stride()); }
     assert!(!conv_weights.is_empty() && conv_weights.iter().all(is_channels_last));
     let logits_last = net_last.forward(&x, false).logits;
     let diff = f64::try_from((logits_last - &out.logits).abs().max()).unwrap();

@@ -14,15 +14,23 @@ pub fn to_channels_last(x: &Tensor) -> Tensor {
     x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
-/// Whether a 4-d tensor's storage is dense NHWC.
+/// Whether a 4-d tensor's storage is dense NHWC (dimensions of size 1 may have any stride, as
+/// in libtorch's own check; a 1x1 conv weight is both layouts at once).
 pub fn is_channels_last(x: &Tensor) -> bool {
     if x.dim() != 4 {
         return false;
     }
-    let size = x.size();
-    let stride = x.stride();
-    let (c, h, w) = (size[1], size[2], size[3]);
-    stride[1] == 1 && stride[3] == c && stride[2] == w * c && (size[0] <= 1 || stride[0] == h * w * c)
+    let (size, stride) = (x.size(), x.stride());
+    let mut expected = 1;
+    for d in [1, 3, 2, 0] {
+        if size[d] != 1 {
+            if stride[d] != expected {
+                return false;
+            }
+            expected *= size[d];
+        }
+    }
+    true
 }
 
 /// Re-stores every 4-d variable of the store (the conv weights) channels-last, in place: the
