@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 pub struct Pipeline {
     pub config_path: PathBuf,
-    pub config: Config,
     /// blake3 of the whole config, canonically serialised.
     pub config_key: String,
     pub platform: Platform,
@@ -65,5 +64,5 @@ pub fn load(config_path: &Path) -> anyhow::Result<Pipeline> {
             }
         })
         .collect();
-    Ok(Pipeline { config_path: config_path.to_path_buf(), config, config_key, platform, graph: Graph::new(specs)? })
+    Ok(Pipeline { config_path: config_path.to_path_buf(), config_key, platform, graph: Graph::new(specs)? })
 }

@@ -124,7 +124,8 @@ impl Store {
         Ok(dir)
     }
 
-    /// Moves every file of `out_dir` into the objects, then writes the entry and the id pointer.
+    /// Moves every file below `out_dir` into the objects (an output in a subfolder is named
+    /// `sub/file`), then writes the entry and the id pointer.
     pub fn commit(
         &self,
         id: &str,
@@ -135,18 +136,13 @@ impl Store {
         let key = material.key();
         let mut outputs = BTreeMap::new();
         let mut bytes = 0;
-        let mut files: Vec<_> = std::fs::read_dir(out_dir)?.collect::<Result<_, _>>()?;
-        files.sort_by_key(|e| e.file_name());
-        for file in files {
-            let name = file.file_name().to_string_lossy().into_owned();
-            if !file.file_type()?.is_file() {
-                return Err(io::Error::other(format!(
-                    "stage {id} left `{name}` in its output folder, which is not a file; outputs must be plain files"
-                )));
-            }
-            let digest = crate::source_hash::hash_file_content(&file.path())?;
-            bytes += file.metadata()?.len();
-            self.put_object(&file.path(), &self.object_path(&digest, &name))?;
+        let mut files = Vec::new();
+        list_files(out_dir, out_dir, &mut files)?;
+        files.sort();
+        for (name, path) in files {
+            let digest = crate::source_hash::hash_file_content(&path)?;
+            bytes += std::fs::metadata(&path)?.len();
+            self.put_object(&path, &self.object_path(&digest, &name))?;
             outputs.insert(name, digest);
         }
         let entry = Entry {
@@ -165,7 +161,7 @@ impl Store {
         crate::atomic_file::write(&self.entry_path(&material.kind, &key), &json)?;
         let ptr = IdPointer { kind: material.kind.clone(), key };
         crate::atomic_file::write(&self.id_path(id), &serde_json::to_vec(&ptr).expect("pointer serialises"))?;
-        let _ = std::fs::remove_dir(out_dir);
+        let _ = std::fs::remove_dir_all(out_dir);
         Ok(entry)
     }
 
@@ -220,6 +216,26 @@ impl Store {
         out.extend(read_dir_sorted(&self.root.join("locks")));
         out
     }
+}
+
+/// The files below `dir` as (name relative to `root` with `/` separators, path); anything that is
+/// neither a file nor a folder is refused, since only files can be outputs.
+fn list_files(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            list_files(root, &path, out)?;
+        } else if kind.is_file() {
+            let rel = path.strip_prefix(root).expect("below root");
+            let name = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+            out.push((name, path));
+        } else {
+            return Err(io::Error::other(format!("`{}` in a stage's output folder is not a plain file", path.display())));
+        }
+    }
+    Ok(())
 }
 
 fn read_dir_sorted(dir: &Path) -> Vec<PathBuf> {

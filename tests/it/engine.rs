@@ -290,3 +290,24 @@ fn two_stages_that_read_the_same_things_still_have_their_own_keys() {
     let k = keys(&graph, &mut SourceMemo::default());
     assert_ne!(k["data.crop"], k["data.resize"]);
 }
+
+#[test]
+fn outputs_in_subfolders_are_kept_and_published_with_their_path() {
+    let f = Fixture::new();
+    let store = f.store();
+    let mut stage = concat_stage("report", &[], &[], &Value::Null, f.counter.clone());
+    stage.run = Arc::new(|run| {
+        std::fs::create_dir_all(run.out_dir.join("figures"))?;
+        std::fs::write(run.out_dir.join("figures/roc.svg"), "<svg/>")?;
+        std::fs::write(run.out_dir.join("table.md"), "| a |")?;
+        Ok(())
+    });
+    let publish = f.dir.path().join("published");
+    stage.publish = Some(publish.clone());
+    let graph = Graph::new(vec![stage]).unwrap();
+    let outcome = executor::run(&store, &keyed(&graph, &mut SourceMemo::default()), &Silent, false);
+    let names: Vec<&String> = outcome.entries["report"].outputs.keys().collect();
+    assert_eq!(names, ["figures/roc.svg", "table.md"]);
+    assert_eq!(std::fs::read_to_string(publish.join("figures/roc.svg")).unwrap(), "<svg/>");
+    assert_eq!(std::fs::read_to_string(publish.join("table.md")).unwrap(), "| a |");
+}
