@@ -4,7 +4,9 @@
 //! config fields they read, their inputs and source files, a function to run); the engine keys
 //! them ([`stage_key`], [`fingerprint`]), explains why one is stale ([`dirty_reason`]), runs what is
 //! stale in dependency order ([`executor`]) and keeps the results in a store that an interrupted
-//! or concurrent run cannot corrupt ([`store`], [`atomic_file`]).
+//! or concurrent run cannot corrupt ([`store`], [`atomic_file`]). Each run is recorded
+//! ([`run_record`]), and the results frames of two runs or commits can be compared
+//! ([`results_frame`], [`results_diff`]).
 
 pub mod atomic_file;
 pub mod config_file;
@@ -13,6 +15,9 @@ pub mod executor;
 pub mod fingerprint;
 pub mod graph;
 pub mod progress;
+pub mod results_diff;
+pub mod results_frame;
+pub mod run_record;
 pub mod source_hash;
 pub mod stage_key;
 pub mod stage_spec;

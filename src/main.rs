@@ -59,6 +59,18 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// The recorded runs, newest first.
+    Runs {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare the results and configs of two git revisions or runs (B: the working tree).
+    Diff {
+        a: String,
+        b: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// The five OOD metrics of two score files (one score a line, higher = more in-distribution).
     Metrics {
         #[arg(long = "in-dist")]
@@ -102,6 +114,8 @@ fn main() -> ExitCode {
         ),
         Command::Show { stage, json } => cli::show::run(&args.config, &cache, &stage, json),
         Command::Gc { dry_run } => cli::gc::run(&args.config, &cache, dry_run),
+        Command::Runs { json } => cli::runs::run(&cache, json),
+        Command::Diff { a, b, json } => cli::diff::run(&args.config, &cache, &a, b.as_deref(), json),
     };
     match result {
         Ok(code) => code,

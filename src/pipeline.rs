@@ -11,6 +11,7 @@ use oodpipe::graph::Graph;
 use oodpipe::stage_key::Platform;
 use oodpipe::stage_spec::{SourceSpec, StageSpec, flatten_fields};
 use oodpipe_stages::{Config, StageContext, runtime, table};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,8 +19,21 @@ pub struct Pipeline {
     pub config_path: PathBuf,
     /// blake3 of the whole config, canonically serialised.
     pub config_key: String,
+    /// Every config field, defaults included, flattened to dotted paths.
+    pub config_fields: BTreeMap<String, serde_json::Value>,
     pub platform: Platform,
     pub graph: Graph,
+}
+
+/// Every field of a config file's text, defaults included, as `diff` compares them.
+pub fn config_fields(text: &str, origin: &Path) -> anyhow::Result<BTreeMap<String, serde_json::Value>> {
+    let config: Config = config_file::parse(text, origin)?;
+    Ok(all_fields(&serde_json::to_value(&config)?))
+}
+
+fn all_fields(config_json: &serde_json::Value) -> BTreeMap<String, serde_json::Value> {
+    let top: Vec<String> = config_json.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+    flatten_fields(config_json, &top)
 }
 
 pub fn load(config_path: &Path) -> anyhow::Result<Pipeline> {
@@ -64,5 +78,8 @@ pub fn load(config_path: &Path) -> anyhow::Result<Pipeline> {
             }
         })
         .collect();
-    Ok(Pipeline { config_path: config_path.to_path_buf(), config_key, platform, graph: Graph::new(specs)? })
+    Ok(Pipeline {
+        config_path: config_path.to_path_buf(),
+        config_key,
+        config_fields: all_fields(&config_json), platform, graph: Graph::new(specs)? })
 }

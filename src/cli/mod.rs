@@ -1,8 +1,10 @@
 //! One module per subcommand; each takes the parsed arguments and returns the exit code.
 
 pub mod dag;
+pub mod diff;
 pub mod gc;
 pub mod run;
+pub mod runs;
 pub mod show;
 pub mod status;
 

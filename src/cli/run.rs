@@ -2,6 +2,7 @@
 
 use oodpipe::executor;
 use oodpipe::progress::ConsoleReporter;
+use oodpipe::run_record::{RunRecord, results_digest};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,7 +11,11 @@ use std::process::ExitCode;
 pub fn run(config: &Path, cache: &Path, targets: &[String], dry_run: bool, as_json: bool) -> anyhow::Result<ExitCode> {
     let session = super::open(config, cache, targets)?;
     let reporter = ConsoleReporter::new(false);
+    let started_unix = unix_now();
     let outcome = executor::run(&session.store, &session.stages, &reporter, dry_run);
+    if !dry_run {
+        record_run(&session, cache, targets, started_unix, &outcome)?;
+    }
 
     if !dry_run && outcome.failed.is_empty() {
         for ks in &session.stages {
@@ -42,6 +47,49 @@ pub fn run(config: &Path, cache: &Path, targets: &[String], dry_run: bool, as_js
         println!("{}", json!({"executed": outcome.executed, "cached": outcome.cached, "seconds": outcome.seconds}));
     }
     Ok(if outcome.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Appends this run to `cache/runs/` (see `oodpipe runs`).
+fn record_run(
+    session: &super::Session,
+    cache: &Path,
+    targets: &[String],
+    started_unix: u64,
+    outcome: &executor::Outcome,
+) -> anyhow::Result<()> {
+    let git = super::git_state();
+    let mut published = BTreeMap::new();
+    let mut published_digests = BTreeMap::new();
+    for ks in session.stages.iter().filter(|ks| ks.spec.publish.is_some()) {
+        if let Some(entry) = outcome.entries.get(&ks.spec.id) {
+            published.extend(session.store.output_files(entry));
+            published_digests.extend(entry.outputs.clone());
+        }
+    }
+    let mut record = RunRecord {
+        id: String::new(),
+        started_unix,
+        git_commit: git.as_ref().map(|(c, _)| c.clone()),
+        git_dirty: git.as_ref().map(|(_, d)| *d),
+        config_path: session.pipeline.config_path.clone(),
+        config_key: session.pipeline.config_key.clone(),
+        config: session.pipeline.config_fields.clone(),
+        targets: targets.to_vec(),
+        executed: outcome.executed.clone(),
+        cached: outcome.cached.clone(),
+        failed: outcome.failed.iter().map(|(id, _)| id.clone()).collect(),
+        seconds: outcome.seconds,
+        stage_seconds: outcome.entries.iter().map(|(id, e)| (id.clone(), e.seconds)).collect(),
+        results_digest: (!published_digests.is_empty()).then(|| results_digest(&published_digests)),
+        published,
+    };
+    record.save(cache).map_err(|e| anyhow::anyhow!("writing the run record under {}: {e}", cache.display()))?;
+    eprintln!("run recorded as {}", record.id);
+    Ok(())
 }
 
 /// reports/run.json: which config and code produced the published results, and each stage's time

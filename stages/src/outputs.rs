@@ -16,7 +16,9 @@ fn split_outputs(model: ModelKind, split: &str, out: HeadOutput) -> Vec<(String,
     let mut named = vec![(format!("{split}_logits"), out.logits)];
     match model {
         ModelKind::Softmax => {}
-        // Each head's extra outputs (e.g. `test_kl` for VIB/VIBY, BINC's BIN-head logits).
+        // Each head's eval-mode extras: BINC's `<split>_bin_logits` [N,10] (f32); VIB's
+        // `<split>_kl` [N] and VIBY's `<split>_kl` [N,10] (f64). BIN has none: its `logits` are
+        // the sigmoid head's.
         ModelKind::Bin | ModelKind::Binc | ModelKind::Vib | ModelKind::Viby => {
             named.extend(out.extras.into_iter().map(|(name, t)| (format!("{split}_{name}"), t)));
         }
@@ -30,7 +32,8 @@ pub fn accuracy_of(logits: &Tensor, labels: &Tensor) -> Result<f64> {
     Ok(i64::try_from(right)? as f64 / labels.numel().max(1) as f64)
 }
 
-/// The stage: `outputs.safetensors` (`val_logits`, `test_logits` f32 [N,10], and extras); for
+/// The stage: `outputs.safetensors` (`val_logits`, `test_logits` f32 [N,10], the prediction
+/// logits: BINC's softmax head, VIB's and VIBY's decoder at mu; and extras); for
 /// CIFAR-10 also `accuracy.json` with the validation and test accuracies (fractions).
 pub fn run(ctx: &StageContext, model: ModelKind, set: &str) -> Result<()> {
     let weights = ctx.input(&format!("train.{}", model.name()), "model.safetensors")?;

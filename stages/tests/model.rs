@@ -99,10 +99,14 @@ fn depth_must_be_6n_plus_4() {
 }
 
 #[test]
-fn other_heads_are_not_yet_implemented() {
-    for kind in [ModelKind::Bin, ModelKind::Binc, ModelKind::Vib, ModelKind::Viby] {
-        let err = Network::new(kind, &tiny_config(), Device::Cpu).unwrap_err().to_string();
-        assert!(err.contains("not yet implemented"), "{err}");
+fn every_head_gives_prediction_logits_in_both_modes() {
+    let x = Tensor::rand([3, 3, 32, 32], (Kind::Float, Device::Cpu));
+    for kind in ModelKind::ALL {
+        tch::manual_seed(3);
+        let net = Network::new(kind, &tiny_config(), Device::Cpu).unwrap();
+        for train in [false, true] {
+            assert_eq!(net.forward(&x, train).logits.size(), [3, 10], "{kind:?}");
+        }
     }
 }
 

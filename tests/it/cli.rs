@@ -226,3 +226,80 @@ fn dag_renders_dot_and_mermaid() {
     assert!(mermaid.contains("train_softmax --> outputs_softmax_cifar10"));
 }
 
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(["-c", "user.name=oodpipe tests", "-c", "user.email=tests@oodpipe.invalid", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// (ood_set, method, metric) -> value of a results.csv, read independently of oodpipe's reader.
+fn results_rows(path: &Path) -> std::collections::BTreeMap<(String, String, String), f64> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    assert!(lines.next().unwrap().starts_with("ood_set,method,metric,value"));
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            ((f[0].to_string(), f[1].to_string(), f[2].to_string()), f[3].parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn diff_between_two_commits_lists_exactly_the_changed_rows_and_field() {
+    let s = Scratch::new(|c| {
+        c["report"].as_table_mut().unwrap().insert("dir".into(), "reports".into());
+        let tin = repo().join("../shared/data/tiny-imagenet-200");
+        c["data"].as_table_mut().unwrap().insert("tiny_imagenet_dir".into(), tin.to_string_lossy().into_owned().into());
+    });
+    let dir = s.dir.path();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_oodpipe")).current_dir(dir).args(["-c", "smoke.toml", "--cache", "cache"]).args(args).output().unwrap()
+    };
+    std::fs::write(dir.join(".gitignore"), "cache/\n").unwrap();
+    git(dir, &["init", "-q"]);
+    ok(&run(&["run"]));
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "first results"]);
+    let before = results_rows(&dir.join("reports/results.csv"));
+
+    let mut config: toml::Table = std::fs::read_to_string(s.config()).unwrap().parse().unwrap();
+    config["tune"].as_table_mut().unwrap().insert("temperatures".into(), toml::Value::Array(vec![2.into(), 5.into()]));
+    s.write_config(&config);
+    ok(&run(&["run"]));
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "other temperatures"]);
+    let after = results_rows(&dir.join("reports/results.csv"));
+
+    let expected: BTreeSet<(String, String, String)> =
+        before.keys().filter(|k| (before[*k] - after[*k]).abs() > 1e-9).cloned().collect();
+    assert!(!expected.is_empty(), "the temperatures must move some result");
+    let diff = last_json(&run(&["diff", "HEAD~1", "HEAD", "--json"]));
+    let listed: BTreeSet<(String, String, String)> = diff["changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["ood_set"].as_str().unwrap().into(), c["method"].as_str().unwrap().into(), c["metric"].as_str().unwrap().into()))
+        .collect();
+    assert_eq!(listed, expected);
+    for c in diff["changed"].as_array().unwrap() {
+        let key = (c["ood_set"].as_str().unwrap().to_string(), c["method"].as_str().unwrap().to_string(), c["metric"].as_str().unwrap().to_string());
+        assert_eq!(c["old"].as_f64().unwrap(), before[&key]);
+        assert_eq!(c["new"].as_f64().unwrap(), after[&key]);
+    }
+    let fields: Vec<&str> = diff["config_changes"].as_array().unwrap().iter().map(|c| c["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["tune.temperatures"]);
+
+    let same = run(&["diff", "HEAD", "HEAD"]);
+    assert!(ok(&same).contains("No differences"));
+    let unknown = run(&["diff", "no-such-rev"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no-such-rev"));
+    let runs = ok(&run(&["runs"]));
+    assert_eq!(runs.lines().count(), 2, "{runs}");
+}

@@ -4,7 +4,9 @@
 //! the in-distribution (CIFAR-10 test) and OOD (the set's test split) scores and the five metrics.
 //! Higher scores mean "more in-distribution" throughout.
 
+pub mod kl;
 pub mod odin;
+pub mod sigmoid;
 pub mod temperature;
 pub mod tuner;
 
@@ -39,8 +41,13 @@ fn images(ctx: &StageContext, set: &str, split: &str) -> Result<tch::Tensor> {
 }
 
 fn logits(ctx: &StageContext, model: ModelKind, set: &str, split: &str) -> Result<tch::Tensor> {
+    output(ctx, model, set, split, "logits")
+}
+
+/// The tensor `<split>_<name>` of the outputs stage of `model` on `set`.
+fn output(ctx: &StageContext, model: ModelKind, set: &str, split: &str, name: &str) -> Result<tch::Tensor> {
     let path = ctx.input(&format!("outputs.{}.{set}", model.name()), "outputs.safetensors")?;
-    tensors::read_one(path, &format!("{split}_logits"))
+    tensors::read_one(path, &format!("{split}_{name}"))
 }
 
 /// The tune stage of a tuned method: writes `tune.json`.
@@ -113,7 +120,28 @@ pub fn score(ctx: &StageContext, method: Method, ood: OodSet) -> Result<()> {
             let cout = odin::scores(&net, &images(ctx, ood.name(), "test")?, chosen.temperature, eps, batch);
             (cin, cout)
         }
-        other => bail!("the score of {} is not implemented yet", other.label()),
+        // BIN and BINC: log max_y s(p_y) of the BIN head's logits; VIB, VIBY: the log of
+        // exp(-KL) (see sigmoid.rs and kl.rs). No hyper-parameters.
+        Method::Bin | Method::Binc => {
+            let name = if method == Method::Bin { "logits" } else { "bin_logits" };
+            let of = |set: &str| Ok::<_, anyhow::Error>(sigmoid::max_log_sigmoid(&output(ctx, model, set, "test", name)?));
+            (of("cifar10")?, of(ood.name())?)
+        }
+        Method::Vib => {
+            let of = |set: &str| Ok::<_, anyhow::Error>(kl::vib(&output(ctx, model, set, "test", "kl")?));
+            (of("cifar10")?, of(ood.name())?)
+        }
+        Method::VibyI | Method::VibyII => {
+            let of = |set: &str| {
+                let kl_y = output(ctx, model, set, "test", "kl")?;
+                Ok::<_, anyhow::Error>(if method == Method::VibyI {
+                    kl::viby_expected(&logits(ctx, model, set, "test")?, &kl_y)
+                } else {
+                    kl::viby_min(&kl_y)
+                })
+            };
+            (of("cifar10")?, of(ood.name())?)
+        }
     };
     let metrics = ood_metrics(&in_scores, &out_scores).with_context(|| format!("metrics of {}", ctx.id))?;
     tensors::write(

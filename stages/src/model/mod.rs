@@ -5,7 +5,9 @@
 //! normalised, laid out in memory and passed through the layers the same way everywhere.
 
 pub mod head;
+pub mod losses;
 pub mod memory_format;
+pub mod mmce;
 pub mod wrn;
 
 use crate::config::{Config, ModelKind};

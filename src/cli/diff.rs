@@ -1,0 +1,113 @@
+//! `oodpipe diff A [B]`: how the results (and the config) moved between two commits or runs.
+//!
+//! A side is a run id (or a unique prefix) from `oodpipe runs`, or a git revision, whose
+//! `reports/results.csv` and config are read with `git show` (the config named by that revision's
+//! `reports/run.json`, else the `-c` config's path). B defaults to the working tree. An unknown
+//! revision, or one without results, exits 2 with a message saying which.
+
+use oodpipe::results_diff::{ResultsDiff, changed_values, config_changes};
+use oodpipe::run_record::RunRecord;
+use polars::prelude::DataFrame;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// One side of the comparison.
+struct Side {
+    results: DataFrame,
+    config: BTreeMap<String, Value>,
+}
+
+/// An error that means "that side does not exist or has no results" (exit 2).
+struct Unresolvable(String);
+
+fn git_show(rev: &str, path: &Path) -> Option<String> {
+    let spec = format!("{rev}:./{}", path.display());
+    let out = Command::new("git").args(["show", &spec]).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn is_revision(rev: &str) -> bool {
+    Command::new("git")
+        .args(["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The config a published report was made from: its run.json's `config`, else `fallback`.
+fn config_path_of(run_json: Option<String>, fallback: &Path) -> PathBuf {
+    run_json
+        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+        .and_then(|v| v["config"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| fallback.to_path_buf())
+}
+
+fn resolve(spec: Option<&str>, cache: &Path, report_dir: &Path, config: &Path) -> Result<Side, Unresolvable> {
+    let results_path = report_dir.join("results.csv");
+    let fail = |e: anyhow::Error| Unresolvable(format!("{e:#}"));
+    let Some(spec) = spec else {
+        let text = std::fs::read_to_string(&results_path)
+            .map_err(|e| Unresolvable(format!("the working tree has no {} ({e})", results_path.display())))?;
+        let config_path = config_path_of(std::fs::read_to_string(report_dir.join("run.json")).ok(), config);
+        let config_text = std::fs::read_to_string(&config_path)
+            .map_err(|e| Unresolvable(format!("cannot read {}: {e}", config_path.display())))?;
+        return Ok(Side {
+            results: oodpipe::results_frame::parse(&text, &results_path.display().to_string()).map_err(fail)?,
+            config: crate::pipeline::config_fields(&config_text, &config_path).map_err(fail)?,
+        });
+    };
+    if let Some(record) = RunRecord::find(cache, spec) {
+        let path = record
+            .published
+            .get("results.csv")
+            .ok_or_else(|| Unresolvable(format!("run {} published no results.csv", record.id)))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Unresolvable(format!("the results of run {} are gone from the store ({e}); was it collected by gc?", record.id))
+        })?;
+        return Ok(Side {
+            results: oodpipe::results_frame::parse(&text, &format!("run {}", record.id)).map_err(fail)?,
+            config: record.config,
+        });
+    }
+    if !is_revision(spec) {
+        return Err(Unresolvable(format!("`{spec}` is neither a git revision nor a run id (see `oodpipe runs`)")));
+    }
+    let text = git_show(spec, &results_path)
+        .ok_or_else(|| Unresolvable(format!("revision {spec} has no {} (no results committed there)", results_path.display())))?;
+    let config_path = config_path_of(git_show(spec, &report_dir.join("run.json")), config);
+    let config_text = git_show(spec, &config_path)
+        .ok_or_else(|| Unresolvable(format!("revision {spec} has no config file {}", config_path.display())))?;
+    let origin = format!("{spec}:{}", config_path.display());
+    Ok(Side {
+        results: oodpipe::results_frame::parse(&text, &format!("{spec}:{}", results_path.display())).map_err(fail)?,
+        config: crate::pipeline::config_fields(&config_text, Path::new(&origin)).map_err(fail)?,
+    })
+}
+
+pub fn run(config: &Path, cache: &Path, a: &str, b: Option<&str>, as_json: bool) -> anyhow::Result<ExitCode> {
+    let pipeline = crate::pipeline::load(config)?;
+    let report_dir = pipeline
+        .graph
+        .ordered()
+        .find_map(|s| s.publish.clone())
+        .ok_or_else(|| anyhow::anyhow!("the config publishes no report to compare"))?;
+    let sides = resolve(Some(a), cache, &report_dir, config).and_then(|old| Ok((old, resolve(b, cache, &report_dir, config)?)));
+    let (old, new) = match sides {
+        Ok(s) => s,
+        Err(Unresolvable(message)) => {
+            eprintln!("error: {message}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let diff = ResultsDiff {
+        changed: changed_values(&old.results, &new.results)?,
+        config_changes: config_changes(&old.config, &new.config),
+    };
+    if as_json {
+        println!("{}", serde_json::to_string(&diff)?);
+    } else {
+        print!("{}", diff.to_markdown(a, b.unwrap_or("the working tree")));
+    }
+    Ok(ExitCode::SUCCESS)
+}
