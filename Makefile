@@ -2,10 +2,10 @@
 CONFIG ?= pipeline.toml
 CARGO ?= cargo
 
-.PHONY: run test setup libtorch data build bench clean-cache
+.PHONY: run test setup libtorch data graphviz build bench
 
 ## Install what is missing, build in release mode, run the default pipeline to the final report.
-run: setup
+run: setup graphviz
 	$(CARGO) build --release
 	./target/release/oodpipe run -c $(CONFIG)
 
@@ -20,6 +20,9 @@ libtorch:
 
 data:
 	@scripts/fetch_cifar10.sh data/cifar-10-batches-bin
+
+graphviz:
+	@scripts/install_graphviz.sh
 
 build: setup
 	$(CARGO) build --release

@@ -25,6 +25,10 @@ pub fn run(config: &Path, cache: &Path, targets: &[String], dry_run: bool, as_js
             if outcome.executed.contains(&ks.spec.id) || !path.exists() {
                 oodpipe::atomic_file::write(&path, serde_json::to_string_pretty(&record)?.as_bytes())?;
             }
+            if let Some(entry) = outcome.entries.get(&ks.spec.id) {
+                append_run_section(&session, entry, dir, &record)?;
+            }
+            draw_dag(&session.pipeline.graph, dir);
             if let Ok(summary) = std::fs::read_to_string(dir.join("summary.txt")) {
                 eprintln!("\nThe report is in {}/ (README.md, table1.md, table2.md, results.csv).\n{summary}", dir.display());
             }
@@ -47,6 +51,58 @@ pub fn run(config: &Path, cache: &Path, targets: &[String], dry_run: bool, as_js
         println!("{}", json!({"executed": outcome.executed, "cached": outcome.cached, "seconds": outcome.seconds}));
     }
     Ok(if outcome.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Ends the published README.md with what produced it: the config, libtorch, the device and each
+/// stage's time (as recorded when it was built: stable across runs that rebuild nothing).
+fn append_run_section(
+    session: &super::Session,
+    entry: &oodpipe::store::Entry,
+    dir: &Path,
+    record: &serde_json::Value,
+) -> anyhow::Result<()> {
+    let Some(readme) = session.store.output_files(entry).remove("README.md") else { return Ok(()) };
+    let mut text = std::fs::read_to_string(readme)?;
+    let p = &session.pipeline;
+    text.push_str(&format!(
+        "## This run\n\nConfig `{}` (key `{}`), libtorch {}, device {}. The pipeline's own time on a cold cache \
+         (the sum of the stages' times, build excluded): {:.1} min.\n\n| Stage | Seconds |\n|---|---:|\n",
+        p.config_path.display(),
+        &p.config_key[..12],
+        p.platform.libtorch,
+        p.platform.device,
+        record["total_seconds"].as_f64().unwrap_or(0.0) / 60.0
+    ));
+    for ks in &session.stages {
+        if let Some(secs) = record["stages"][&ks.spec.id].as_f64() {
+            text.push_str(&format!("| {} | {secs:.1} |\n", ks.spec.id));
+        }
+    }
+    let path = dir.join("README.md");
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+        oodpipe::atomic_file::write(&path, text.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Writes the stage graph beside the report as `dag.dot` and, when Graphviz's `dot` is installed
+/// (`make run` installs it), as `dag.svg`; redrawn only when the graph changed.
+fn draw_dag(graph: &oodpipe::graph::Graph, dir: &Path) {
+    let dot = graph.render(oodpipe::graph::DagFormat::Dot);
+    let dot_path = dir.join("dag.dot");
+    let svg_path = dir.join("dag.svg");
+    let unchanged = std::fs::read_to_string(&dot_path).is_ok_and(|old| old == dot);
+    if unchanged && svg_path.exists() {
+        return;
+    }
+    if let Err(e) = oodpipe::atomic_file::write(&dot_path, dot.as_bytes()) {
+        eprintln!("warning: writing {}: {e}", dot_path.display());
+        return;
+    }
+    let drawn = std::process::Command::new("dot").arg("-Tsvg").arg(&dot_path).arg("-o").arg(&svg_path).status();
+    if !drawn.is_ok_and(|s| s.success()) {
+        eprintln!("note: Graphviz's `dot` is not installed; the DAG is in {} (make run installs it)", dot_path.display());
+    }
 }
 
 fn unix_now() -> u64 {

@@ -229,7 +229,8 @@ pub fn run(ctx: &StageContext) -> Result<()> {
          - [Table 1: OOD detection](table1.md)\n- [Table 2: accuracy](table2.md)\n\
          - [results.csv](results.csv): the long-format frame (`ood_set,method,metric,value,paper,delta`, percent)\n\
          - [hyperparameters.csv](hyperparameters.csv): what tuning chose\n\
-         - [run.json](run.json): config, commit, libtorch, device and each stage's time\n\n",
+         - [run.json](run.json): config, commit, libtorch, device and each stage's time\n\n\
+         ![The stage graph](dag.svg)\n\n(`oodpipe dag --format dot`, drawn by Graphviz: [dag.dot](dag.dot))\n\n",
     );
     if !hyper.is_empty() {
         readme.push_str("## Chosen hyper-parameters (on the validation splits)\n\n| OOD set | Method | Parameter | Value |\n|---|---|---|---:|\n");
