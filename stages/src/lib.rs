@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod data;
+pub mod figures;
 pub mod method;
 pub mod model;
 pub mod methods;

@@ -7,6 +7,7 @@
 //! - `hyperparameters.csv`: the temperature and epsilon each tuned method chose per OOD set;
 //! - `table1.md`, `table2.md`: the paper's Table 1 and Table 2, each cell "ours / paper (delta)";
 //! - `README.md`: links and the chosen hyper-parameters; `summary.txt`: the headline rows.
+//! - `figures/`: ROC curves per OOD set and score histograms per score stage ([`crate::figures`]).
 //!
 //! The paper's numbers are data (`configs/paper_results.csv`, a source of this stage), not code.
 
@@ -239,6 +240,7 @@ pub fn run(ctx: &StageContext) -> Result<()> {
         }
         readme.push('\n');
     }
+    readme.push_str(&crate::figures::write_all(ctx)?.markdown());
     std::fs::write(ctx.output("README.md"), readme)?;
 
     let mut summary = String::from("Headline (ours / paper):\n");

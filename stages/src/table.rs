@@ -17,7 +17,7 @@ mod salt {
     pub const OUTPUTS: &str = "outputs-1";
     pub const TUNE: &str = "tune-1";
     pub const SCORE: &str = "score-1";
-    pub const REPORT: &str = "report-1";
+    pub const REPORT: &str = "report-2";
 }
 
 /// The six official CIFAR-10 batch files.
