@@ -137,6 +137,33 @@ fn smoke_pipeline_runs_caches_and_reruns_only_what_changed() {
     let rerun = last_json(&s.oodpipe(&["run", "--json"]));
     assert_eq!(ids(&rerun["executed"]), expected);
 
+    // One BIN hyper-parameter changes: train.bin and exactly what depends on it.
+    let mut config: toml::Table = std::fs::read_to_string(s.config()).unwrap().parse().unwrap();
+    let bin = config.entry("methods").or_insert(toml::Table::new().into()).as_table_mut().unwrap();
+    let bin = bin.entry("bin").or_insert(toml::Table::new().into()).as_table_mut().unwrap();
+    bin.insert("zeta".into(), 0.2.into());
+    s.write_config(&config);
+    let mut expected: BTreeSet<String> = ["train.bin", "report"].iter().map(|s| s.to_string()).collect();
+    for set in ["cifar10", "gaussian", "tin_crop", "tin_resize"] {
+        expected.insert(format!("outputs.bin.{set}"));
+    }
+    for set in ["gaussian", "tin_crop", "tin_resize"] {
+        expected.insert(format!("score.bin.{set}"));
+    }
+    let status = last_json(&s.oodpipe(&["status", "--json"]));
+    let stale: BTreeSet<String> = status["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|st| st["state"] == "stale")
+        .map(|st| st["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(stale, expected);
+    let train_bin = status["stages"].as_array().unwrap().iter().find(|st| st["id"] == "train.bin").unwrap();
+    assert!(train_bin["reasons"][0].as_str().unwrap().contains("config field `methods.bin.zeta` changed"), "{train_bin}");
+    let rerun = last_json(&s.oodpipe(&["run", "--json"]));
+    assert_eq!(ids(&rerun["executed"]), expected);
+
     // show: the key and where each output is.
     let show = last_json(&s.oodpipe(&["show", "data.cifar10", "--json"]));
     let path = PathBuf::from(show["outputs"]["cifar10.safetensors"].as_str().unwrap());
