@@ -64,6 +64,25 @@ pub fn parse<T: DeserializeOwned>(text: &str, path: &Path) -> Result<T, ConfigEr
     })
 }
 
+/// The 1-based line and column where the dotted `key` is written in TOML `text`, if it is
+/// (for errors about a value that parsed but is not acceptable).
+pub fn position_of_key(text: &str, key: &str) -> Option<(usize, usize)> {
+    let root = toml::de::DeTable::parse(text).ok()?;
+    let mut table = root.get_ref();
+    let parts: Vec<&str> = key.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let (k, v) = table.iter().find(|(k, _)| k.get_ref().as_ref() == *part)?;
+        if i + 1 == parts.len() {
+            return Some(line_col(text, k.span().start));
+        }
+        match v.get_ref() {
+            toml::de::DeValue::Table(t) => table = t,
+            _ => return None,
+        }
+    }
+    None
+}
+
 /// 1-based line and column of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
@@ -112,6 +131,15 @@ mod tests {
         let err = parse::<Top>(text, Path::new("c.toml")).unwrap_err();
         assert!(err.key.as_deref().unwrap().starts_with("tune.temperatures"), "{err}");
         assert_eq!(err.position.map(|p| p.0), Some(3), "{err}");
+    }
+
+    #[test]
+    fn keys_are_found_in_tables_and_dotted_forms() {
+        let text = "seed = 1\n\n[model]\nwiden = 2\ndepth = 12\n[train]\nepochs = 3\n";
+        assert_eq!(position_of_key(text, "model.depth"), Some((5, 1)));
+        assert_eq!(position_of_key(text, "train.epochs"), Some((7, 1)));
+        assert_eq!(position_of_key(text, "seed"), Some((1, 1)));
+        assert_eq!(position_of_key(text, "model.nope"), None);
     }
 
     #[test]

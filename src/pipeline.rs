@@ -38,7 +38,16 @@ fn all_fields(config_json: &serde_json::Value) -> BTreeMap<String, serde_json::V
 
 pub fn load(config_path: &Path) -> anyhow::Result<Pipeline> {
     let config: Config = config_file::load(config_path)?;
-    config.validate().map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
+    if let Err(invalid) = config.validate() {
+        let text = std::fs::read_to_string(config_path).unwrap_or_default();
+        return Err(config_file::ConfigError {
+            file: config_path.to_path_buf(),
+            position: config_file::position_of_key(&text, &invalid.key),
+            key: Some(invalid.key),
+            message: invalid.message,
+        }
+        .into());
+    }
     runtime::set_threads(config.threads);
     let device = runtime::resolve_device(&config.device).with_context(|| config_path.display().to_string())?;
     let platform = Platform { libtorch: runtime::libtorch_version().to_string(), device: device.to_string() };

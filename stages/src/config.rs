@@ -396,12 +396,25 @@ mod tests {
     }
 }
 
+/// A value of the right type but outside what the pipeline accepts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvalidValue {
+    /// The dotted key, e.g. `model.depth`.
+    pub key: String,
+    /// The value and what was expected.
+    pub message: String,
+}
+
 impl Config {
     /// Checks the values that types alone do not; the error names the key, the value and what was
     /// expected.
-    pub fn validate(&self) -> Result<(), String> {
-        fn check(ok: bool, key: &str, value: impl std::fmt::Debug, expected: &str) -> Result<(), String> {
-            if ok { Ok(()) } else { Err(format!("key `{key}` = {value:?}: expected {expected}")) }
+    pub fn validate(&self) -> Result<(), InvalidValue> {
+        fn check(ok: bool, key: &str, value: impl std::fmt::Debug, expected: &str) -> Result<(), InvalidValue> {
+            if ok {
+                Ok(())
+            } else {
+                Err(InvalidValue { key: key.to_string(), message: format!("{value:?}: expected {expected}") })
+            }
         }
         check(self.models.contains(&ModelKind::Softmax), "models", &self.models, "a list that includes \"softmax\"")?;
         let d = &self.data;

@@ -199,6 +199,8 @@ fn a_bad_value_names_the_key_and_what_was_expected() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("smoke.toml") && err.contains("model.depth") && err.contains("6n + 4"), "{err}");
+    let line = std::fs::read_to_string(s.config()).unwrap().lines().position(|l| l.starts_with("depth = 12")).unwrap() + 1;
+    assert!(err.contains(&format!("smoke.toml:{line}:1: key `model.depth`")), "{err}");
 }
 
 #[test]
