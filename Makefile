@@ -11,7 +11,7 @@ run: setup graphviz
 
 ## Install what is missing, build and run the whole test suite.
 test: setup
-	$(CARGO) test --workspace
+	CARGO=$(CARGO) scripts/run_tests.sh
 
 setup: libtorch data
 

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# `make test`: every unit and integration test of the workspace, then one closing line with the
+# totals ("tests: N passed, N failed"), so that the summary does not end on an empty doc-test run.
+set -uo pipefail
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+"${CARGO:-cargo}" test --workspace --lib --bins --tests "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
