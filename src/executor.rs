@@ -36,8 +36,8 @@ pub struct Outcome {
     pub entries: BTreeMap<String, Entry>,
 }
 
-/// Runs `stages` (already in topological order, with their keys). With `dry_run`, nothing runs:
-/// stale stages are listed as executed.
+/// Runs `stages` (already in topological order, with their keys). With `dry_run`, nothing runs
+/// and nothing is published: stale stages are listed as executed.
 pub fn run(store: &Store, stages: &[KeyedStage], reporter: &dyn Reporter, dry_run: bool) -> Outcome {
     let start = Instant::now();
     let mut outcome = Outcome::default();
@@ -53,7 +53,9 @@ pub fn run(store: &Store, stages: &[KeyedStage], reporter: &dyn Reporter, dry_ru
         }
         if let Some(entry) = store.entry(&ks.material.kind, &ks.key) {
             reporter.started(n + 1, total, &spec.id, StageState::Cached);
-            publish(store, ks, &entry, &mut outcome);
+            if !dry_run {
+                publish(store, ks, &entry, &mut outcome);
+            }
             outcome.cached.push(spec.id.clone());
             outcome.entries.insert(spec.id.clone(), entry);
             continue;
