@@ -138,11 +138,7 @@ pub fn split(n: usize, val_size: usize, seed: u64) -> Result<Split> {
         );
     }
     let mut rng = super::rng(seed, super::streams::CIFAR10_SPLIT);
-    let perm = super::permutation(n, &mut rng);
-    let (train, val) = perm.split_at(n - val_size);
-    let (mut train, mut val) = (train.to_vec(), val.to_vec());
-    train.sort_unstable();
-    val.sort_unstable();
+    let (train, val) = super::sorted_split(n, val_size, &mut rng);
     Ok(Split { train, val })
 }
 

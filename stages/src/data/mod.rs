@@ -70,6 +70,17 @@ pub fn permutation(n: usize, rng: &mut impl RngCore) -> Vec<usize> {
     permutation_prefix(n, n, rng)
 }
 
+/// Splits `0..n` by a seeded permutation: the first `n - second` permuted positions and the last
+/// `second`, each sorted ascending (so items keep their file order within a split).
+pub fn sorted_split(n: usize, second: usize, rng: &mut impl RngCore) -> (Vec<usize>, Vec<usize>) {
+    let perm = permutation(n, rng);
+    let (a, b) = perm.split_at(n - second);
+    let (mut a, mut b) = (a.to_vec(), b.to_vec());
+    a.sort_unstable();
+    b.sort_unstable();
+    (a, b)
+}
+
 /// Checks the OOD sets' sizes: 1 <= `data.ood_val` < `data.ood_count`, so both splits are non-empty.
 pub fn check_ood_sizes(count: usize, val: usize) -> anyhow::Result<()> {
     if count < 2 {

@@ -119,12 +119,7 @@ pub fn crop_offsets(count: usize, seed: u64) -> Vec<(usize, usize)> {
 pub fn split(count: usize, val: usize, seed: u64) -> Result<(Vec<usize>, Vec<usize>)> {
     super::check_ood_sizes(count, val)?;
     let mut rng = super::rng(seed, super::streams::TIN_SPLIT);
-    let perm = super::permutation(count, &mut rng);
-    let (test, val) = perm.split_at(count - val);
-    let (mut test, mut val) = (test.to_vec(), val.to_vec());
-    test.sort_unstable();
-    val.sort_unstable();
-    Ok((test, val))
+    Ok(super::sorted_split(count, val, &mut rng))
 }
 
 /// Decodes a 64 x 64 JPEG into channel-major RGB bytes (`3 * 64 * 64`: the R plane, then G, then
