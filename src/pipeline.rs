@@ -22,6 +22,9 @@ pub struct Pipeline {
     /// Every config field, defaults included, flattened to dotted paths.
     pub config_fields: BTreeMap<String, serde_json::Value>,
     pub platform: Platform,
+    /// What results depend on beyond their keys (processor, instruction set, threads, GPU),
+    /// recorded in run.json and each run record.
+    pub platform_details: BTreeMap<String, String>,
     pub graph: Graph,
 }
 
@@ -56,8 +59,9 @@ pub fn load(config_path: &Path) -> anyhow::Result<Pipeline> {
     let specs = table::plan(&config)
         .into_iter()
         .map(|def| {
-            let params = flatten_fields(&config_json, &def.reads);
-            let restricted = config.restricted_to(&def.reads);
+            let view = serde_json::to_value(&def.config).expect("config serialises");
+            let params = flatten_fields(&view, &def.reads);
+            let restricted = def.config.restricted_to(&def.reads);
             let sources: Vec<_> = def.sources.clone();
             let run_def = def.clone();
             StageSpec {
@@ -90,5 +94,9 @@ pub fn load(config_path: &Path) -> anyhow::Result<Pipeline> {
     Ok(Pipeline {
         config_path: config_path.to_path_buf(),
         config_key,
-        config_fields: all_fields(&config_json), platform, graph: Graph::new(specs)? })
+        config_fields: all_fields(&config_json),
+        platform_details: runtime::platform_details(device),
+        platform,
+        graph: Graph::new(specs)?,
+    })
 }

@@ -1,7 +1,11 @@
-//! The results frame: the long-format table (`ood_set, method, metric, value`) that a report
-//! publishes as `results.csv`, read back into Polars from a file, a git revision or the store.
+//! The results frame: the long-format table (`ood_set, method, metric, value`, and the interval
+//! bounds `ci_low, ci_high` where the file has them) that a report publishes as `results.csv`,
+//! read back into Polars from a file, a git revision or the store.
 //!
-//! The engine treats it as data: rows keyed by three strings with a number, whatever they mean.
+//! The engine treats it as data: rows keyed by three strings with a number and maybe an
+//! interval, whatever they mean. Files with a `seed` column hold per-seed rows and aggregates;
+//! only the aggregates (`seed = all`) are read. Older files (no `seed`, no interval columns) read
+//! as rows without intervals.
 
 use polars::prelude::*;
 
@@ -28,31 +32,48 @@ fn split_csv_line(line: &str) -> Vec<String> {
     fields
 }
 
+/// The `seed` of a results.csv row that aggregates every seed.
+pub const ALL_SEEDS: &str = "all";
+
 /// Parses `results.csv` text (from `origin`, named in errors) into a frame with the columns
-/// `ood_set, method, metric` (strings) and `value` (f64); other columns are ignored.
+/// `ood_set, method, metric` (strings), `value`, `ci_low` and `ci_high` (f64, the bounds null
+/// where absent); other columns are ignored, and so are per-seed rows.
 pub fn parse(text: &str, origin: &str) -> anyhow::Result<DataFrame> {
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
     let Some((_, header)) = lines.next() else { anyhow::bail!("{origin}: empty, expected a results.csv header") };
     let header = split_csv_line(header);
+    let find = |name: &str| header.iter().position(|h| h.trim() == name);
     let column = |name: &str| {
-        header.iter().position(|h| h.trim() == name).ok_or_else(|| {
-            anyhow::anyhow!("{origin}: line 1: no column `{name}` (expected ood_set,method,metric,value)")
-        })
+        find(name).ok_or_else(|| anyhow::anyhow!("{origin}: line 1: no column `{name}` (expected ood_set,method,metric,value)"))
     };
     let idx = [column("ood_set")?, column("method")?, column("metric")?, column("value")?];
-    let (mut o, mut m, mut k, mut v) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (seed, low, high) = (find("seed"), find("ci_low"), find("ci_high"));
+    let (mut o, mut m, mut k, mut v, mut lo, mut hi) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (i, line) in lines {
         let fields = split_csv_line(line);
         let get = |j: usize| fields.get(j).map(|s| s.trim().to_string()).unwrap_or_default();
-        let value: f64 = get(idx[3]).parse().map_err(|_| {
-            anyhow::anyhow!("{origin}: line {}: value `{}` is not a number", i + 1, get(idx[3]))
-        })?;
+        if seed.is_some_and(|j| get(j) != ALL_SEEDS) {
+            continue;
+        }
+        let number = |j: usize, what: &str| -> anyhow::Result<f64> {
+            get(j).parse().ok().filter(|x: &f64| !x.is_nan()).ok_or_else(|| {
+                anyhow::anyhow!("{origin}: line {}: {what} `{}` is not a number", i + 1, get(j))
+            })
+        };
+        let bound = |j: Option<usize>, what: &str| -> anyhow::Result<Option<f64>> {
+            match j {
+                Some(j) if !get(j).is_empty() => number(j, what).map(Some),
+                _ => Ok(None),
+            }
+        };
+        v.push(number(idx[3], "value")?);
+        lo.push(bound(low, "ci_low")?);
+        hi.push(bound(high, "ci_high")?);
         o.push(get(idx[0]));
         m.push(get(idx[1]));
         k.push(get(idx[2]));
-        v.push(value);
     }
-    Ok(df!("ood_set" => o, "method" => m, "metric" => k, "value" => v)?)
+    Ok(df!("ood_set" => o, "method" => m, "metric" => k, "value" => v, "ci_low" => lo, "ci_high" => hi)?)
 }
 
 #[cfg(test)]
@@ -66,6 +87,21 @@ mod tests {
         assert_eq!(df.column("ood_set").unwrap().str().unwrap().get(0), Some("A, b"));
         assert_eq!(df.column("method").unwrap().str().unwrap().get(1), Some("x\"y"));
         assert_eq!(df.column("value").unwrap().f64().unwrap().get(0), Some(91.5));
+    }
+
+    #[test]
+    fn reads_aggregate_rows_and_their_intervals_only() {
+        let text = "ood_set,method,metric,seed,value,ci_low,ci_high,interval,std,n,paper,delta\n\
+                    G,M,auroc,all,82,80.5,83.5,seeds,1,3,90,-8\nG,M,auroc,0,81,80,82,bootstrap,,1,90,-9\n\
+                    G,M,fpr,all,10,,,,,1,,\n";
+        let df = parse(text, "t").unwrap();
+        assert_eq!(df.height(), 2);
+        assert_eq!(df.column("value").unwrap().f64().unwrap().get(0), Some(82.0));
+        assert_eq!(df.column("ci_low").unwrap().f64().unwrap().get(0), Some(80.5));
+        assert_eq!(df.column("ci_high").unwrap().f64().unwrap().get(1), None);
+        // An older file: no seed, no interval columns.
+        let old = parse("ood_set,method,metric,value,paper,delta\nG,M,auroc,80,90,-10\n", "old").unwrap();
+        assert_eq!(old.column("ci_low").unwrap().f64().unwrap().get(0), None);
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub struct RunRecord {
     pub published: BTreeMap<String, PathBuf>,
     /// blake3 over the published outputs' names and digests: equal digests, equal results.
     pub results_digest: Option<String>,
+    /// Processor model, the instruction set ATen used, threads, OS, libtorch, device, GPU: what
+    /// bit-for-bit repeatability depends on beyond the keys. Empty in records of older versions.
+    #[serde(default)]
+    pub platform: BTreeMap<String, String>,
 }
 
 /// `YYYYMMDDTHHMMSSZ` of a Unix time, in UTC.

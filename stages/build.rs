@@ -1,6 +1,9 @@
 //! Bakes libtorch's library folder into the test binaries' rpath (see DEVELOPERS.md), and records
-//! libtorch's version, which is part of every stage key.
+//! libtorch's version, which is part of every stage key; compiles the shim that asks ATen which
+//! instruction set it dispatches to (recorded with every run, see `runtime::platform_details`).
 fn main() {
+    println!("cargo:rerun-if-changed=cpp/cpu_capability.cpp");
+    cc::Build::new().cpp(true).file("cpp/cpu_capability.cpp").flag_if_supported("-std=c++17").compile("oodpipe_cpu_capability");
     if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
         let version_file = std::path::Path::new(&lib).join("..").join("version.py");

@@ -36,6 +36,9 @@
 
 use std::fmt;
 
+pub mod bootstrap;
+pub mod interval;
+
 /// The recall (TPR) at which FPR and detection error are read, as in the paper.
 const TARGET_TPR: f64 = 0.95;
 
@@ -104,7 +107,13 @@ impl std::error::Error for MetricsError {}
 /// All five metrics (and the TPR they were read at) from one sort and one pass.
 pub fn ood_metrics(in_scores: &[f64], ood_scores: &[f64]) -> Result<OodMetrics, MetricsError> {
     let groups = ThresholdGroups::new(in_scores, ood_scores)?;
-    let (n_in, n_ood) = (in_scores.len() as u64, ood_scores.len() as u64);
+    let counts = groups.iter().map(|(di, dj)| (di as u64, dj as u64));
+    Ok(sweep(counts, in_scores.len() as u64, ood_scores.len() as u64))
+}
+
+/// The one pass: `groups` are the `(in, OOD)` counts of each distinct score from the highest
+/// down (groups of zero samples are allowed and change nothing), `n_in` and `n_ood` their totals.
+fn sweep(groups: impl Iterator<Item = (u64, u64)>, n_in: u64, n_ood: u64) -> OodMetrics {
     let (n_in_f, n_ood_f) = (n_in as f64, n_ood as f64);
 
     // Cumulative counts of the samples scoring at or above the current group.
@@ -116,8 +125,7 @@ pub fn ood_metrics(in_scores: &[f64], ood_scores: &[f64]) -> Result<OodMetrics, 
     let mut aupr_out = CompensatedSum::default();
     let mut at_target: Option<(f64, f64)> = None; // (fpr, tpr)
 
-    for (di, dj) in groups.iter() {
-        let (di, dj) = (di as u64, dj as u64);
+    for (di, dj) in groups {
         auroc_twice += u128::from(dj) * u128::from(2 * tp + di);
         if dj > 0 {
             // With OOD positive and scores negated, the threshold at this group accepts this group
@@ -141,14 +149,14 @@ pub fn ood_metrics(in_scores: &[f64], ood_scores: &[f64]) -> Result<OodMetrics, 
 
     // The last group brings TPR to exactly 1, so the target is always reached.
     let (fpr, tpr) = at_target.expect("TPR reaches 1 at the lowest threshold");
-    Ok(OodMetrics {
+    OodMetrics {
         fpr_at_95_tpr: fpr,
         detection_error: 0.5 * (1.0 - tpr) + 0.5 * fpr,
         auroc: auroc_twice as f64 / (2.0 * n_in_f * n_ood_f),
         aupr_in: aupr_in.total(),
         aupr_out: aupr_out.total(),
         tpr_at_threshold: tpr,
-    })
+    }
 }
 
 /// The ROC curve as `(fpr, tpr)` points: `(0, 0)` and then one point per distinct score, from the
@@ -167,15 +175,20 @@ pub fn roc_curve(in_scores: &[f64], ood_scores: &[f64]) -> Result<Vec<(f64, f64)
     Ok(points)
 }
 
-/// Both score lists, validated and sorted ascending, to be walked from the top in groups of
+/// The one pass over per-group counts, for the bootstrap (see [`bootstrap`]).
+pub(crate) fn sweep_counts(groups: impl Iterator<Item = (u64, u64)>, n_in: u64, n_ood: u64) -> OodMetrics {
+    sweep(groups, n_in, n_ood)
+}
+
+/// Both score lists, to be walked from the top in groups of
 /// equal scores.
-struct ThresholdGroups {
+pub(crate) struct ThresholdGroups {
     in_sorted: Vec<f64>,
     ood_sorted: Vec<f64>,
 }
 
 impl ThresholdGroups {
-    fn new(in_scores: &[f64], ood_scores: &[f64]) -> Result<Self, MetricsError> {
+    pub(crate) fn new(in_scores: &[f64], ood_scores: &[f64]) -> Result<Self, MetricsError> {
         Ok(ThresholdGroups {
             in_sorted: validated_sorted(in_scores, ScoreList::InDistribution)?,
             ood_sorted: validated_sorted(ood_scores, ScoreList::Ood)?,
@@ -183,7 +196,7 @@ impl ThresholdGroups {
     }
 
     /// `(in-distribution count, OOD count)` of each distinct score, from the highest score down.
-    fn iter(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
         let (mut i, mut j) = (self.in_sorted.len(), self.ood_sorted.len());
         std::iter::from_fn(move || {
             let threshold = match (i.checked_sub(1), j.checked_sub(1)) {

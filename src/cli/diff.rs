@@ -5,7 +5,7 @@
 //! `reports/run.json`, else the `-c` config's path). B defaults to the working tree. An unknown
 //! revision, or one without results, exits 2 with a message saying which.
 
-use oodpipe::results_diff::{ResultsDiff, changed_values, config_changes};
+use oodpipe::results_diff::{ResultsDiff, changed_values, config_changes, platform_changes};
 use oodpipe::run_record::RunRecord;
 use polars::prelude::DataFrame;
 use serde_json::Value;
@@ -17,6 +17,17 @@ use std::process::{Command, ExitCode};
 struct Side {
     results: DataFrame,
     config: BTreeMap<String, Value>,
+    /// The platform its run.json (or run record) names; empty when it names none.
+    platform: BTreeMap<String, String>,
+}
+
+/// The `platform` object of a run.json's text.
+fn platform_of(run_json: Option<&str>) -> BTreeMap<String, String> {
+    run_json
+        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+        .and_then(|v| v["platform"].as_object().cloned())
+        .map(|o| o.into_iter().map(|(k, v)| (k, v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))).collect())
+        .unwrap_or_default()
 }
 
 /// An error that means "that side does not exist or has no results" (exit 2).
@@ -49,12 +60,14 @@ fn resolve(spec: Option<&str>, cache: &Path, report_dir: &Path, config: &Path) -
     let Some(spec) = spec else {
         let text = std::fs::read_to_string(&results_path)
             .map_err(|e| Unresolvable(format!("the working tree has no {} ({e})", results_path.display())))?;
-        let config_path = config_path_of(std::fs::read_to_string(report_dir.join("run.json")).ok(), config);
+        let run_json = std::fs::read_to_string(report_dir.join("run.json")).ok();
+        let config_path = config_path_of(run_json.clone(), config);
         let config_text = std::fs::read_to_string(&config_path)
             .map_err(|e| Unresolvable(format!("cannot read {}: {e}", config_path.display())))?;
         return Ok(Side {
             results: oodpipe::results_frame::parse(&text, &results_path.display().to_string()).map_err(fail)?,
             config: crate::pipeline::config_fields(&config_text, &config_path).map_err(fail)?,
+            platform: platform_of(run_json.as_deref()),
         });
     };
     if let Some(record) = RunRecord::find(cache, spec) {
@@ -68,6 +81,7 @@ fn resolve(spec: Option<&str>, cache: &Path, report_dir: &Path, config: &Path) -
         return Ok(Side {
             results: oodpipe::results_frame::parse(&text, &format!("run {}", record.id)).map_err(fail)?,
             config: record.config,
+            platform: record.platform,
         });
     }
     if !is_revision(spec) {
@@ -75,13 +89,15 @@ fn resolve(spec: Option<&str>, cache: &Path, report_dir: &Path, config: &Path) -
     }
     let text = git_show(spec, &results_path)
         .ok_or_else(|| Unresolvable(format!("revision {spec} has no {} (no results committed there)", results_path.display())))?;
-    let config_path = config_path_of(git_show(spec, &report_dir.join("run.json")), config);
+    let run_json = git_show(spec, &report_dir.join("run.json"));
+    let config_path = config_path_of(run_json.clone(), config);
     let config_text = git_show(spec, &config_path)
         .ok_or_else(|| Unresolvable(format!("revision {spec} has no config file {}", config_path.display())))?;
     let origin = format!("{spec}:{}", config_path.display());
     Ok(Side {
         results: oodpipe::results_frame::parse(&text, &format!("{spec}:{}", results_path.display())).map_err(fail)?,
         config: crate::pipeline::config_fields(&config_text, Path::new(&origin)).map_err(fail)?,
+        platform: platform_of(run_json.as_deref()),
     })
 }
 
@@ -103,6 +119,7 @@ pub fn run(config: &Path, cache: &Path, a: &str, b: Option<&str>, as_json: bool)
     let diff = ResultsDiff {
         changed: changed_values(&old.results, &new.results)?,
         config_changes: config_changes(&old.config, &new.config),
+        platform_changes: platform_changes(&old.platform, &new.platform),
     };
     if as_json {
         println!("{}", serde_json::to_string(&diff)?);

@@ -64,14 +64,23 @@ fn append_run_section(
     let Some(readme) = session.store.output_files(entry).remove("README.md") else { return Ok(()) };
     let mut text = std::fs::read_to_string(readme)?;
     let p = &session.pipeline;
+    let details = &p.platform_details;
+    let detail = |k: &str| details.get(k).map(String::as_str).unwrap_or("unknown");
     text.push_str(&format!(
         "## This run\n\nConfig `{}` (key `{}`), libtorch {}, device {}. The pipeline's own time on a cold cache \
-         (the sum of the stages' times, build excluded): {:.1} min.\n\n| Stage | Seconds |\n|---|---:|\n",
+         (the sum of the stages' times, build excluded): {:.1} min.\n\n\
+         Platform: {} (ATen kernels: {}), {} threads{}. Training repeats bit for bit only on the same processor \
+         kind, instruction set and thread count; elsewhere expect the numbers to move within the intervals.\n\n\
+         | Stage | Seconds |\n|---|---:|\n",
         p.config_path.display(),
         &p.config_key[..12],
         p.platform.libtorch,
         p.platform.device,
-        record["total_seconds"].as_f64().unwrap_or(0.0) / 60.0
+        record["total_seconds"].as_f64().unwrap_or(0.0) / 60.0,
+        detail("cpu_model"),
+        detail("cpu_capability"),
+        detail("threads"),
+        details.get("gpu").map(|g| format!(", GPU {g}")).unwrap_or_default(),
     ));
     for ks in &session.stages {
         if let Some(secs) = record["stages"][&ks.spec.id].as_f64() {
@@ -142,6 +151,7 @@ fn record_run(
         stage_seconds: outcome.entries.iter().map(|(id, e)| (id.clone(), e.seconds)).collect(),
         results_digest: (!published_digests.is_empty()).then(|| results_digest(&published_digests)),
         published,
+        platform: session.pipeline.platform_details.clone(),
     };
     record.save(cache).map_err(|e| anyhow::anyhow!("writing the run record under {}: {e}", cache.display()))?;
     eprintln!("run recorded as {}", record.id);
@@ -162,6 +172,7 @@ fn run_record(session: &super::Session, entries: &BTreeMap<String, oodpipe::stor
         "git_dirty": git.as_ref().map(|(_, d)| *d),
         "libtorch": session.pipeline.platform.libtorch,
         "device": session.pipeline.platform.device,
+        "platform": session.pipeline.platform_details,
         "total_seconds": total,
         "stages": stages,
     })

@@ -183,7 +183,15 @@ pub enum Schedule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
+    /// The training seed (weight init, shuffle, augmentation) of a one-seed run.
     pub seed: u64,
+    /// Train every model once per seed (`[0, 1, 2]`); when given, it replaces `seed`. Outputs,
+    /// tuning and scores follow per seed; the data splits do not depend on it. The first seed's
+    /// stages keep the plain ids (`train.softmax`), every other seed's carry `@seed<N>`
+    /// (`train.softmax@seed2`). Never part of a stage's key: each seed's stages are keyed on
+    /// `train.seed` = that seed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seeds: Option<Vec<u64>>,
     pub epochs: usize,
     pub batch_size: usize,
     pub lr: f64,
@@ -196,7 +204,8 @@ pub struct TrainConfig {
     pub gamma: f64,
     /// One-cycle schedule: fraction of the steps spent warming up.
     pub warmup: f64,
-    /// Label smoothing of the softmax cross-entropy (0 = none, the paper).
+    /// Label smoothing (0 = none, the paper): of every softmax cross-entropy, and its sigmoid
+    /// counterpart (smoothed targets) in BIN's and BINC's weighted binary cross-entropy.
     pub label_smoothing: f64,
     /// Train and infer in the channels-last memory format (faster on CPUs; same maths).
     pub channels_last: bool,
@@ -208,6 +217,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         Self {
             seed: 0,
+            seeds: None,
             epochs: 200,
             batch_size: 128,
             lr: 0.1,
@@ -333,15 +343,32 @@ pub struct ReportConfig {
     pub dir: PathBuf,
     /// The paper's Table 1 and Table 2, one row per value.
     pub paper_results: PathBuf,
+    /// Bootstrap resamples of the test images behind each metric's interval (0: no bootstrap).
+    pub bootstrap: usize,
+    /// Seed of the bootstrap's resampling.
+    pub bootstrap_seed: u64,
 }
 
 impl Default for ReportConfig {
     fn default() -> Self {
-        Self { dir: "reports".into(), paper_results: "configs/paper_results.csv".into() }
+        Self { dir: "reports".into(), paper_results: "configs/paper_results.csv".into(), bootstrap: 1000, bootstrap_seed: 0 }
     }
 }
 
 impl Config {
+    /// The training seeds, in the order given: `train.seeds`, else `[train.seed]`.
+    pub fn seeds(&self) -> Vec<u64> {
+        self.train.seeds.clone().unwrap_or_else(|| vec![self.train.seed])
+    }
+
+    /// The config one seed's stages see: `train.seed` = `seed` and no seed list.
+    pub fn for_seed(&self, seed: u64) -> Config {
+        let mut c = self.clone();
+        c.train.seed = seed;
+        c.train.seeds = None;
+        c
+    }
+
     /// A copy in which only the `fields` (dotted paths such as `tune.odin_epsilons` or whole
     /// tables such as `train`) keep this config's values; every other field is its default.
     pub fn restricted_to(&self, fields: &[String]) -> Config {
@@ -427,6 +454,11 @@ impl Config {
         check(m.depth >= 10 && (m.depth - 4) % 6 == 0, "model.depth", m.depth, "6n + 4 with n >= 1 (10, 16, 22, 28, ...)")?;
         check(m.widen >= 1, "model.widen", m.widen, "at least 1")?;
         let t = &self.train;
+        if let Some(seeds) = &t.seeds {
+            let distinct: std::collections::BTreeSet<_> = seeds.iter().collect();
+            check(!seeds.is_empty() && distinct.len() == seeds.len(), "train.seeds", seeds, "a non-empty list of distinct seeds")?;
+            check(t.seed == 0 || seeds.contains(&t.seed), "train.seed", t.seed, "one of train.seeds, or no train.seed (train.seeds replaces it)")?;
+        }
         check(t.epochs >= 1, "train.epochs", t.epochs, "at least 1")?;
         check(t.batch_size >= 2, "train.batch_size", t.batch_size, "at least 2")?;
         check(t.lr > 0.0 && t.lr.is_finite(), "train.lr", t.lr, "a positive number")?;

@@ -303,7 +303,7 @@ pub fn histogram_path(method: Method, ood: OodSet) -> String {
     format!("{DIR}/hist_{}_{}.svg", method.name(), ood.name())
 }
 
-fn read_scores(ctx: &StageContext, id: &str, name: &str) -> Result<Vec<f64>> {
+pub(crate) fn read_scores(ctx: &StageContext, id: &str, name: &str) -> Result<Vec<f64>> {
     let path = ctx.input(id, SCORES_FILE)?;
     let tensor = crate::tensors::read_one(path, name)?;
     Vec::<f64>::try_from(tensor.to_kind(tch::Kind::Double).flatten(0, -1))

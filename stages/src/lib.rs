@@ -16,6 +16,7 @@ pub mod runtime;
 pub mod stage;
 pub mod table;
 pub mod tensors;
+pub mod uncertainty;
 pub mod train;
 
 pub use config::Config;

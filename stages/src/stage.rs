@@ -36,6 +36,9 @@ pub struct StageDef {
     pub salt: &'static str,
     /// Dotted config fields (or whole tables) that the stage reads; nothing else reaches it.
     pub reads: Vec<String>,
+    /// The config the `reads` are taken from: the run's, with `train.seed` set to the stage's
+    /// seed (see [`Config::for_seed`]).
+    pub config: Config,
     /// Ids of the stages whose outputs it reads.
     pub inputs: Vec<String>,
     pub sources: Vec<Source>,
@@ -50,6 +53,7 @@ impl std::fmt::Debug for StageDef {
             .field("id", &self.id)
             .field("kind", &self.kind)
             .field("reads", &self.reads)
+            .field("seed", &self.config.train.seed)
             .field("inputs", &self.inputs)
             .finish()
     }

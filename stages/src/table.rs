@@ -14,10 +14,12 @@ use std::sync::Arc;
 mod salt {
     pub const DATA: &str = "data-1";
     pub const TRAIN: &str = "train-1";
+    /// BIN's and BINC's binary cross-entropy gained label smoothing's counterpart.
+    pub const TRAIN_BCE: &str = "train-2";
     pub const OUTPUTS: &str = "outputs-1";
     pub const TUNE: &str = "tune-1";
     pub const SCORE: &str = "score-1";
-    pub const REPORT: &str = "report-2";
+    pub const REPORT: &str = "report-3";
 }
 
 /// The six official CIFAR-10 batch files.
@@ -45,12 +47,39 @@ pub fn tiny_imagenet_dir(config: &Config) -> PathBuf {
     }
 }
 
+/// The code version of a model's training.
+fn train_salt(model: ModelKind) -> &'static str {
+    match model {
+        ModelKind::Bin | ModelKind::Binc => salt::TRAIN_BCE,
+        _ => salt::TRAIN,
+    }
+}
+
+/// The id suffix of one training seed's stages: none for the first seed of `train.seeds` (so a
+/// one-seed config keeps the plain ids, and its cache is the first seed's), `@seed<N>` for the
+/// others: `train.softmax@seed2`, `score.odin.gaussian@seed2`.
+pub fn seed_suffix(config: &Config, seed: u64) -> String {
+    if config.seeds().first() == Some(&seed) { String::new() } else { format!("@seed{seed}") }
+}
+
+/// The seed a stage id belongs to, and the id without its seed suffix.
+pub fn split_seed_suffix(id: &str) -> (&str, Option<u64>) {
+    match id.rsplit_once("@seed") {
+        Some((base, seed)) => match seed.parse() {
+            Ok(seed) => (base, Some(seed)),
+            Err(_) => (id, None),
+        },
+        None => (id, None),
+    }
+}
+
 fn stage(id: String, kind: &'static str, salt: &'static str, run: StageFn) -> StageDef {
     StageDef {
         id,
         kind,
         salt,
         reads: Vec::new(),
+        config: Config::default(),
         inputs: Vec::new(),
         sources: Vec::new(),
         publish: None,
@@ -79,11 +108,44 @@ fn network_reads(model: ModelKind) -> Vec<String> {
 
 /// Every stage the config asks for, in an order where inputs come first.
 pub fn plan(config: &Config) -> Vec<StageDef> {
-    let mut stages = Vec::new();
     let models: Vec<ModelKind> = ModelKind::ALL.into_iter().filter(|m| config.models.contains(m)).collect();
     let methods: Vec<Method> = Method::ALL.into_iter().filter(|m| models.contains(&m.model())).collect();
+    let seeds = config.seeds();
+    let shared = config.for_seed(seeds[0]);
+    let mut stages = data_stages(&shared);
+    let mut report_inputs = Vec::new();
+    for &seed in &seeds {
+        let view = config.for_seed(seed);
+        let suffix = seed_suffix(config, seed);
+        let seeded = seed_stages(&view, &suffix, &models, &methods);
+        let accuracy = format!(".cifar10{suffix}");
+        report_inputs.extend(
+            seeded
+                .iter()
+                .filter(|s| s.kind == "score" || (s.kind == "outputs" && s.id.ends_with(&accuracy)))
+                .map(|s| s.id.clone()),
+        );
+        stages.extend(seeded);
+    }
 
-    // Data.
+    // The report.
+    let mut r = stage("report".into(), "report", salt::REPORT, Arc::new(report::run));
+    r.config = shared.clone();
+    r.reads = strings(&["train.seed", "report.bootstrap", "report.bootstrap_seed"]);
+    r.inputs = report_inputs;
+    r.sources = vec![Source {
+        label: "paper_results.csv".into(),
+        path: config.report.paper_results.clone(),
+        hint: "the paper's numbers (config key report.paper_results) ship with the repository".into(),
+    }];
+    r.publish = Some(config.report.dir.clone());
+    stages.push(r);
+    stages
+}
+
+/// The stages that do not depend on the training seed: the data sets.
+fn data_stages(config: &Config) -> Vec<StageDef> {
+    let mut stages = Vec::new();
     let cifar_dir = &config.data.cifar10_dir;
     let mut cifar = stage("data.cifar10".into(), "data", salt::DATA, Arc::new(data::cifar10::run));
     cifar.reads = strings(&["data.split_seed", "data.val_size", "data.train_limit", "data.test_limit"]);
@@ -129,16 +191,28 @@ pub fn plan(config: &Config) -> Vec<StageDef> {
         }];
         stages.push(s);
     }
+    for s in &mut stages {
+        s.config = config.clone();
+    }
+    stages
+}
 
+/// One training seed's stages: training, network outputs, tuning and scores. `config` is the
+/// seed's view ([`Config::for_seed`]); `suffix` ends every id (empty for the first seed).
+/// Stage functions name their inputs by the plain ids (`train.softmax`); the engine's inputs map
+/// is keyed by what `inputs` lists, so the suffix is mapped away for them by [`unsuffixed`].
+fn seed_stages(config: &Config, suffix: &str, models: &[ModelKind], methods: &[Method]) -> Vec<StageDef> {
+    let mut stages = Vec::new();
+    let id = |base: String| format!("{base}{suffix}");
     // Training and network outputs.
     let sets: Vec<&'static str> =
         std::iter::once("cifar10").chain(OodSet::ALL.iter().map(|s| s.name())).collect();
-    for &model in &models {
+    for &model in models {
         let mut t = stage(
-            format!("train.{}", model.name()),
+            id(format!("train.{}", model.name())),
             "train",
-            salt::TRAIN,
-            Arc::new(move |ctx| train::run(ctx, model)),
+            train_salt(model),
+            unsuffixed(Arc::new(move |ctx| train::run(ctx, model))),
         );
         t.reads = strings(&["model", "train"]);
         t.reads.extend(method_table(model));
@@ -147,14 +221,14 @@ pub fn plan(config: &Config) -> Vec<StageDef> {
 
         for &set in &sets {
             let mut o = stage(
-                format!("outputs.{}.{set}", model.name()),
+                id(format!("outputs.{}.{set}", model.name())),
                 "outputs",
                 salt::OUTPUTS,
-                Arc::new(move |ctx| outputs::run(ctx, model, set)),
+                unsuffixed(Arc::new(move |ctx| outputs::run(ctx, model, set))),
             );
             o.reads = network_reads(model);
             o.reads.push("eval.batch_size".into());
-            o.inputs = vec![format!("train.{}", model.name()), format!("data.{set}")];
+            o.inputs = vec![id(format!("train.{}", model.name())), format!("data.{set}")];
             stages.push(o);
         }
     }
@@ -162,37 +236,38 @@ pub fn plan(config: &Config) -> Vec<StageDef> {
     // Tuning on the validation splits.
     if methods.contains(&Method::Odin) {
         let mut grid = stage(
-            "tune.odin.cifar10".into(),
+            id("tune.odin.cifar10".into()),
             "tune",
             salt::TUNE,
-            Arc::new(methods::odin::cifar10_grid),
+            unsuffixed(Arc::new(methods::odin::cifar10_grid)),
         );
         grid.reads = network_reads(ModelKind::Softmax);
         grid.reads.extend(strings(&["eval.batch_size", "tune.temperatures", "tune.odin_epsilons"]));
-        grid.inputs = vec!["train.softmax".into(), "data.cifar10".into()];
+        grid.inputs = vec![id("train.softmax".into()), "data.cifar10".into()];
         stages.push(grid);
     }
     for &method in methods.iter().filter(|m| m.is_tuned()) {
         for ood in OodSet::ALL {
             let mut t = stage(
-                format!("tune.{}.{}", method.name(), ood.name()),
+                id(format!("tune.{}.{}", method.name(), ood.name())),
                 "tune",
                 salt::TUNE,
-                Arc::new(move |ctx| methods::tune(ctx, method, ood)),
+                unsuffixed(Arc::new(move |ctx| methods::tune(ctx, method, ood))),
             );
             match method {
                 Method::Odin => {
                     t.reads = network_reads(ModelKind::Softmax);
                     t.reads.extend(strings(&["eval.batch_size", "tune.temperatures", "tune.odin_epsilons"]));
                     t.inputs = vec![
-                        "tune.odin.cifar10".into(),
-                        "train.softmax".into(),
+                        id("tune.odin.cifar10".into()),
+                        id("train.softmax".into()),
                         format!("data.{}", ood.name()),
                     ];
                 }
                 _ => {
                     t.reads = strings(&["tune.temperatures"]);
-                    t.inputs = vec!["outputs.softmax.cifar10".into(), format!("outputs.softmax.{}", ood.name())];
+                    t.inputs =
+                        vec![id("outputs.softmax.cifar10".into()), id(format!("outputs.softmax.{}", ood.name()))];
                 }
             }
             stages.push(t);
@@ -200,49 +275,54 @@ pub fn plan(config: &Config) -> Vec<StageDef> {
     }
 
     // Scores and metrics on the test splits.
-    for &method in &methods {
+    for &method in methods {
         for ood in OodSet::ALL {
             let model = method.model();
             let mut s = stage(
-                format!("score.{}.{}", method.name(), ood.name()),
+                id(format!("score.{}.{}", method.name(), ood.name())),
                 "score",
                 salt::SCORE,
-                Arc::new(move |ctx| methods::score(ctx, method, ood)),
+                unsuffixed(Arc::new(move |ctx| methods::score(ctx, method, ood))),
             );
             s.inputs = vec![
-                format!("outputs.{}.cifar10", model.name()),
-                format!("outputs.{}.{}", model.name(), ood.name()),
+                id(format!("outputs.{}.cifar10", model.name())),
+                id(format!("outputs.{}.{}", model.name(), ood.name())),
             ];
             if method.is_tuned() {
-                s.inputs.push(format!("tune.{}.{}", method.name(), ood.name()));
+                s.inputs.push(id(format!("tune.{}.{}", method.name(), ood.name())));
             }
             if method == Method::Odin {
                 s.reads = network_reads(model);
                 s.reads.push("eval.batch_size".into());
-                s.inputs.extend([
-                    "train.softmax".into(),
-                    "data.cifar10".into(),
-                    format!("data.{}", ood.name()),
-                ]);
+                s.inputs.extend([id("train.softmax".into()), "data.cifar10".into(), format!("data.{}", ood.name())]);
             }
             stages.push(s);
         }
     }
-
-    // The report.
-    let mut r = stage("report".into(), "report", salt::REPORT, Arc::new(report::run));
-    r.inputs = methods
-        .iter()
-        .flat_map(|m| OodSet::ALL.iter().map(move |o| format!("score.{}.{}", m.name(), o.name())))
-        .chain(models.iter().map(|m| format!("outputs.{}.cifar10", m.name())))
-        .collect();
-    r.sources = vec![Source {
-        label: "paper_results.csv".into(),
-        path: config.report.paper_results.clone(),
-        hint: "the paper's numbers (config key report.paper_results) ship with the repository".into(),
-    }];
-    r.publish = Some(config.report.dir.clone());
-    stages.push(r);
-
+    for s in &mut stages {
+        s.config = config.clone();
+    }
     stages
+}
+
+/// Wraps a seed stage's function so that it sees its inputs under their plain ids: a stage of
+/// seed 2 reads `ctx.input("train.softmax", ..)` and gets `train.softmax@seed2`'s files. Its
+/// inputs are all of one seed (or shared), so the mapping is one to one.
+fn unsuffixed(run: StageFn) -> StageFn {
+    Arc::new(move |ctx: &crate::stage::StageContext| {
+        if !ctx.inputs.keys().any(|k| split_seed_suffix(k).1.is_some()) {
+            return run(ctx);
+        }
+        let inputs = ctx.inputs.iter().map(|(k, v)| (split_seed_suffix(k).0.to_string(), v.clone())).collect();
+        let plain = crate::stage::StageContext {
+            id: ctx.id,
+            config: ctx.config.clone(),
+            inputs: &inputs,
+            sources: ctx.sources,
+            out_dir: ctx.out_dir,
+            device: ctx.device,
+            progress: ctx.progress,
+        };
+        run(&plain)
+    })
 }

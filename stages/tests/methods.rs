@@ -202,23 +202,28 @@ fn weighted_bce_is_its_formula_and_its_gradient_is_right() {
     let y = labels(&[0, 3, 1, 1, 2]);
     let zeta = 0.05;
     let (p, yv) = (vec(&logits), vec(&y));
-    let mut total = 0.0;
-    for i in 0..5 {
-        for k in 0..4 {
-            let s = 1.0 / (1.0 + (-p[i * 4 + k]).exp());
-            total += if yv[i] as usize == k { -s.ln() } else { -zeta * (1.0 - s).ln() };
+    // The formula written out in plain f64, with the smoothed targets t = (1 - a) onehot + a / C.
+    for smoothing in [0.0, 0.1, 0.3] {
+        let mut total = 0.0;
+        for i in 0..5 {
+            for k in 0..4 {
+                let s = 1.0 / (1.0 + (-p[i * 4 + k]).exp());
+                let is_label = yv[i] as usize == k;
+                let t = if is_label { 1.0 - smoothing + smoothing / 4.0 } else { smoothing / 4.0 };
+                let w = if is_label { 1.0 } else { zeta };
+                total += w * (-t * s.ln() - (1.0 - t) * (1.0 - s).ln());
+            }
         }
+        let ours = scalar(&weighted_bce(&logits, &y, zeta, smoothing));
+        assert!((ours - total / 5.0).abs() < 1e-12, "smoothing {smoothing}: {ours} vs {}", total / 5.0);
+        let worst = check_gradients(&[Param::new("logits", &logits)], |t| weighted_bce(&t[0], &y, zeta, smoothing));
+        eprintln!("weighted BCE (smoothing {smoothing}): worst relative error {worst:e}");
     }
-    let ours = scalar(&weighted_bce(&logits, &y, zeta));
-    assert!((ours - total / 5.0).abs() < 1e-12, "{ours} vs {}", total / 5.0);
 
     // Stable for saturated logits: no infinity, the loss of a confident mistake grows linearly.
     let extreme = Tensor::from_slice(&[200.0, -200.0]).view([1, 2]);
-    let v = scalar(&weighted_bce(&extreme, &labels(&[1]), 1.0));
+    let v = scalar(&weighted_bce(&extreme, &labels(&[1]), 1.0, 0.0));
     assert!((v - 400.0).abs() < 1e-9, "{v}");
-
-    let worst = check_gradients(&[Param::new("logits", &logits)], |t| weighted_bce(&t[0], &y, zeta));
-    eprintln!("weighted BCE: worst relative error {worst:e}");
 }
 
 #[test]
@@ -231,7 +236,7 @@ fn binc_loss_with_mmce_has_the_right_gradient() {
     let mmce_part = scalar(&binary_mmce_sum(&bin, &y));
     assert!(mmce_part > 0.01, "the batch exercises MMCE: {mmce_part}");
     let total = scalar(&binc_loss(&soft, &bin, &y, zeta, lambda, smoothing));
-    let parts = scalar(&smoothed_cross_entropy(&soft, &y, smoothing)) + scalar(&weighted_bce(&bin, &y, zeta)) + lambda * mmce_part;
+    let parts = scalar(&smoothed_cross_entropy(&soft, &y, smoothing)) + scalar(&weighted_bce(&bin, &y, zeta, smoothing)) + lambda * mmce_part;
     assert!((total - parts).abs() < 1e-12);
 
     let worst = check_gradients(&[Param::new("softmax logits", &soft), Param::new("bin logits", &bin)], |t| {

@@ -100,9 +100,14 @@ fn smoke_pipeline_runs_caches_and_reruns_only_what_changed() {
         }
     }
     let csv = std::fs::read_to_string(s.path("reports/results.csv")).unwrap();
-    assert!(csv.starts_with("ood_set,method,metric,value,"));
-    assert_eq!(csv.lines().filter(|l| l.starts_with("Gaussian Noise,ODIN,")).count(), 5);
-    assert!(csv.lines().any(|l| l.starts_with("CIFAR-10,Baseline,accuracy,")));
+    assert!(csv.starts_with("ood_set,method,metric,seed,value,ci_low,ci_high,interval,std,n,paper,delta\n"));
+    // One seed: an aggregate row and the seed's row per value, both with the bootstrap interval.
+    assert_eq!(csv.lines().filter(|l| l.starts_with("Gaussian Noise,ODIN,")).count(), 10);
+    assert!(csv.lines().any(|l| l.starts_with("CIFAR-10,Baseline,accuracy,all,")));
+    for (key, row) in results_rows(&s.path("reports/results.csv")) {
+        let (lo, hi) = (row.1.unwrap(), row.2.unwrap());
+        assert!(lo <= row.0 + 1e-9 && row.0 <= hi + 1e-9, "{key:?}: {row:?}");
+    }
     let run_json: Value = serde_json::from_str(&std::fs::read_to_string(s.path("reports/run.json")).unwrap()).unwrap();
     assert_eq!(run_json["stages"].as_object().unwrap().len(), all.len());
     assert!(std::fs::read_to_string(s.path("reports/table2.md")).unwrap().contains("| Baseline |"));
@@ -266,17 +271,30 @@ fn git(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// (ood_set, method, metric) -> value of a results.csv, read independently of oodpipe's reader.
-fn results_rows(path: &Path) -> std::collections::BTreeMap<(String, String, String), f64> {
+/// (ood_set, method, metric) -> (value, ci_low, ci_high) of a results.csv's aggregate rows
+/// (`seed = all`; every row of an older file), read independently of oodpipe's reader.
+fn results_rows(path: &Path) -> std::collections::BTreeMap<(String, String, String), (f64, Option<f64>, Option<f64>)> {
     let text = std::fs::read_to_string(path).unwrap();
     let mut lines = text.lines();
-    assert!(lines.next().unwrap().starts_with("ood_set,method,metric,value"));
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name);
+    let (value, seed, lo, hi) = (col("value").unwrap(), col("seed"), col("ci_low"), col("ci_high"));
+    let num = |f: &[&str], i: Option<usize>| i.and_then(|i| f[i].parse::<f64>().ok());
     lines
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            ((f[0].to_string(), f[1].to_string(), f[2].to_string()), f[3].parse().unwrap())
-        })
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|f| seed.is_none_or(|i| f[i] == "all"))
+        .map(|f| ((f[0].to_string(), f[1].to_string(), f[2].to_string()), (f[value].parse().unwrap(), num(&f, lo), num(&f, hi))))
         .collect()
+}
+
+/// Whether two aggregate rows differ beyond the noise, by the README's rule, written out here.
+fn outside_noise(a: (f64, Option<f64>, Option<f64>), b: (f64, Option<f64>, Option<f64>)) -> bool {
+    match ((a.1, a.2), (b.1, b.2)) {
+        ((Some(a_lo), Some(a_hi)), (Some(b_lo), Some(b_hi))) => a_hi < b_lo || b_hi < a_lo,
+        ((Some(lo), Some(hi)), _) => b.0 < lo || b.0 > hi,
+        (_, (Some(lo), Some(hi))) => a.0 < lo || a.0 > hi,
+        _ => true,
+    }
 }
 
 #[test]
@@ -306,7 +324,7 @@ fn diff_between_two_commits_lists_exactly_the_changed_rows_and_field() {
     let after = results_rows(&dir.join("reports/results.csv"));
 
     let expected: BTreeSet<(String, String, String)> =
-        before.keys().filter(|k| (before[*k] - after[*k]).abs() > 1e-9).cloned().collect();
+        before.keys().filter(|k| (before[*k].0 - after[*k].0).abs() > 1e-9).cloned().collect();
     assert!(!expected.is_empty(), "the temperatures must move some result");
     let diff = last_json(&run(&["diff", "HEAD~1", "HEAD", "--json"]));
     let listed: BTreeSet<(String, String, String)> = diff["changed"]
@@ -318,8 +336,9 @@ fn diff_between_two_commits_lists_exactly_the_changed_rows_and_field() {
     assert_eq!(listed, expected);
     for c in diff["changed"].as_array().unwrap() {
         let key = (c["ood_set"].as_str().unwrap().to_string(), c["method"].as_str().unwrap().to_string(), c["metric"].as_str().unwrap().to_string());
-        assert_eq!(c["old"].as_f64().unwrap(), before[&key]);
-        assert_eq!(c["new"].as_f64().unwrap(), after[&key]);
+        assert_eq!(c["old"].as_f64().unwrap(), before[&key].0);
+        assert_eq!(c["new"].as_f64().unwrap(), after[&key].0);
+        assert_eq!(c["significant"].as_bool().unwrap(), outside_noise(before[&key], after[&key]), "{c}");
     }
     let fields: Vec<&str> = diff["config_changes"].as_array().unwrap().iter().map(|c| c["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["tune.temperatures"]);
@@ -331,4 +350,120 @@ fn diff_between_two_commits_lists_exactly_the_changed_rows_and_field() {
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no-such-rev"));
     let runs = ok(&run(&["runs"]));
     assert_eq!(runs.lines().count(), 2, "{runs}");
+}
+
+#[test]
+fn diff_of_constructed_results_marks_exactly_the_changes_outside_the_intervals() {
+    let s = Scratch::new(|c| {
+        c["report"].as_table_mut().unwrap().insert("dir".into(), "reports".into());
+    });
+    let dir = s.dir.path();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_oodpipe")).current_dir(dir).args(["-c", "smoke.toml", "--cache", "cache"]).args(args).output().unwrap()
+    };
+    git(dir, &["init", "-q"]);
+    std::fs::create_dir_all(dir.join("reports")).unwrap();
+    let header = "ood_set,method,metric,seed,value,ci_low,ci_high,interval,std,n,paper,delta\n";
+    // Old side: an older results.csv (no seed, no interval columns) first, then one with intervals.
+    std::fs::write(dir.join("reports/results.csv"), "ood_set,method,metric,value,paper,delta\nG,A,auroc,80,,\nG,B,auroc,70,,\n").unwrap();
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "old format"]);
+    let old = "G,A,auroc,all,80,78,82,seeds,1,3,,\nG,A,auroc,0,79,77,81,bootstrap,,1,,\n\
+               G,B,auroc,all,70,69,71,seeds,0.5,3,,\nG,C,auroc,all,60,59,61,bootstrap,,1,,\n\
+               G,D,auroc,all,50,49,51,bootstrap,,1,,\nG,E,auroc,all,40,39,41,bootstrap,,1,,\n";
+    std::fs::write(dir.join("reports/results.csv"), format!("{header}{old}")).unwrap();
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "old"]);
+    // A: moves within overlapping intervals (noise); B: disjoint intervals (significant);
+    // C: unchanged; D: moves, intervals touch (noise); E: disjoint; a per-seed row moves (ignored).
+    let new = "G,A,auroc,all,81,79.5,82.5,seeds,1,3,,\nG,A,auroc,0,85,84,86,bootstrap,,1,,\n\
+               G,B,auroc,all,73,72,74,seeds,0.5,3,,\nG,C,auroc,all,60,59,61,bootstrap,,1,,\n\
+               G,D,auroc,all,52,51,53,bootstrap,,1,,\nG,E,auroc,all,35,34,36,bootstrap,,1,,\n";
+    std::fs::write(dir.join("reports/results.csv"), format!("{header}{new}")).unwrap();
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "new"]);
+
+    let (before, after) = {
+        let b = dir.join("before.csv");
+        std::fs::write(&b, format!("{header}{old}")).unwrap();
+        let a = dir.join("after.csv");
+        std::fs::write(&a, format!("{header}{new}")).unwrap();
+        (results_rows(&b), results_rows(&a))
+    };
+    let diff = last_json(&run(&["diff", "HEAD~1", "HEAD", "--json"]));
+    let changed = diff["changed"].as_array().unwrap();
+    let listed: Vec<(&str, bool)> = changed.iter().map(|c| (c["method"].as_str().unwrap(), c["significant"].as_bool().unwrap())).collect();
+    // Significant first, each group in file order.
+    assert_eq!(listed, [("B", true), ("E", true), ("A", false), ("D", false)]);
+    for c in changed {
+        let key = ("G".to_string(), c["method"].as_str().unwrap().to_string(), "auroc".to_string());
+        assert_eq!(c["significant"].as_bool().unwrap(), outside_noise(before[&key], after[&key]));
+    }
+    let text = ok(&run(&["diff", "HEAD~1", "HEAD"]));
+    assert!(text.trim_end().ends_with("4 values changed (2 significant, 2 within noise), 0 config fields changed between HEAD~1 and HEAD."), "{text}");
+    let first_noise = text.find("within noise |").unwrap();
+    assert!(text.find("| G | E |").unwrap() < first_noise, "{text}");
+
+    // Against the older file: read, without intervals on that side.
+    let diff = last_json(&run(&["diff", "HEAD~2", "HEAD", "--json"]));
+    let flags: Vec<(&str, bool)> = diff["changed"].as_array().unwrap().iter().map(|c| (c["method"].as_str().unwrap(), c["significant"].as_bool().unwrap())).collect();
+    // A: 80 inside the new [79.5, 82.5]: noise; B: 70 outside [72, 74]; C, D, E are new rows.
+    assert_eq!(flags, [("B", true), ("C", true), ("D", true), ("E", true), ("A", false)]);
+}
+
+#[test]
+fn seeds_build_per_seed_stages_and_a_new_seed_runs_only_its_own() {
+    let s = Scratch::new(|_| {});
+    // One seed (smoke's train.seed = 1) first: today's ids.
+    let one = last_json(&s.oodpipe(&["run", "--json"]));
+    let plain = ids(&one["executed"]);
+    assert!(plain.iter().all(|id| !id.contains('@')), "{plain:?}");
+    let seed_dependent: BTreeSet<String> =
+        plain.iter().filter(|id| ["train.", "outputs.", "tune.", "score."].iter().any(|p| id.starts_with(p))).cloned().collect();
+    let with_suffix = |n: u64| -> BTreeSet<String> { seed_dependent.iter().map(|id| format!("{id}@seed{n}")).collect() };
+
+    let set_seeds = |seeds: &[i64]| {
+        let mut config: toml::Table = std::fs::read_to_string(s.config()).unwrap().parse().unwrap();
+        let list = toml::Value::Array(seeds.iter().map(|&x| x.into()).collect());
+        config["train"].as_table_mut().unwrap().insert("seeds".into(), list);
+        s.write_config(&config);
+    };
+    // [1] -> [1, 2]: the first seed keeps its ids and cache; seed 2's stages and the report run.
+    set_seeds(&[1, 2]);
+    let two = last_json(&s.oodpipe(&["run", "--json"]));
+    let mut expected = with_suffix(2);
+    expected.insert("report".into());
+    assert_eq!(ids(&two["executed"]), expected);
+
+    // The report aggregates: per value an `all` row over n = 2 seeds with the t interval, and each seed's row.
+    let csv = std::fs::read_to_string(s.path("reports/results.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    let auroc: Vec<&Vec<&str>> = rows.iter().filter(|r| r[0] == "Gaussian Noise" && r[1] == "ODIN" && r[2] == "auroc").collect();
+    let seeds: Vec<&str> = auroc.iter().map(|r| r[3]).collect();
+    assert_eq!(seeds, ["all", "1", "2"]);
+    let (v1, v2): (f64, f64) = (auroc[1][4].parse().unwrap(), auroc[2][4].parse().unwrap());
+    let (mean, lo, hi): (f64, f64, f64) = (auroc[0][4].parse().unwrap(), auroc[0][5].parse().unwrap(), auroc[0][6].parse().unwrap());
+    assert!((mean - (v1 + v2) / 2.0).abs() < 1e-9);
+    // n = 2: std = |v1 - v2| / sqrt(2), half-width = t(0.975, 1) * std / sqrt(2) = 12.706 * |v1 - v2| / 2.
+    let half = 12.706 * (v1 - v2).abs() / 2.0;
+    assert!((lo - (mean - half)).abs() < 1e-9 && (hi - (mean + half)).abs() < 1e-9, "{:?}", auroc[0]);
+    assert_eq!((auroc[0][7], auroc[0][9], auroc[1][7]), ("seeds", "2", "bootstrap"));
+    let seeds_md = std::fs::read_to_string(s.path("reports/seeds.md")).unwrap();
+    assert!(seeds_md.contains("| seed 1 | seed 2 | mean | std | range |"), "{seeds_md}");
+
+    // [1, 2] -> [1, 2, 3]: exactly seed 3's stages and the report.
+    set_seeds(&[1, 2, 3]);
+    let status = last_json(&s.oodpipe(&["status", "--json"]));
+    let stale: BTreeSet<String> = status["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|st| st["state"] == "stale")
+        .map(|st| st["id"].as_str().unwrap().to_string())
+        .collect();
+    let mut expected = with_suffix(3);
+    expected.insert("report".into());
+    assert_eq!(stale, expected);
+    let three = last_json(&s.oodpipe(&["run", "--json"]));
+    assert_eq!(ids(&three["executed"]), expected);
 }

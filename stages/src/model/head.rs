@@ -42,7 +42,8 @@ impl HeadOutput {
 pub enum Head {
     /// Linear to 10 logits, cross-entropy (with optional label smoothing).
     Softmax { fc: nn::Linear },
-    /// Linear to 10 logits, one sigmoid per class, weighted binary cross-entropy (no smoothing).
+    /// Linear to 10 logits, one sigmoid per class, weighted binary cross-entropy (with the
+    /// sigmoid counterpart of label smoothing, see `losses::weighted_bce`).
     Bin { fc: nn::Linear, zeta: f64 },
     /// Linear to z, then a softmax head and a BIN head, each linear z -> 10; loss = smoothed
     /// cross-entropy + weighted BCE + lambda * sum of the binary classifiers' MMCE.
@@ -163,7 +164,7 @@ impl Head {
         let extra = |name: &str| out.extra(name).with_context(|| format!("the head's output has no `{name}`"));
         Ok(match self {
             Head::Softmax { .. } => smoothed_cross_entropy(&out.logits, labels, label_smoothing),
-            Head::Bin { zeta, .. } => weighted_bce(&out.logits, labels, *zeta),
+            Head::Bin { zeta, .. } => weighted_bce(&out.logits, labels, *zeta, label_smoothing),
             Head::Binc { zeta, lambda, .. } => {
                 binc_loss(&out.logits, extra("bin_logits")?, labels, *zeta, *lambda, label_smoothing)
             }

@@ -7,22 +7,29 @@ use super::mmce::binary_mmce_sum;
 use tch::{Kind, Tensor};
 
 /// BIN's weighted binary cross-entropy, mean over the batch of
-/// `sum_{y = label} -log s(p_y) + zeta * sum_{y != label} -log(1 - s(p_y))`, with s the sigmoid
-/// and the logs in the stable forms log s(p) = logsigmoid(p), log(1 - s(p)) = logsigmoid(-p).
+/// `sum_y w_y * (-t_y log s(p_y) - (1 - t_y) log(1 - s(p_y)))`, with s the sigmoid, the weight
+/// `w_y = 1` for the true class's classifier and `zeta` for the others, and the targets
+/// `t = (1 - smoothing) * onehot + smoothing / C`: label smoothing's counterpart for per-class
+/// sigmoids, the same target distribution the smoothed softmax cross-entropy uses. With
+/// `smoothing = 0` this is the paper's `-log s(p_label) - zeta * sum_{y != label} log(1 - s(p_y))`.
+/// The logs are in the stable forms log s(p) = logsigmoid(p), log(1 - s(p)) = logsigmoid(-p).
 /// `logits` [N, C], `labels` i64 [N].
-pub fn weighted_bce(logits: &Tensor, labels: &Tensor, zeta: f64) -> Tensor {
+pub fn weighted_bce(logits: &Tensor, labels: &Tensor, zeta: f64, smoothing: f64) -> Tensor {
     let kind = logits.kind();
-    let positive = labels.onehot(logits.size()[1]).to_kind(kind);
-    let pos = -(logits.log_sigmoid() * &positive);
-    let neg = -(logits.neg().log_sigmoid() * (positive.neg() + 1.0)) * zeta;
-    (pos + neg).sum_dim_intlist(-1, false, kind).mean(kind)
+    let classes = logits.size()[1];
+    let positive = labels.onehot(classes).to_kind(kind);
+    let weight = &positive * (1.0 - zeta) + zeta;
+    let target = &positive * (1.0 - smoothing) + smoothing / classes as f64;
+    let pos = -(logits.log_sigmoid() * &target);
+    let neg = -(logits.neg().log_sigmoid() * (target.neg() + 1.0));
+    ((pos + neg) * weight).sum_dim_intlist(-1, false, kind).mean(kind)
 }
 
-/// BINC's loss (paper eq. 4): cross-entropy of the softmax head (with label smoothing
-/// `smoothing`) + the weighted BCE of the BIN head + `lambda` * the sum over the BIN head's
-/// binary classifiers of their MMCE.
+/// BINC's loss (paper eq. 4): cross-entropy of the softmax head + the weighted BCE of the BIN
+/// head (both with label smoothing `smoothing`) + `lambda` * the sum over the BIN head's binary
+/// classifiers of their MMCE.
 pub fn binc_loss(softmax_logits: &Tensor, bin_logits: &Tensor, labels: &Tensor, zeta: f64, lambda: f64, smoothing: f64) -> Tensor {
-    let mut loss = smoothed_cross_entropy(softmax_logits, labels, smoothing) + weighted_bce(bin_logits, labels, zeta);
+    let mut loss = smoothed_cross_entropy(softmax_logits, labels, smoothing) + weighted_bce(bin_logits, labels, zeta, smoothing);
     if lambda != 0.0 {
         loss = loss + binary_mmce_sum(bin_logits, labels) * lambda;
     }
