@@ -214,7 +214,8 @@ fn seed_stages(config: &Config, suffix: &str, models: &[ModelKind], methods: &[M
             train_salt(model),
             unsuffixed(Arc::new(move |ctx| train::run(ctx, model))),
         );
-        t.reads = strings(&["model", "train"]);
+        // eval.batch_size: the validation accuracy in train.json is computed in batches of it.
+        t.reads = strings(&["model", "train", "eval.batch_size"]);
         t.reads.extend(method_table(model));
         t.inputs = vec!["data.cifar10".into()];
         stages.push(t);
