@@ -2,7 +2,8 @@
 //!
 //! Every file the store writes goes to a temporary name in the same folder and is renamed into
 //! place, which is atomic on POSIX file systems; a process killed mid-write leaves only a
-//! temporary file, never a truncated entry or object.
+//! temporary file, never a truncated entry or object. The data is synced before the rename and
+//! the folder after it, so the new name survives a power cut with its content.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -27,12 +28,22 @@ pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        match path.parent() {
+            Some(parent) => sync_dir(parent),
+            None => Ok(()),
+        }
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Syncs a folder, so that the names created or renamed in it survive a power cut.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

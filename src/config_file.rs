@@ -36,6 +36,55 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Every problem of one config file, reported together.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.len() > 1 {
+            writeln!(f, "{} problems in the config:", self.0.len())?;
+        }
+        let lines: Vec<String> = self.0.iter().map(|e| e.to_string()).collect();
+        f.write_str(&lines.join("\n"))
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// The dotted paths (`train.gamma`, `tune.temperatures[2]`) where `value` has a null that
+/// `default` does not: where a number was NaN or infinite, since serde_json writes those as null.
+/// (`default` is the same config type with every field at its default; `Option` fields that are
+/// unset by default are skipped.)
+pub fn non_finite_paths(value: &serde_json::Value, default: &serde_json::Value) -> Vec<String> {
+    fn walk(v: &serde_json::Value, d: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+        use serde_json::Value::*;
+        match (v, d) {
+            (Null, Null) => {}
+            (Null, _) => out.push(path.to_string()),
+            (Object(a), Object(b)) => {
+                for (k, x) in a {
+                    let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                    walk(x, b.get(k).unwrap_or(&Null), &p, out);
+                }
+            }
+            (Array(a), _) => {
+                for (i, x) in a.iter().enumerate() {
+                    if x.is_null() {
+                        out.push(format!("{path}[{i}]"));
+                    } else {
+                        walk(x, &serde_json::Value::Bool(true), &format!("{path}[{i}]"), out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(value, default, "", &mut out);
+    out
+}
+
 /// Reads and parses `path` into `T`.
 pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {

@@ -5,6 +5,11 @@
 //! it cached), the stage runs into a temporary folder, and its outputs are committed to the store.
 //! A failed stage keeps everything finished so far and stops only the stages that depend on it;
 //! independent stages still run (like `make -k`), and the command reports every failure.
+//!
+//! Before anything runs, the objects the run will use are checked against their digests (the
+//! inputs of every stage that will execute, and the outputs of every stage that publishes); a
+//! damaged one is reported, moved aside, and its stage rebuilt in its turn (see
+//! [`check_used_objects`]).
 
 use crate::fingerprint::KeyedStage;
 use crate::progress::Reporter;
@@ -41,6 +46,9 @@ pub struct Outcome {
 pub fn run(store: &Store, stages: &[KeyedStage], reporter: &dyn Reporter, dry_run: bool) -> Outcome {
     let start = Instant::now();
     let mut outcome = Outcome::default();
+    if !dry_run {
+        check_used_objects(store, stages, reporter);
+    }
     let total = stages.len();
     let mut broken: std::collections::HashSet<&str> = Default::default();
     for (n, ks) in stages.iter().enumerate() {
@@ -88,6 +96,50 @@ pub fn run(store: &Store, stages: &[KeyedStage], reporter: &dyn Reporter, dry_ru
     outcome
 }
 
+/// Verifies the objects this run will read: the inputs of every stage without an entry and the
+/// outputs of every cached stage that publishes. A damaged object is reported and moved aside and
+/// its entry removed, so the run rebuilds that stage (same key: its dependants stay cached); the
+/// rebuilt stage's own inputs are then checked in turn.
+pub fn check_used_objects(store: &Store, stages: &[KeyedStage], reporter: &dyn Reporter) {
+    let index: std::collections::HashMap<&str, usize> =
+        stages.iter().enumerate().map(|(i, ks)| (ks.spec.id.as_str(), i)).collect();
+    let mut entries: Vec<Option<Entry>> = stages.iter().map(|ks| store.entry(&ks.material.kind, &ks.key)).collect();
+    let inputs_of = |i: usize| stages[i].spec.inputs.iter().filter_map(|id| index.get(id.as_str()).copied()).collect::<Vec<_>>();
+    let mut queue = Vec::new();
+    for (i, ks) in stages.iter().enumerate() {
+        if entries[i].is_none() {
+            queue.extend(inputs_of(i));
+        } else if ks.spec.publish.is_some() {
+            queue.push(i);
+        }
+    }
+    let mut checked = std::collections::HashSet::new();
+    while let Some(j) = queue.pop() {
+        if !checked.insert(j) {
+            continue;
+        }
+        let Some(entry) = entries[j].clone() else { continue };
+        let damage = store.verify_entry(&entry);
+        if damage.is_empty() {
+            continue;
+        }
+        let id = &stages[j].spec.id;
+        let moved = store.quarantine(&entry, &damage);
+        for d in &damage {
+            let fate = match &moved {
+                Ok(_) => "moved aside into the store's damaged/ folder".to_string(),
+                Err(e) => format!("could not be moved aside ({e})"),
+            };
+            reporter.note(
+                id,
+                &format!("stored output `{}` ({}) is damaged: {}; {fate}; rebuilding {id}", d.output, d.path.display(), d.problem),
+            );
+        }
+        entries[j] = None;
+        queue.extend(inputs_of(j));
+    }
+}
+
 /// Builds one stage under its key's lock. Returns the entry and whether another run had built it
 /// meanwhile.
 fn build(
@@ -99,7 +151,7 @@ fn build(
     total: usize,
 ) -> anyhow::Result<(Entry, bool)> {
     let spec = &ks.spec;
-    let _lock = store.lock(&ks.key)?;
+    let _lock = store.lock(&ks.key, &spec.id, &|message| reporter.note(&spec.id, message))?;
     if let Some(entry) = store.entry(&ks.material.kind, &ks.key) {
         reporter.started(n, total, &spec.id, StageState::Cached);
         return Ok((entry, true));

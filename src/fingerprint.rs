@@ -27,13 +27,14 @@ pub fn key_stages(stages: &[&StageSpec], memo: &mut SourceMemo, platform: &Platf
         let mut sources = BTreeMap::new();
         for source in &spec.sources {
             if !source.path.exists() {
-                anyhow::bail!(
+                return Err(crate::bad_input::BadInput(format!(
                     "stage {} needs {}, which does not exist at {}.\n{}",
                     spec.id,
                     source.label,
                     source.path.display(),
                     source.hint
-                );
+                ))
+                .into());
             }
             let hash = memo
                 .hash(&source.path)

@@ -9,6 +9,7 @@
 //! ([`results_frame`], [`results_diff`]).
 
 pub mod atomic_file;
+pub mod bad_input;
 pub mod config_file;
 pub mod dirty_reason;
 pub mod executor;

@@ -59,6 +59,12 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Check every stored entry and object against its digest; exit 1 if anything is damaged.
+    Verify {
+        /// Also move damaged objects aside and remove their entries (the next run rebuilds them).
+        #[arg(long)]
+        repair: bool,
+    },
     /// The recorded runs, newest first.
     Runs {
         #[arg(long)]
@@ -115,13 +121,16 @@ fn main() -> ExitCode {
         Command::Show { stage, json } => cli::show::run(&args.config, &cache, &stage, json),
         Command::Gc { dry_run } => cli::gc::run(&args.config, &cache, dry_run),
         Command::Runs { json } => cli::runs::run(&cache, json),
+        Command::Verify { repair } => cli::verify::run(&cache, repair),
         Command::Diff { a, b, json } => cli::diff::run(&args.config, &cache, &a, b.as_deref(), json),
     };
     match result {
         Ok(code) => code,
+        // Exit codes: 2 for bad input (config, data, score files, revisions), 1 for a failed
+        // stage (the subcommands return it), 0 otherwise.
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            if oodpipe::bad_input::is_bad_input(&e) { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
 }

@@ -100,6 +100,32 @@ fn metrics_table(m: &OodMetrics) -> String {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// Any bytes at all: a list of finite scores or an error naming the file, never a panic.
+        #[test]
+        fn any_file_content_is_parsed_or_refused(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("scores.txt");
+            std::fs::write(&path, &bytes).unwrap();
+            match read_scores(&path) {
+                Ok(scores) => proptest::prop_assert!(!scores.is_empty() && scores.iter().all(|s| s.is_finite())),
+                Err(message) => proptest::prop_assert!(message.contains("scores.txt"), "{}", message),
+            }
+        }
+
+        /// Lines of numbers in any notation, with blanks and spaces: read back exactly.
+        #[test]
+        fn numbers_round_trip(values in proptest::collection::vec(-1e300f64..1e300, 1..50), pad in 0usize..3) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("scores.txt");
+            let text: String = values.iter().map(|v| format!("{}{v:e}\n{}", " ".repeat(pad), "\n".repeat(pad))).collect();
+            std::fs::write(&path, text).unwrap();
+            proptest::prop_assert_eq!(read_scores(&path).unwrap(), values);
+        }
+    }
+
     /// A file under a fresh temporary folder holding `contents`; the folder lives as long as the guard.
     fn score_file(contents: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();

@@ -28,10 +28,66 @@ pub struct Pipeline {
     pub graph: Graph,
 }
 
-/// Every field of a config file's text, defaults included, as `diff` compares them.
+/// Every field of a config file's text, defaults included, as `diff` compares them. A config
+/// written for another version of the schema (a field since removed or renamed, a value since
+/// refused) is not an error here: its fields are today's defaults overlaid with the file's values
+/// as written, and each field unknown to today's schema is named in a note on stderr.
 pub fn config_fields(text: &str, origin: &Path) -> anyhow::Result<BTreeMap<String, serde_json::Value>> {
-    let config: Config = config_file::parse(text, origin)?;
-    Ok(all_fields(&serde_json::to_value(&config)?))
+    let strict = match config_file::parse::<Config>(text, origin) {
+        Ok(config) => return Ok(all_fields(&serde_json::to_value(&config)?)),
+        Err(e) => e,
+    };
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|e| oodpipe::bad_input::BadInput(format!("{}: not TOML: {e}", origin.display())))?;
+    // Set aside, one by one, the keys today's schema does not know; the rest is read as today's
+    // config, so that its values compare exactly (1 and 1.0 alike).
+    let mut unknown = BTreeMap::new();
+    let mut error = strict;
+    loop {
+        let Some(key) = unknown_key(&error) else { break };
+        let Some(value) = remove_dotted(&mut table, &key) else { break };
+        eprintln!("note: {}: `{key}` is not a field of today's schema", origin.display());
+        unknown.insert(key, serde_json::to_value(value)?);
+        match config_file::parse::<Config>(&toml::to_string(&table)?, origin) {
+            Ok(config) => {
+                let mut fields = all_fields(&serde_json::to_value(&config)?);
+                fields.extend(unknown);
+                return Ok(fields);
+            }
+            Err(e) => error = e,
+        }
+    }
+    // Values today's schema refuses: today's defaults overlaid with the file's values as written.
+    eprintln!("note: {} does not fit today's config schema ({error}); comparing its fields as written", origin.display());
+    let mut fields = all_fields(&serde_json::to_value(Config::default())?);
+    fields.extend(all_fields(&serde_json::to_value(&table)?));
+    fields.extend(unknown);
+    Ok(fields)
+}
+
+/// The dotted key of an "unknown field" error (the field, below the table the error names).
+fn unknown_key(error: &config_file::ConfigError) -> Option<String> {
+    let rest = error.message.strip_prefix("unknown field `")?;
+    let field = &rest[..rest.find('`')?];
+    Some(match error.key.as_deref() {
+        Some(key) if key == field || key.ends_with(&format!(".{field}")) => key.to_string(),
+        Some(table) if !table.is_empty() && table != "." => format!("{table}.{field}"),
+        _ => field.to_string(),
+    })
+}
+
+/// Removes the value at a dotted key of a TOML table.
+fn remove_dotted(table: &mut toml::Table, key: &str) -> Option<toml::Value> {
+    let (parent, last) = match key.rsplit_once('.') {
+        Some((p, l)) => (Some(p), l),
+        None => (None, key),
+    };
+    let mut node = table;
+    for part in parent.map(|p| p.split('.').collect::<Vec<_>>()).unwrap_or_default() {
+        node = node.get_mut(part)?.as_table_mut()?;
+    }
+    node.remove(last)
 }
 
 fn all_fields(config_json: &serde_json::Value) -> BTreeMap<String, serde_json::Value> {
@@ -39,24 +95,61 @@ fn all_fields(config_json: &serde_json::Value) -> BTreeMap<String, serde_json::V
     flatten_fields(config_json, &top)
 }
 
+/// Every value of `config` that types alone do not refuse: numbers that are NaN or infinite, and
+/// values out of range; all of them in one error, each with the file, line and key.
+fn check_values(config: &Config, config_path: &Path) -> Result<(), config_file::ConfigErrors> {
+    let text = std::fs::read_to_string(config_path).unwrap_or_default();
+    let error = |key: String, message: String| config_file::ConfigError {
+        file: config_path.to_path_buf(),
+        position: config_file::position_of_key(&text, key.split('[').next().unwrap_or(&key)),
+        key: Some(key),
+        message,
+    };
+    let value = serde_json::to_value(config).expect("config serialises");
+    let default = serde_json::to_value(Config::default()).expect("config serialises");
+    let mut errors: Vec<config_file::ConfigError> = config_file::non_finite_paths(&value, &default)
+        .into_iter()
+        .map(|key| error(key, "not a finite number (NaN and infinities are refused)".into()))
+        .collect();
+    if errors.is_empty() {
+        if let Err(invalid) = config.validate() {
+            errors.extend(invalid.into_iter().map(|i| error(i.key, i.message)));
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(config_file::ConfigErrors(errors)) }
+}
+
+/// Every field a stage declares it reads must exist in the config schema: a misspelt declaration
+/// would key the stage on nothing and hand it the default. Caught when the plan is built.
+fn check_declared_reads(defs: &[oodpipe_stages::StageDef]) -> anyhow::Result<()> {
+    // Optional fields are written out (as null) so that they count as existing.
+    let schema = serde_json::to_value(Config::default()).expect("config serialises");
+    for def in defs {
+        for field in &def.reads {
+            let exists = oodpipe_stages::config::lookup(&schema, field).is_some() || field == "train.seeds";
+            if !exists {
+                anyhow::bail!(
+                    "stage {} declares that it reads the config field `{field}`, which the config schema does not have \
+                     (a bug in the stage table, stages/src/table.rs)",
+                    def.id
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn load(config_path: &Path) -> anyhow::Result<Pipeline> {
     let config: Config = config_file::load(config_path)?;
-    if let Err(invalid) = config.validate() {
-        let text = std::fs::read_to_string(config_path).unwrap_or_default();
-        return Err(config_file::ConfigError {
-            file: config_path.to_path_buf(),
-            position: config_file::position_of_key(&text, &invalid.key),
-            key: Some(invalid.key),
-            message: invalid.message,
-        }
-        .into());
-    }
+    check_values(&config, config_path)?;
     runtime::set_threads(config.threads);
     let device = runtime::resolve_device(&config.device).with_context(|| config_path.display().to_string())?;
     let platform = Platform { libtorch: runtime::libtorch_version().to_string(), device: device.to_string() };
     let config_json = serde_json::to_value(&config).expect("config serialises");
     let config_key = blake3::hash(&serde_json::to_vec(&config_json).expect("config serialises")).to_hex().to_string();
-    let specs = table::plan(&config)
+    let defs = table::plan(&config);
+    check_declared_reads(&defs)?;
+    let specs = defs
         .into_iter()
         .map(|def| {
             let view = serde_json::to_value(&def.config).expect("config serialises");
@@ -99,4 +192,80 @@ pub fn load(config_path: &Path) -> anyhow::Result<Pipeline> {
         platform,
         graph: Graph::new(specs)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Every key of the schema, and a few that are not.
+    const KEYS: &[&str] = &[
+        "device", "threads", "models", "data.split_seed", "data.val_size", "data.train_limit", "data.test_limit",
+        "data.ood_seed", "data.ood_count", "data.ood_val", "model.depth", "model.widen", "train.seed", "train.seeds",
+        "train.epochs", "train.batch_size", "train.lr", "train.momentum", "train.nesterov", "train.weight_decay",
+        "train.schedule", "train.milestones", "train.gamma", "train.warmup", "train.label_smoothing",
+        "train.channels_last", "train.augment", "methods.bin.zeta", "methods.binc.zeta", "methods.binc.lambda",
+        "methods.binc.z", "methods.vib.beta", "methods.vib.z", "methods.viby.beta", "methods.viby.z",
+        "tune.temperatures", "tune.odin_epsilons", "eval.batch_size", "report.bootstrap", "report.bootstrap_seed",
+        "train.nope", "nope", "methods.odin.t",
+    ];
+
+    fn value() -> impl Strategy<Value = String> {
+        let float = prop_oneof![
+            any::<f64>().prop_map(|f| format!("{f:?}").replace("NaN", "nan").replace("inf", "inf")),
+            Just("nan".to_string()),
+            Just("-inf".to_string()),
+            Just("inf".to_string()),
+        ];
+        let scalar = prop_oneof![
+            any::<i64>().prop_map(|i| i.to_string()),
+            float.clone(),
+            any::<bool>().prop_map(|b| b.to_string()),
+            "[a-z_]{0,8}".prop_map(|s| format!("\"{s}\"")),
+        ];
+        prop_oneof![scalar.clone(), prop::collection::vec(scalar, 0..4).prop_map(|v| format!("[{}]", v.join(", ")))]
+    }
+
+    #[test]
+    fn a_config_of_an_older_schema_is_compared_field_by_field() {
+        let today = "[tune]\ntemperatures = [1, 10]\n";
+        let older = "[train]\nold_knob = 3\n[tune]\ntemperatures = [1, 10]\nold_grid = [2]\n";
+        let mut expected = config_fields(today, Path::new("today.toml")).unwrap();
+        expected.insert("train.old_knob".into(), serde_json::json!(3));
+        expected.insert("tune.old_grid".into(), serde_json::json!([2]));
+        assert_eq!(config_fields(older, Path::new("older.toml")).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_declared_field_that_does_not_exist_is_caught_when_the_plan_is_built() {
+        let mut defs = oodpipe_stages::table::plan(&Config::default());
+        check_declared_reads(&defs).unwrap();
+        defs[0].reads.push("train.epoch".into());
+        let err = check_declared_reads(&defs).unwrap_err().to_string();
+        assert!(err.contains("data.cifar10") && err.contains("`train.epoch`"), "{err}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Any assignment of any keys: a pipeline, or an error naming the file; never a panic.
+        #[test]
+        fn any_config_loads_or_is_refused(entries in prop::collection::vec((prop::sample::select(KEYS), value()), 0..6)) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("c.toml");
+            let text: String = entries.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
+            std::fs::write(&path, &text).unwrap();
+            match load(&path) {
+                Ok(p) => prop_assert!(p.graph.ordered().count() > 0),
+                Err(e) => prop_assert!(format!("{e:#}").contains("c.toml"), "{e:#}"),
+            }
+        }
+
+        /// Any text at all is parsed or refused by the loader, never a panic.
+        #[test]
+        fn any_text_is_parsed_or_refused(text in "\\PC{0,120}") {
+            let _ = config_file::parse::<Config>(&text, Path::new("c.toml"));
+        }
+    }
 }

@@ -17,6 +17,11 @@ pub trait Reporter: Sync {
     fn finished(&self, n: usize, total: usize, id: &str, seconds: f64);
     fn failed(&self, n: usize, total: usize, id: &str, error: &str);
     fn skipped(&self, n: usize, total: usize, id: &str, because: &str);
+    /// Something a person should see about a stage: waiting for another run's lock, a stored
+    /// output found damaged.
+    fn note(&self, id: &str, message: &str) {
+        eprintln!("  {id}: {message}");
+    }
 }
 
 /// The reporter for people: a bar on a terminal, plain lines elsewhere.
@@ -112,5 +117,9 @@ impl Reporter for ConsoleReporter {
 
     fn skipped(&self, n: usize, total: usize, id: &str, because: &str) {
         self.line(&format!("[{n}/{total}] {id}: skipped, its input {because} failed"));
+    }
+
+    fn note(&self, id: &str, message: &str) {
+        self.line(&format!("  {id}: {message}"));
     }
 }

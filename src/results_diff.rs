@@ -220,6 +220,20 @@ mod tests {
     }
 
     #[test]
+    fn platform_differences_are_named_before_the_values() {
+        let a: BTreeMap<String, String> = [("cpu_model".to_string(), "Intel Xeon".to_string()), ("threads".to_string(), "2".to_string())].into();
+        let b: BTreeMap<String, String> = [("cpu_model".to_string(), "AMD EPYC".to_string()), ("threads".to_string(), "2".to_string())].into();
+        let changes = platform_changes(&a, &b);
+        assert_eq!(changes.len(), 1);
+        assert!(platform_changes(&a, &BTreeMap::new()).is_empty(), "an older side without a platform is not a difference");
+        let f = frame(&[("G", "ODIN", "auroc", 90.0)]);
+        let d = ResultsDiff { changed: changed_values(&f, &f).unwrap(), config_changes: vec![], platform_changes: changes };
+        let md = d.to_markdown("A", "B");
+        assert!(md.starts_with("The two sides ran on different platforms"), "{md}");
+        assert!(md.contains("| cpu_model | Intel Xeon | AMD EPYC |") && md.ends_with("No differences between A and B.\n"), "{md}");
+    }
+
+    #[test]
     fn the_significance_rule() {
         // Overlapping intervals: noise; disjoint: significant; touching counts as overlapping.
         assert!(!is_significant(Some(80.0), Some(82.0), Some((78.0, 82.0)), Some((80.5, 83.5))));

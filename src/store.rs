@@ -4,8 +4,10 @@
 //! cache/objects/ab/cdef...        output files, named by the blake3 of their content, read-only
 //! cache/stages/<kind>/<key>.json  an entry: the key's material, output name -> object, run time
 //! cache/ids/<id>.json             the key last built for a stage id (what `status` compares with)
-//! cache/locks/<key>.lock          held while a stage with that key is being built
+//! cache/locks/<key>.lock          held while a stage with that key is being built (.owner: by whom)
+//! cache/live/<token>.lock         held by each process that has the store open to build stages
 //! cache/tmp/                      stages write their outputs here before they are committed
+//! cache/damaged/                  objects found damaged, moved aside (`gc` removes them)
 //! ```
 //!
 //! The order of writes is what makes the store safe to interrupt (Bazel's rule: the CAS first, the
@@ -13,6 +15,15 @@
 //! written last, atomically. An entry therefore exists only when all its objects do; a killed run
 //! leaves at most stray temporary files, which `gc` removes. An entry whose objects have gone
 //! missing anyway (deleted by hand) is treated as absent rather than trusted.
+//!
+//! Durability: each object's data is synced before it is renamed into place, and its folder after;
+//! the entry (written by [`crate::atomic_file::write`], which syncs the file and its folder) comes
+//! last, so after a power cut an entry never names an empty or missing object.
+//!
+//! Damage: an object whose content no longer hashes to its name (a flipped byte, a truncation) is
+//! found by [`Store::verify_entry`] before it is used ([`crate::executor`] checks the inputs of
+//! every stage it runs and every object it publishes; `oodpipe verify` checks everything), moved
+//! aside into `damaged/` with its entry removed, and rebuilt by its producer.
 
 use crate::stage_key::{KeyMaterial, StageKey};
 use serde::{Deserialize, Serialize};
@@ -38,6 +49,14 @@ pub struct Entry {
     pub finished_unix: u64,
 }
 
+/// An object of an entry that is missing or whose content does not match its digest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Damage {
+    pub output: String,
+    pub path: PathBuf,
+    pub problem: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct IdPointer {
     kind: String,
@@ -51,16 +70,68 @@ pub struct KeyLock {
 
 pub struct Store {
     root: PathBuf,
+    /// This store's liveness token and the lock that proves its run alive, taken when it first
+    /// makes a temporary folder (see [`Store::live_token`]).
+    live: std::sync::OnceLock<(String, File)>,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some((token, _)) = self.live.get() {
+            let _ = std::fs::remove_file(self.live_lock(token));
+        }
+    }
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl Store {
     pub fn open(root: &Path) -> io::Result<Store> {
-        for sub in ["objects", "stages", "ids", "locks", "tmp", "state"] {
+        for sub in ["objects", "stages", "ids", "locks", "tmp", "state", "damaged", "live"] {
             std::fs::create_dir_all(root.join(sub))?;
         }
-        Ok(Store { root: root.to_path_buf() })
+        Ok(Store { root: root.to_path_buf(), live: std::sync::OnceLock::new() })
+    }
+
+    /// This store's liveness token, taken on first use: a lock `live/<token>.lock` held for as long
+    /// as the Store lives. Every temporary folder is named with it, so that `gc` knows a run is alive
+    /// by the lock it holds, not by a process id that the system may have given to another process.
+    fn live_token(&self) -> io::Result<&str> {
+        if let Some((token, _)) = self.live.get() {
+            return Ok(token);
+        }
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let token = format!("{}-{nanos}-{n}", std::process::id());
+        let file = File::options().create(true).truncate(false).write(true).open(self.live_lock(&token))?;
+        file.lock()?;
+        let _ = self.live.set((token, file));
+        Ok(&self.live.get().expect("just set").0)
+    }
+
+    fn live_lock(&self, token: &str) -> PathBuf {
+        self.root.join("live").join(format!("{token}.lock"))
+    }
+
+    /// Whether the run that owns liveness token `token` still holds its lock. A lock that can be
+    /// taken belongs to a run that is gone.
+    pub fn is_live(&self, token: &str) -> bool {
+        if self.live.get().is_some_and(|(t, _)| t == token) {
+            return true;
+        }
+        let Ok(file) = File::options().write(true).open(self.live_lock(token)) else { return false };
+        matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+    }
+
+    /// The liveness token of a temporary folder or live lock file's name (`<key>.<token>.<n>` or
+    /// `<token>.lock`).
+    pub fn token_of(name: &str) -> Option<String> {
+        let parts: Vec<&str> = name.split('.').collect();
+        match parts.as_slice() {
+            [token, "lock"] => Some(token.to_string()),
+            [_key, token, _n] => Some(token.to_string()),
+            _ => None,
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -105,21 +176,34 @@ impl Store {
         entry.outputs.iter().map(|(name, d)| (name.clone(), self.object_path(d, name))).collect()
     }
 
-    /// Blocks until no one else builds `key`, and holds it until the lock is dropped.
-    pub fn lock(&self, key: &StageKey) -> io::Result<KeyLock> {
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.root.join("locks").join(format!("{key}.lock")))?;
-        file.lock()?;
+    /// Blocks until no one else builds `key`, and holds it until the lock is dropped. When
+    /// another process holds it, `waiting` is told who (from the lock's `.owner` note) first.
+    pub fn lock(&self, key: &StageKey, id: &str, waiting: &dyn Fn(&str)) -> io::Result<KeyLock> {
+        let path = self.root.join("locks").join(format!("{key}.lock"));
+        let owner = path.with_extension("owner");
+        let file = File::options().create(true).truncate(false).write(true).open(&path)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let who = std::fs::read_to_string(&owner).unwrap_or_default();
+                let who = who.trim();
+                waiting(&format!(
+                    "waiting for {id}, being built by {}",
+                    if who.is_empty() { "another run".to_string() } else { who.to_string() }
+                ));
+                file.lock()?;
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+        let _ = std::fs::write(&owner, format!("pid {}\n", std::process::id()));
         Ok(KeyLock { _file: file })
     }
 
     /// A fresh, empty folder for a stage to write its outputs into.
     pub fn temp_dir(&self, key: &StageKey) -> io::Result<PathBuf> {
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = self.root.join("tmp").join(format!("{key}.{}.{n}", std::process::id()));
+        let token = self.live_token()?;
+        let dir = self.root.join("tmp").join(format!("{key}.{token}.{n}"));
         std::fs::create_dir_all(&dir)?;
         Ok(dir)
     }
@@ -169,11 +253,57 @@ impl Store {
         if dest.is_file() {
             return std::fs::remove_file(file);
         }
-        std::fs::create_dir_all(dest.parent().expect("objects have a parent"))?;
+        let parent = dest.parent().expect("objects have a parent");
+        std::fs::create_dir_all(parent)?;
+        File::open(file)?.sync_all()?;
         let mut perms = std::fs::metadata(file)?.permissions();
         perms.set_readonly(true);
         std::fs::set_permissions(file, perms)?;
-        std::fs::rename(file, dest)
+        std::fs::rename(file, dest)?;
+        crate::atomic_file::sync_dir(parent)
+    }
+
+    /// Checks every object of `entry` against its digest (blake3 of the content): the damaged ones.
+    pub fn verify_entry(&self, entry: &Entry) -> Vec<Damage> {
+        let mut out = Vec::new();
+        for (name, digest) in &entry.outputs {
+            let path = self.object_path(digest, name);
+            let problem = match crate::source_hash::hash_file_content(&path) {
+                Ok(d) if d == *digest => continue,
+                Ok(d) => format!("its content hashes to {}…, not to its name {}…", &d[..12], &digest[..12]),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => "it is missing".to_string(),
+                Err(e) => format!("it cannot be read ({e})"),
+            };
+            out.push(Damage { output: name.clone(), path, problem });
+        }
+        out
+    }
+
+    /// Moves the damaged objects of `entry` into `damaged/` and removes the entry, so that the
+    /// stage is rebuilt and nothing reads the objects again. Returns where each object went.
+    pub fn quarantine(&self, entry: &Entry, damage: &[Damage]) -> io::Result<Vec<PathBuf>> {
+        let entry_path = self.entry_path(&entry.material.kind, &entry.key);
+        match std::fs::remove_file(&entry_path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut moved = Vec::new();
+        for d in damage {
+            if !d.path.exists() {
+                continue;
+            }
+            let name = d.path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+            let dest = self.root.join("damaged").join(format!("{}-{name}.{}.{n}", entry.id, std::process::id()));
+            std::fs::rename(&d.path, &dest)?;
+            moved.push(dest);
+        }
+        Ok(moved)
+    }
+
+    /// What earlier runs moved aside.
+    pub fn damaged(&self) -> Vec<PathBuf> {
+        read_dir_sorted(&self.root.join("damaged"))
     }
 
     /// Every entry in the store, with its file.
@@ -210,10 +340,10 @@ impl Store {
             .collect()
     }
 
-    /// Leftovers of interrupted runs (temporary folders and files, lock files).
+    /// Temporary folders of runs (live or dead) and the liveness locks of runs.
     pub fn scratch(&self) -> Vec<PathBuf> {
         let mut out = read_dir_sorted(&self.root.join("tmp"));
-        out.extend(read_dir_sorted(&self.root.join("locks")));
+        out.extend(read_dir_sorted(&self.root.join("live")));
         out
     }
 }

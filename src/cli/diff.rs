@@ -54,6 +54,12 @@ fn config_path_of(run_json: Option<String>, fallback: &Path) -> PathBuf {
         .unwrap_or_else(|| fallback.to_path_buf())
 }
 
+/// A side whose config cannot be found: its results are still compared, its config is not.
+fn no_config(why: &str) -> BTreeMap<String, Value> {
+    eprintln!("note: {why}; comparing the results without that side's config");
+    BTreeMap::new()
+}
+
 fn resolve(spec: Option<&str>, cache: &Path, report_dir: &Path, config: &Path) -> Result<Side, Unresolvable> {
     let results_path = report_dir.join("results.csv");
     let fail = |e: anyhow::Error| Unresolvable(format!("{e:#}"));
@@ -62,11 +68,13 @@ fn resolve(spec: Option<&str>, cache: &Path, report_dir: &Path, config: &Path) -
             .map_err(|e| Unresolvable(format!("the working tree has no {} ({e})", results_path.display())))?;
         let run_json = std::fs::read_to_string(report_dir.join("run.json")).ok();
         let config_path = config_path_of(run_json.clone(), config);
-        let config_text = std::fs::read_to_string(&config_path)
-            .map_err(|e| Unresolvable(format!("cannot read {}: {e}", config_path.display())))?;
+        let config = match std::fs::read_to_string(&config_path) {
+            Ok(config_text) => crate::pipeline::config_fields(&config_text, &config_path).map_err(fail)?,
+            Err(e) => no_config(&format!("cannot read {}: {e}", config_path.display())),
+        };
         return Ok(Side {
             results: oodpipe::results_frame::parse(&text, &results_path.display().to_string()).map_err(fail)?,
-            config: crate::pipeline::config_fields(&config_text, &config_path).map_err(fail)?,
+            config,
             platform: platform_of(run_json.as_deref()),
         });
     };
@@ -91,23 +99,25 @@ fn resolve(spec: Option<&str>, cache: &Path, report_dir: &Path, config: &Path) -
         .ok_or_else(|| Unresolvable(format!("revision {spec} has no {} (no results committed there)", results_path.display())))?;
     let run_json = git_show(spec, &report_dir.join("run.json"));
     let config_path = config_path_of(run_json.clone(), config);
-    let config_text = git_show(spec, &config_path)
-        .ok_or_else(|| Unresolvable(format!("revision {spec} has no config file {}", config_path.display())))?;
     let origin = format!("{spec}:{}", config_path.display());
+    let config = match git_show(spec, &config_path) {
+        Some(config_text) => crate::pipeline::config_fields(&config_text, Path::new(&origin)).map_err(fail)?,
+        None => no_config(&format!("revision {spec} has no config file {}", config_path.display())),
+    };
     Ok(Side {
         results: oodpipe::results_frame::parse(&text, &format!("{spec}:{}", results_path.display())).map_err(fail)?,
-        config: crate::pipeline::config_fields(&config_text, Path::new(&origin)).map_err(fail)?,
+        config,
         platform: platform_of(run_json.as_deref()),
     })
 }
 
 pub fn run(config: &Path, cache: &Path, a: &str, b: Option<&str>, as_json: bool) -> anyhow::Result<ExitCode> {
-    let pipeline = crate::pipeline::load(config)?;
-    let report_dir = pipeline
-        .graph
-        .ordered()
-        .find_map(|s| s.publish.clone())
-        .ok_or_else(|| anyhow::anyhow!("the config publishes no report to compare"))?;
+    // The report folder of the current config; without a loadable config (a checkout with no
+    // pipeline.toml, a config of another schema), the default `reports`.
+    let report_dir = crate::pipeline::load(config)
+        .ok()
+        .and_then(|p| p.graph.ordered().find_map(|s| s.publish.clone()))
+        .unwrap_or_else(|| PathBuf::from("reports"));
     let sides = resolve(Some(a), cache, &report_dir, config).and_then(|old| Ok((old, resolve(b, cache, &report_dir, config)?)));
     let (old, new) = match sides {
         Ok(s) => s,
@@ -118,7 +128,11 @@ pub fn run(config: &Path, cache: &Path, a: &str, b: Option<&str>, as_json: bool)
     };
     let diff = ResultsDiff {
         changed: changed_values(&old.results, &new.results)?,
-        config_changes: config_changes(&old.config, &new.config),
+        config_changes: if old.config.is_empty() || new.config.is_empty() {
+            Vec::new()
+        } else {
+            config_changes(&old.config, &new.config)
+        },
         platform_changes: platform_changes(&old.platform, &new.platform),
     };
     if as_json {

@@ -2,9 +2,12 @@
 //!
 //! Reachable means: the entry of every stage of the current config under its current key, and the
 //! objects those entries name. Everything else in the store (entries of old keys, their objects,
-//! pointers of stage ids that no longer exist, temporary files of runs that died) is removed.
+//! pointers of stage ids that no longer exist, temporary files of runs that died, objects that were
+//! found damaged and moved aside) is removed. A run's temporary files are kept while the run holds
+//! its liveness lock.
 //! Keys are computed first; if that fails (a source missing), nothing is removed.
 
+use oodpipe::store::Store;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -41,12 +44,15 @@ pub fn run(config: &Path, cache: &Path, dry_run: bool) -> anyhow::Result<ExitCod
     }
     for file in store.scratch() {
         let name = file.file_name().unwrap_or_default().to_string_lossy().into_owned();
-        // Temporary folders are named <key>.<pid>.<n>; leave those of live processes alone.
-        let pid = name.split('.').nth(1).and_then(|p| p.parse::<u32>().ok());
-        let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
-        if file.parent().is_some_and(|p| p.ends_with("tmp")) && !alive {
+        // Temporary folders are named <key>.<token>.<n>, liveness locks <token>.lock; a run is
+        // alive while it holds its token's lock (not judged by pid, which the system reuses).
+        let alive = Store::token_of(&name).is_some_and(|t| store.is_live(&t));
+        if !alive {
             doomed.push((file, "leftover of an interrupted run".into()));
         }
+    }
+    for file in store.damaged() {
+        doomed.push((file, "object found damaged and moved aside".into()));
     }
     let mut total = 0u64;
     for (file, what) in &doomed {

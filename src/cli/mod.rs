@@ -7,6 +7,7 @@ pub mod run;
 pub mod runs;
 pub mod show;
 pub mod status;
+pub mod verify;
 
 use crate::pipeline::{self, Pipeline};
 use oodpipe::fingerprint::{KeyedStage, key_stages};

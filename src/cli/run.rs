@@ -70,7 +70,8 @@ fn append_run_section(
         "## This run\n\nConfig `{}` (key `{}`), libtorch {}, device {}. The pipeline's own time on a cold cache \
          (the sum of the stages' times, build excluded): {:.1} min.\n\n\
          Platform: {} (ATen kernels: {}), {} threads{}. Training repeats bit for bit only on the same processor \
-         kind, instruction set and thread count; elsewhere expect the numbers to move within the intervals.\n\n\
+         kind, instruction set and thread count; elsewhere only within the intervals across seeds (a one-seed \
+         bootstrap interval does not cover training noise).\n\n\
          | Stage | Seconds |\n|---|---:|\n",
         p.config_path.display(),
         &p.config_key[..12],

@@ -433,53 +433,58 @@ pub struct InvalidValue {
 }
 
 impl Config {
-    /// Checks the values that types alone do not; the error names the key, the value and what was
-    /// expected.
-    pub fn validate(&self) -> Result<(), InvalidValue> {
-        fn check(ok: bool, key: &str, value: impl std::fmt::Debug, expected: &str) -> Result<(), InvalidValue> {
-            if ok {
-                Ok(())
-            } else {
-                Err(InvalidValue { key: key.to_string(), message: format!("{value:?}: expected {expected}") })
+    /// Checks the values that types alone do not; each problem names the key, the value and what
+    /// was expected, and all of them are returned at once.
+    pub fn validate(&self) -> Result<(), Vec<InvalidValue>> {
+        let mut problems = Vec::new();
+        self.checks(&mut |ok, key, value, expected| {
+            if !ok {
+                problems.push(InvalidValue { key: key.to_string(), message: format!("{value:?}: expected {expected}") });
             }
-        }
-        check(self.models.contains(&ModelKind::Softmax), "models", &self.models, "a list that includes \"softmax\"")?;
+        });
+        if problems.is_empty() { Ok(()) } else { Err(problems) }
+    }
+
+    /// Calls `check(ok, key, value, expected)` once per rule.
+    fn checks(&self, check: &mut dyn FnMut(bool, &str, &dyn std::fmt::Debug, &str)) {
+        check(self.models.contains(&ModelKind::Softmax), "models", &self.models, "a list that includes \"softmax\"");
         let d = &self.data;
-        check((1..50_000).contains(&d.val_size), "data.val_size", d.val_size, "1 to 49999")?;
-        check(d.train_limit.is_none_or(|n| n >= 1), "data.train_limit", d.train_limit, "at least 1")?;
-        check(d.test_limit.is_none_or(|n| (1..=10_000).contains(&n)), "data.test_limit", d.test_limit, "1 to 10000")?;
-        check(d.ood_count >= 2 && d.ood_count <= 10_000, "data.ood_count", d.ood_count, "2 to 10000")?;
-        check(d.ood_val >= 1 && d.ood_val < d.ood_count, "data.ood_val", d.ood_val, "at least 1 and below data.ood_count")?;
+        check((1..50_000).contains(&d.val_size), "data.val_size", &d.val_size, "1 to 49999");
+        check(d.train_limit.is_none_or(|n| n >= 1), "data.train_limit", &d.train_limit, "at least 1");
+        check(d.test_limit.is_none_or(|n| (1..=10_000).contains(&n)), "data.test_limit", &d.test_limit, "1 to 10000");
+        check(d.ood_count >= 2 && d.ood_count <= 10_000, "data.ood_count", &d.ood_count, "2 to 10000");
+        check(d.ood_val >= 1 && d.ood_val < d.ood_count, "data.ood_val", &d.ood_val, "at least 1 and below data.ood_count");
         let m = &self.model;
-        check(m.depth >= 10 && (m.depth - 4) % 6 == 0, "model.depth", m.depth, "6n + 4 with n >= 1 (10, 16, 22, 28, ...)")?;
-        check(m.widen >= 1, "model.widen", m.widen, "at least 1")?;
+        check(m.depth >= 10 && (m.depth - 4) % 6 == 0, "model.depth", &m.depth, "6n + 4 with n >= 1 (10, 16, 22, 28, ...)");
+        check(m.widen >= 1, "model.widen", &m.widen, "at least 1");
         let t = &self.train;
         if let Some(seeds) = &t.seeds {
             let distinct: std::collections::BTreeSet<_> = seeds.iter().collect();
-            check(!seeds.is_empty() && distinct.len() == seeds.len(), "train.seeds", seeds, "a non-empty list of distinct seeds")?;
-            check(t.seed == 0 || seeds.contains(&t.seed), "train.seed", t.seed, "one of train.seeds, or no train.seed (train.seeds replaces it)")?;
+            check(!seeds.is_empty() && distinct.len() == seeds.len(), "train.seeds", &seeds, "a non-empty list of distinct seeds");
+            check(t.seed == 0 || seeds.contains(&t.seed), "train.seed", &t.seed, "one of train.seeds, or no train.seed (train.seeds replaces it)");
         }
-        check(t.epochs >= 1, "train.epochs", t.epochs, "at least 1")?;
-        check(t.batch_size >= 2, "train.batch_size", t.batch_size, "at least 2")?;
-        check(t.lr > 0.0 && t.lr.is_finite(), "train.lr", t.lr, "a positive number")?;
-        check((0.0..1.0).contains(&t.momentum), "train.momentum", t.momentum, "in [0, 1)")?;
-        check(t.weight_decay >= 0.0, "train.weight_decay", t.weight_decay, "a non-negative number")?;
-        check(t.milestones.iter().all(|m| (0.0..=1.0).contains(m)), "train.milestones", &t.milestones, "fractions in [0, 1]")?;
-        check((0.0..1.0).contains(&t.warmup), "train.warmup", t.warmup, "in [0, 1)")?;
-        check((0.0..1.0).contains(&t.label_smoothing), "train.label_smoothing", t.label_smoothing, "in [0, 1)")?;
+        check(t.gamma > 0.0 && t.gamma.is_finite(), "train.gamma", &t.gamma, "a positive number");
+        check(t.epochs >= 1, "train.epochs", &t.epochs, "at least 1");
+        check(t.batch_size >= 2, "train.batch_size", &t.batch_size, "at least 2");
+        check(t.lr > 0.0 && t.lr.is_finite(), "train.lr", &t.lr, "a positive number");
+        check((0.0..1.0).contains(&t.momentum), "train.momentum", &t.momentum, "in [0, 1)");
+        check(t.weight_decay >= 0.0, "train.weight_decay", &t.weight_decay, "a non-negative number");
+        check(t.milestones.iter().all(|m| (0.0..=1.0).contains(m)), "train.milestones", &t.milestones, "fractions in [0, 1]");
+        check((0.0..1.0).contains(&t.warmup), "train.warmup", &t.warmup, "in [0, 1)");
+        check((0.0..1.0).contains(&t.label_smoothing), "train.label_smoothing", &t.label_smoothing, "in [0, 1)");
         let temps = &self.tune.temperatures;
-        check(!temps.is_empty() && temps.iter().all(|t| *t > 0.0 && t.is_finite()), "tune.temperatures", temps, "a non-empty list of positive numbers")?;
+        check(!temps.is_empty() && temps.iter().all(|t| *t > 0.0 && t.is_finite()), "tune.temperatures", &temps, "a non-empty list of positive numbers");
         let eps = &self.tune.odin_epsilons;
-        check(!eps.is_empty() && eps.iter().all(|e| *e >= 0.0 && e.is_finite()), "tune.odin_epsilons", eps, "a non-empty list of non-negative numbers")?;
-        check(self.eval.batch_size >= 1, "eval.batch_size", self.eval.batch_size, "at least 1")?;
-        check(self.methods.bin.zeta > 0.0, "methods.bin.zeta", self.methods.bin.zeta, "a positive number")?;
-        check(self.methods.binc.zeta > 0.0, "methods.binc.zeta", self.methods.binc.zeta, "a positive number")?;
-        check(self.methods.binc.lambda >= 0.0, "methods.binc.lambda", self.methods.binc.lambda, "a non-negative number")?;
-        check(self.methods.binc.z >= 1, "methods.binc.z", self.methods.binc.z, "at least 1")?;
-        check(self.methods.vib.z >= 1, "methods.vib.z", self.methods.vib.z, "at least 1")?;
-        check(self.methods.viby.z >= 1, "methods.viby.z", self.methods.viby.z, "at least 1")?;
-        check(self.methods.vib.beta >= 0.0, "methods.vib.beta", self.methods.vib.beta, "a non-negative number")?;
-        check(self.methods.viby.beta >= 0.0, "methods.viby.beta", self.methods.viby.beta, "a non-negative number")?;
-        Ok(())
+        check(!eps.is_empty() && eps.iter().all(|e| *e >= 0.0 && e.is_finite()), "tune.odin_epsilons", &eps, "a non-empty list of non-negative numbers");
+        check(self.report.bootstrap != 1, "report.bootstrap", &self.report.bootstrap, "0 (no bootstrap) or at least 2 resamples");
+        check(self.eval.batch_size >= 1, "eval.batch_size", &self.eval.batch_size, "at least 1");
+        check(self.methods.bin.zeta > 0.0, "methods.bin.zeta", &self.methods.bin.zeta, "a positive number");
+        check(self.methods.binc.zeta > 0.0, "methods.binc.zeta", &self.methods.binc.zeta, "a positive number");
+        check(self.methods.binc.lambda >= 0.0, "methods.binc.lambda", &self.methods.binc.lambda, "a non-negative number");
+        check(self.methods.binc.z >= 1, "methods.binc.z", &self.methods.binc.z, "at least 1");
+        check(self.methods.vib.z >= 1, "methods.vib.z", &self.methods.vib.z, "at least 1");
+        check(self.methods.viby.z >= 1, "methods.viby.z", &self.methods.viby.z, "at least 1");
+        check(self.methods.vib.beta >= 0.0, "methods.vib.beta", &self.methods.vib.beta, "a non-negative number");
+        check(self.methods.viby.beta >= 0.0, "methods.viby.beta", &self.methods.viby.beta, "a non-negative number");
     }
 }

@@ -11,6 +11,16 @@ use oodpipe_stages::model::losses::{
 use oodpipe_stages::model::mmce::{binary_mmce_sum, mmce, mmce_columns};
 use tch::{Device, Kind, Tensor, nn};
 
+/// libtorch's random generator is process-wide, and the tests of this file run in parallel
+/// threads: every test holds this lock for its whole body, so that no test's draws (weight
+/// initialisation, `Tensor::rand`, VIB's sampling) interleave with another's and each test's
+/// `tch::manual_seed` gives it the same numbers on every run.
+fn global_rng() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+
 fn vec(t: &Tensor) -> Vec<f64> {
     Vec::<f64>::try_from(&t.to_kind(Kind::Double).contiguous().view([-1])).unwrap()
 }
@@ -145,6 +155,7 @@ fn mmce_of(r: &[f64], correct: &[bool]) -> f64 {
 
 #[test]
 fn mmce_matches_a_direct_evaluation_on_known_batches() {
+    let _rng = global_rng();
     let batches: Vec<(Vec<f64>, Vec<bool>)> = vec![
         (vec![0.9, 0.8, 0.6, 0.95, 0.55], vec![true, true, false, true, false]),
         (vec![0.99, 0.51, 0.7], vec![false, true, true]),
@@ -172,6 +183,7 @@ fn mmce_matches_a_direct_evaluation_on_known_batches() {
 
 #[test]
 fn binary_mmce_sums_the_classifiers_with_r_max_s_1_minus_s() {
+    let _rng = global_rng();
     let (n, c) = (12, 4);
     let logits = logits_away_from_zero(n, c, 1.5, 11);
     let y = labels(&[0, 1, 2, 3, 0, 1, 2, 3, 0, 0, 1, 3]);
@@ -198,6 +210,7 @@ fn binary_mmce_sums_the_classifiers_with_r_max_s_1_minus_s() {
 
 #[test]
 fn weighted_bce_is_its_formula_and_its_gradient_is_right() {
+    let _rng = global_rng();
     let logits = randn(&[5, 4], 1) * 2.0;
     let y = labels(&[0, 3, 1, 1, 2]);
     let zeta = 0.05;
@@ -228,6 +241,7 @@ fn weighted_bce_is_its_formula_and_its_gradient_is_right() {
 
 #[test]
 fn binc_loss_with_mmce_has_the_right_gradient() {
+    let _rng = global_rng();
     let (n, c) = (10, 4);
     let soft = randn(&[n, c], 2);
     let bin = logits_away_from_zero(n, c, 1.5, 3);
@@ -279,6 +293,7 @@ fn vib_params(n: i64, z: i64, c: i64, prior_rows: Option<i64>, seed: i64) -> Vec
 
 #[test]
 fn vib_loss_with_a_fixed_eps_has_the_right_gradient() {
+    let _rng = global_rng();
     let (n, z, c) = (6, 3, 4);
     let params = vib_params(n, z, c, None, 20);
     let eps = randn(&[n, z], 30);
@@ -289,6 +304,7 @@ fn vib_loss_with_a_fixed_eps_has_the_right_gradient() {
 
 #[test]
 fn viby_loss_with_a_fixed_eps_has_the_right_gradient() {
+    let _rng = global_rng();
     let (n, z, c) = (6, 3, 4);
     // Every class appears, so every class's prior gets a gradient.
     let params = vib_params(n, z, c, Some(c), 40);
@@ -300,6 +316,7 @@ fn viby_loss_with_a_fixed_eps_has_the_right_gradient() {
 
 #[test]
 fn closed_form_kl_matches_monte_carlo() {
+    let _rng = global_rng();
     let mu = Tensor::from_slice(&[0.3, -1.2, 2.0]);
     let sigma = Tensor::from_slice(&[0.5, 1.5, 0.2]);
     let prior_mean = Tensor::from_slice(&[0.0, -0.5, 1.0]);
@@ -342,6 +359,8 @@ fn small_methods() -> MethodsConfig {
 
 #[test]
 fn every_new_head_trains_with_finite_loss_and_gradients_reaching_every_variable() {
+    let _rng = global_rng();
+    tch::manual_seed(0);
     let features = Tensor::randn([16, 8], (Kind::Float, Device::Cpu));
     let y = Tensor::arange(16, (Kind::Int64, Device::Cpu)).remainder(10);
     for kind in [ModelKind::Bin, ModelKind::Binc, ModelKind::Vib, ModelKind::Viby] {
@@ -384,6 +403,7 @@ fn every_new_head_trains_with_finite_loss_and_gradients_reaching_every_variable(
 
 #[test]
 fn a_nan_in_the_features_gives_a_nan_loss_the_training_loop_refuses() {
+    let _rng = global_rng();
     // train.rs stops on a non-finite loss; every head must propagate a NaN rather than hide it.
     let mut values = vec![0.5f32; 32];
     values[3] = f32::NAN;
@@ -402,6 +422,7 @@ fn a_nan_in_the_features_gives_a_nan_loss_the_training_loop_refuses() {
 
 #[test]
 fn bin_scores_are_log_max_sigmoid_without_saturation() {
+    let _rng = global_rng();
     for x in [-30.0, -3.0, -0.5, 0.0, 0.7, 4.0, 15.0] {
         let naive = (1.0 / (1.0 + (-x as f64).exp())).ln();
         assert!((sigmoid::log_sigmoid(x) - naive).abs() < 1e-12, "{x}");
@@ -418,6 +439,7 @@ fn bin_scores_are_log_max_sigmoid_without_saturation() {
 
 #[test]
 fn vib_and_viby_scores_are_minus_kl_forms() {
+    let _rng = global_rng();
     let kl_vib = Tensor::from_slice(&[0.5f64, 800.0, 900.0]);
     let s = kl::vib(&kl_vib);
     assert_eq!(s, vec![-0.5, -800.0, -900.0], "exp(-800) and exp(-900) would both be 0; their logs are not");

@@ -8,6 +8,16 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
+/// libtorch's random generator is process-wide, and the tests of this file run in parallel
+/// threads: every test holds this lock for its whole body, so that no test's draws (weight
+/// initialisation, `Tensor::rand`, VIB's sampling) interleave with another's and each test's
+/// `tch::manual_seed` gives it the same numbers on every run.
+fn global_rng() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+
 fn tiny_config() -> Config {
     let mut c = Config::default();
     c.device = "cpu".into();
@@ -78,6 +88,7 @@ fn outputs_of(pairs: &[(&str, &Path)]) -> BTreeMap<String, PathBuf> {
 
 #[test]
 fn parameter_counts_match_the_published_wide_resnets() {
+    let _rng = global_rng();
     // Zagoruyko & Komodakis, Table 1/2: WRN-16-4 2.7M, WRN-28-10 36.5M parameters.
     for (depth, widen, published, exact) in [(16, 4, 2.7e6, 2_748_890), (28, 10, 36.5e6, 36_479_194)] {
         let mut c = Config::default();
@@ -92,6 +103,7 @@ fn parameter_counts_match_the_published_wide_resnets() {
 
 #[test]
 fn depth_must_be_6n_plus_4() {
+    let _rng = global_rng();
     let mut c = tiny_config();
     c.model.depth = 12;
     let err = Network::new(ModelKind::Softmax, &c, Device::Cpu).unwrap_err().to_string();
@@ -100,6 +112,8 @@ fn depth_must_be_6n_plus_4() {
 
 #[test]
 fn every_head_gives_prediction_logits_in_both_modes() {
+    let _rng = global_rng();
+    tch::manual_seed(2);
     let x = Tensor::rand([3, 3, 32, 32], (Kind::Float, Device::Cpu));
     for kind in ModelKind::ALL {
         tch::manual_seed(3);
@@ -112,6 +126,7 @@ fn every_head_gives_prediction_logits_in_both_modes() {
 
 #[test]
 fn output_shape_and_channels_last_give_the_same_logits() {
+    let _rng = global_rng();
     let c = tiny_config();
     tch::manual_seed(7);
     let net = Network::new(ModelKind::Softmax, &c, Device::Cpu).unwrap();
@@ -133,6 +148,7 @@ fn output_shape_and_channels_last_give_the_same_logits() {
 
 #[test]
 fn normalisation_uses_the_wrn_mean_and_std() {
+    let _rng = global_rng();
     let x = Tensor::from_slice(&[125.3f32 / 255.0, 0.0, 1.0]).view([1, 3, 1, 1]);
     let got = Vec::<f32>::try_from(normalise(&x).flatten(0, -1)).unwrap();
     let want = [0.0, -(123.0 / 62.1), (255.0 - 113.9) / 66.7];
@@ -146,6 +162,7 @@ fn normalisation_uses_the_wrn_mean_and_std() {
 
 #[test]
 fn step_schedule_drops_at_the_milestones() {
+    let _rng = global_rng();
     let cfg = TrainConfig { epochs: 200, lr: 0.1, schedule: Schedule::Step, ..TrainConfig::default() };
     let spe = 352;
     let lr = |epoch: usize| train::learning_rate(&cfg, epoch * spe + 5, spe);
@@ -161,6 +178,7 @@ fn step_schedule_drops_at_the_milestones() {
 
 #[test]
 fn one_cycle_schedule_warms_up_then_decays_linearly() {
+    let _rng = global_rng();
     let cfg = TrainConfig { epochs: 10, lr: 0.2, warmup: 0.2, schedule: Schedule::OneCycle, ..TrainConfig::default() };
     let spe = 100; // 1000 steps, 200 of warm-up
     let lr = |step| train::learning_rate(&cfg, step, spe);
@@ -174,6 +192,7 @@ fn one_cycle_schedule_warms_up_then_decays_linearly() {
 
 #[test]
 fn augmentation_pads_by_reflection_crops_and_flips() {
+    let _rng = global_rng();
     // One 1-channel 4x4 image with values 0..16 (row-major), pad 2.
     let img = Tensor::arange(16, (Kind::Int64, Device::Cpu)).view([1, 1, 4, 4]).to_kind(Kind::Uint8);
     let at = |dy, dx, flip| {
@@ -204,6 +223,7 @@ fn augmentation_pads_by_reflection_crops_and_flips() {
 
 #[test]
 fn shuffle_is_a_seeded_permutation() {
+    let _rng = global_rng();
     use rand_chacha::ChaCha8Rng;
     use rand_chacha::rand_core::SeedableRng;
     let a = train::shuffled(100, &mut ChaCha8Rng::seed_from_u64(3));
@@ -217,6 +237,7 @@ fn shuffle_is_a_seeded_permutation() {
 
 #[test]
 fn a_tiny_network_learns_separable_images() {
+    let _rng = global_rng();
     let mut c = tiny_config();
     c.train.epochs = 6;
     c.train.batch_size = 16;
@@ -238,6 +259,7 @@ fn a_tiny_network_learns_separable_images() {
 
 #[test]
 fn train_and_outputs_stages_end_to_end() {
+    let _rng = global_rng();
     let dir = tempfile::tempdir().unwrap();
     let cifar = write_cifar10(dir.path());
     let mut config = tiny_config();
@@ -306,6 +328,7 @@ fn train_and_outputs_stages_end_to_end() {
 
 #[test]
 fn a_diverging_loss_stops_training_naming_the_step() {
+    let _rng = global_rng();
     let mut c = tiny_config();
     c.train.lr = 1e30;
     c.train.epochs = 2;

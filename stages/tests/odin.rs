@@ -8,12 +8,23 @@ use oodpipe_stages::tensors;
 use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor};
 
+/// libtorch's random generator is process-wide, and the tests of this file run in parallel
+/// threads: every test holds this lock for its whole body, so that no test's draws (weight
+/// initialisation, `Tensor::rand`, VIB's sampling) interleave with another's and each test's
+/// `tch::manual_seed` gives it the same numbers on every run.
+fn global_rng() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+
 fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol
 }
 
 #[test]
 fn temperature_score_matches_the_two_class_closed_form() {
+    let _rng = global_rng();
     let (a, b) = (3.0f64, 1.0f64);
     let logits = Tensor::from_slice(&[a as f32, b as f32, 0.0, 0.0, -2.0, 5.0]).view([3, 2]);
     for t in [1.0, 2.0, 10.0, 1000.0] {
@@ -49,6 +60,7 @@ fn image() -> Tensor {
 
 #[test]
 fn odin_steps_against_the_gradient_sign_by_eps_pixels() {
+    let _rng = global_rng();
     let (w, sign) = linear_model();
     let logits_of = |x: &Tensor| x.flatten(1, -1).matmul(&w.tr());
     let x = image();
@@ -71,6 +83,7 @@ fn odin_steps_against_the_gradient_sign_by_eps_pixels() {
 
 #[test]
 fn odin_grid_shares_work_and_raises_the_predicted_class_score() {
+    let _rng = global_rng();
     let (w, _) = linear_model();
     let logits_of = |x: &Tensor| x.flatten(1, -1).matmul(&w.tr());
     let x = Tensor::cat(&[image(), image().flip([3]), Tensor::full([1, 3, 2, 2], 0.5, (Kind::Float, Device::Cpu))], 0);
@@ -108,6 +121,7 @@ fn odin_grid_shares_work_and_raises_the_predicted_class_score() {
 
 #[test]
 fn odin_on_a_wide_resnet_matches_single_runs_and_batching() {
+    let _rng = global_rng();
     let mut c = Config::default();
     c.model.depth = 10;
     c.model.widen = 1;
@@ -134,6 +148,7 @@ fn odin_on_a_wide_resnet_matches_single_runs_and_batching() {
 
 #[test]
 fn cifar10_grid_stage_writes_the_grid() {
+    let _rng = global_rng();
     let dir = tempfile::tempdir().unwrap();
     let mut c = Config::default();
     c.model.depth = 10;

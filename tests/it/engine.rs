@@ -194,8 +194,9 @@ fn a_failed_stage_stops_only_its_dependants_and_leaves_no_entry() {
 
 /// The child half of `an_interrupted_run_leaves_no_entry`: runs a stage that dies mid-write.
 #[test]
+#[ignore = "the child process of an_interrupted_run_leaves_no_entry, which runs it"]
 fn interrupted_child() {
-    let Some(cache) = std::env::var_os("OODPIPE_TEST_INTERRUPT_CACHE") else { return };
+    let cache = std::env::var_os("OODPIPE_TEST_INTERRUPT_CACHE").expect("run by an_interrupted_run_leaves_no_entry");
     let store = Store::open(Path::new(&cache)).unwrap();
     let mut stage = concat_stage("gen.a", &[], &[], &Value::Null, Arc::new(AtomicUsize::new(0)));
     stage.run = Arc::new(|run| {
@@ -211,7 +212,7 @@ fn an_interrupted_run_leaves_no_entry() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "engine::interrupted_child", "--nocapture", "--test-threads=1"])
+        .args(["--exact", "engine::interrupted_child", "--ignored", "--nocapture", "--test-threads=1"])
         .env("OODPIPE_TEST_INTERRUPT_CACHE", &cache)
         .stderr(std::process::Stdio::null())
         .status()
