@@ -44,7 +44,7 @@ fn sigkill_at_random_moments_then_a_run_resumes_to_identical_results() {
         }
         child.wait().unwrap();
     }
-    assert!(killed >= 4, "most runs must have been killed mid-way ({killed} of 8)");
+    assert!(killed >= 3, "runs must have been killed mid-way ({killed} of 8)");
     // The next run executes exactly what no killed run finished, and ends with the same results.
     let unfinished = stale(&s);
     let last = last_json(&s.oodpipe(&["run", "--json"]));
