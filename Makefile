@@ -2,7 +2,7 @@
 CONFIG ?= pipeline.toml
 CARGO ?= cargo
 
-.PHONY: run test setup libtorch data graphviz build bench
+.PHONY: run test setup libtorch data graphviz build bench bench-noop
 
 ## Install what is missing, build in release mode, run the default pipeline to the final report.
 run: setup graphviz
@@ -31,3 +31,9 @@ build: setup
 bench: build
 	$(CARGO) bench -p oodpipe-metrics
 	python3 scripts/bench_metrics.py --binary target/release/oodpipe
+
+## The no-op commands beside DVC on the same DAG (needs the default run built: `make run` first),
+## and the engine's overhead per stage on a synthetic DAG of 1,000 stages.
+bench-noop: build
+	python3 scripts/bench_noop.py --config $(CONFIG)
+	$(CARGO) bench -p oodpipe-engine

@@ -1,7 +1,8 @@
 //! `oodpipe`: rebuilds an OOD-detection paper's tables as a cached DAG of stages.
 //!
 //! The command line only: argument parsing here, one module per subcommand in `cli/`, the engine in
-//! the `oodpipe` library, the ML stages in `oodpipe-stages`.
+//! `oodpipe-engine`, the stage table in `oodpipe-plan`. It does not link libtorch: stages are built
+//! by the worker binary `oodpipe-worker` (`oodpipe-stages`), one process per stage.
 
 mod cli;
 mod metrics_cmd;
@@ -36,6 +37,12 @@ enum Command {
         /// End stdout with one JSON line: {"executed": [..], "cached": [..], "seconds": ..}.
         #[arg(long)]
         json: bool,
+        /// Build up to N independent stages at once, never using more cores (or GPUs) than there are.
+        #[arg(short = 'j', long = "jobs", default_value_t = 1)]
+        jobs: usize,
+        /// The GPUs to hand out, one per training or network pass (default: every visible one).
+        #[arg(long, value_delimiter = ',')]
+        gpus: Option<Vec<String>>,
     },
     /// Every stage, fresh or stale, and why a stale one would run.
     Status {
@@ -77,6 +84,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Build exactly one stage into the store (its inputs must be built): what a cluster job runs.
+    ExecStage { stage: String },
     /// The five OOD metrics of two score files (one score a line, higher = more in-distribution).
     Metrics {
         #[arg(long = "in-dist")]
@@ -108,19 +117,22 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| PathBuf::from("cache"));
     let result = match args.command {
         Command::Metrics { in_dist, ood, json } => return metrics_cmd::run(&in_dist, &ood, json),
-        Command::Run { targets, dry_run, json } => cli::run::run(&args.config, &cache, &targets, dry_run, json),
+        Command::Run { targets, dry_run, json, jobs, gpus } => {
+            cli::run::run(&args.config, &cache, &targets, dry_run, json, jobs, gpus)
+        }
         Command::Status { targets, json } => cli::status::run(&args.config, &cache, &targets, json),
         Command::Dag { format } => cli::dag::run(
             &args.config,
             match format {
-                Format::Text => oodpipe::graph::DagFormat::Text,
-                Format::Dot => oodpipe::graph::DagFormat::Dot,
-                Format::Mermaid => oodpipe::graph::DagFormat::Mermaid,
+                Format::Text => oodpipe_engine::graph::DagFormat::Text,
+                Format::Dot => oodpipe_engine::graph::DagFormat::Dot,
+                Format::Mermaid => oodpipe_engine::graph::DagFormat::Mermaid,
             },
         ),
         Command::Show { stage, json } => cli::show::run(&args.config, &cache, &stage, json),
         Command::Gc { dry_run } => cli::gc::run(&args.config, &cache, dry_run),
         Command::Runs { json } => cli::runs::run(&cache, json),
+        Command::ExecStage { stage } => cli::exec_stage::run(&args.config, &cache, &stage),
         Command::Verify { repair } => cli::verify::run(&cache, repair),
         Command::Diff { a, b, json } => cli::diff::run(&args.config, &cache, &a, b.as_deref(), json),
     };
@@ -130,7 +142,7 @@ fn main() -> ExitCode {
         // stage (the subcommands return it), 0 otherwise.
         Err(e) => {
             eprintln!("error: {e:#}");
-            if oodpipe::bad_input::is_bad_input(&e) { ExitCode::from(2) } else { ExitCode::FAILURE }
+            if oodpipe_engine::bad_input::is_bad_input(&e) { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
 }

@@ -1,31 +1,90 @@
-//! Binds the ML stage table (`oodpipe_stages`) to the engine.
+//! Binds the pipeline's stage table (`oodpipe_plan`) and its worker (`oodpipe-worker`) to the engine.
 //!
-//! This is the only module of the binary that names the stages crate. It loads the config, turns
-//! each row of the stage table into an engine [`StageSpec`] whose key covers exactly the fields the
-//! row declares, and runs the row's function with a config restricted to those same fields, so a
-//! stage cannot read what its key does not cover.
+//! It loads the config and plans the stages with no libtorch in this process: the table gives the
+//! engine's stage specs directly, each keyed on exactly the fields it declares, and those fields
+//! are all the config the worker is given. What keys need of libtorch (its version, the device
+//! that "auto" means here) comes from the worker's probe, remembered per machine in the store
+//! ([`machine`]).
 
-use anyhow::Context;
-use oodpipe::config_file;
-use oodpipe::graph::Graph;
-use oodpipe::stage_key::Platform;
-use oodpipe::stage_spec::{SourceSpec, StageSpec, flatten_fields};
-use oodpipe_stages::{Config, StageContext, runtime, table};
+use oodpipe_engine::config_file;
+use oodpipe_engine::graph::Graph;
+use oodpipe_engine::stage_key::Platform;
+use oodpipe_engine::stage_spec::flatten_fields;
+use oodpipe_engine::worker::{self, WorkerRunner};
+use oodpipe_plan::{Config, table};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+
+/// The worker binary, built beside `oodpipe` by `cargo build`.
+pub const WORKER: &str = "oodpipe-worker";
 
 pub struct Pipeline {
     pub config_path: PathBuf,
+    pub config: Config,
     /// blake3 of the whole config, canonically serialised.
     pub config_key: String,
     /// Every config field, defaults included, flattened to dotted paths.
     pub config_fields: BTreeMap<String, serde_json::Value>,
+    pub graph: Graph,
+}
+
+/// What the machine adds to the keys and the run records, and how its stages are run.
+pub struct Machine {
     pub platform: Platform,
     /// What results depend on beyond their keys (processor, instruction set, threads, GPU),
     /// recorded in run.json and each run record.
     pub platform_details: BTreeMap<String, String>,
-    pub graph: Graph,
+    pub runner: WorkerRunner,
+    /// The GPUs a parallel run hands out (every visible one on a CUDA device; none on a CPU).
+    pub gpus: Vec<String>,
+}
+
+/// The machine as the worker's probe sees it (remembered in `state_dir`), with the config's device
+/// and threads applied.
+pub fn machine(config: &Config, config_path: &Path, state_dir: &Path) -> anyhow::Result<Machine> {
+    let program = worker::locate(WORKER)?;
+    let probe = worker::probe_cached(&program, &["probe".to_string()], state_dir)?;
+    let cuda = probe["cuda_available"].as_bool().unwrap_or(false);
+    let device = match config.device.as_str() {
+        "cpu" => "cpu",
+        "cuda" if cuda => "cuda",
+        "cuda" => {
+            return Err(oodpipe_engine::bad_input::BadInput(format!(
+                "{}: config key device = \"cuda\", but libtorch finds no CUDA device here (device = \"auto\" uses one when there is one)",
+                config_path.display()
+            ))
+            .into());
+        }
+        _ => {
+            if cuda {
+                "cuda"
+            } else {
+                "cpu"
+            }
+        }
+    };
+    let mut platform_details: BTreeMap<String, String> =
+        serde_json::from_value(probe[format!("platform_{device}")].clone()).unwrap_or_default();
+    let threads = if config.threads > 0 { config.threads.to_string() } else { probe["default_threads"].to_string() };
+    platform_details.insert("threads".into(), threads);
+    let gpus = if device == "cuda" {
+        (0..probe["cuda_devices"].as_u64().unwrap_or(1)).map(|g| g.to_string()).collect()
+    } else {
+        Vec::new()
+    };
+    Ok(Machine {
+        gpus,
+        platform: Platform {
+            libtorch: probe["libtorch"].as_str().unwrap_or("unknown").to_string(),
+            device: device.to_string(),
+        },
+        platform_details,
+        runner: WorkerRunner {
+            program,
+            args: vec!["run".into()],
+            runtime: serde_json::json!({"device": device, "threads": config.threads}),
+        },
+    })
 }
 
 /// Every field of a config file's text, defaults included, as `diff` compares them. A config
@@ -39,7 +98,7 @@ pub fn config_fields(text: &str, origin: &Path) -> anyhow::Result<BTreeMap<Strin
     };
     let mut table: toml::Table = text
         .parse()
-        .map_err(|e| oodpipe::bad_input::BadInput(format!("{}: not TOML: {e}", origin.display())))?;
+        .map_err(|e| oodpipe_engine::bad_input::BadInput(format!("{}: not TOML: {e}", origin.display())))?;
     // Set aside, one by one, the keys today's schema does not know; the rest is read as today's
     // config, so that its values compare exactly (1 and 1.0 alike).
     let mut unknown = BTreeMap::new();
@@ -119,77 +178,25 @@ fn check_values(config: &Config, config_path: &Path) -> Result<(), config_file::
     if errors.is_empty() { Ok(()) } else { Err(config_file::ConfigErrors(errors)) }
 }
 
-/// Every field a stage declares it reads must exist in the config schema: a misspelt declaration
-/// would key the stage on nothing and hand it the default. Caught when the plan is built.
-fn check_declared_reads(defs: &[oodpipe_stages::StageDef]) -> anyhow::Result<()> {
-    // Optional fields are written out (as null) so that they count as existing.
-    let schema = serde_json::to_value(Config::default()).expect("config serialises");
-    for def in defs {
-        for field in &def.reads {
-            let exists = oodpipe_stages::config::lookup(&schema, field).is_some() || field == "train.seeds";
-            if !exists {
-                anyhow::bail!(
-                    "stage {} declares that it reads the config field `{field}`, which the config schema does not have \
-                     (a bug in the stage table, stages/src/table.rs)",
-                    def.id
-                );
-            }
-        }
-    }
-    Ok(())
-}
-
 pub fn load(config_path: &Path) -> anyhow::Result<Pipeline> {
     let config: Config = config_file::load(config_path)?;
     check_values(&config, config_path)?;
-    runtime::set_threads(config.threads);
-    let device = runtime::resolve_device(&config.device).with_context(|| config_path.display().to_string())?;
-    let platform = Platform { libtorch: runtime::libtorch_version().to_string(), device: device.to_string() };
+    if !["cpu", "cuda", "auto"].contains(&config.device.as_str()) {
+        return Err(oodpipe_engine::bad_input::BadInput(format!(
+            "{}: config key device = {:?}: expected \"cpu\", \"cuda\" or \"auto\"",
+            config_path.display(),
+            config.device
+        ))
+        .into());
+    }
     let config_json = serde_json::to_value(&config).expect("config serialises");
     let config_key = blake3::hash(&serde_json::to_vec(&config_json).expect("config serialises")).to_hex().to_string();
-    let defs = table::plan(&config);
-    check_declared_reads(&defs)?;
-    let specs = defs
-        .into_iter()
-        .map(|def| {
-            let view = serde_json::to_value(&def.config).expect("config serialises");
-            let params = flatten_fields(&view, &def.reads);
-            let restricted = def.config.restricted_to(&def.reads);
-            let sources: Vec<_> = def.sources.clone();
-            let run_def = def.clone();
-            StageSpec {
-                id: def.id.clone(),
-                kind: def.kind.to_string(),
-                salt: def.salt.to_string(),
-                params,
-                inputs: def.inputs.clone(),
-                sources: def
-                    .sources
-                    .iter()
-                    .map(|s| SourceSpec { label: s.label.clone(), path: s.path.clone(), hint: s.hint.clone() })
-                    .collect(),
-                publish: def.publish.clone(),
-                run: Arc::new(move |run| {
-                    let ctx = StageContext {
-                        id: run.id,
-                        config: restricted.clone(),
-                        inputs: run.inputs,
-                        sources: &sources,
-                        out_dir: run.out_dir,
-                        device,
-                        progress: run.progress,
-                    };
-                    (run_def.run)(&ctx)
-                }),
-            }
-        })
-        .collect();
+    let specs = table::plan(&config)?;
     Ok(Pipeline {
         config_path: config_path.to_path_buf(),
         config_key,
         config_fields: all_fields(&config_json),
-        platform_details: runtime::platform_details(device),
-        platform,
+        config,
         graph: Graph::new(specs)?,
     })
 }
@@ -235,15 +242,6 @@ mod tests {
         expected.insert("train.old_knob".into(), serde_json::json!(3));
         expected.insert("tune.old_grid".into(), serde_json::json!([2]));
         assert_eq!(config_fields(older, Path::new("older.toml")).unwrap(), expected);
-    }
-
-    #[test]
-    fn a_declared_field_that_does_not_exist_is_caught_when_the_plan_is_built() {
-        let mut defs = oodpipe_stages::table::plan(&Config::default());
-        check_declared_reads(&defs).unwrap();
-        defs[0].reads.push("train.epoch".into());
-        let err = check_declared_reads(&defs).unwrap_err().to_string();
-        assert!(err.contains("data.cifar10") && err.contains("`train.epoch`"), "{err}");
     }
 
     proptest! {

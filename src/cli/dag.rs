@@ -1,6 +1,6 @@
 //! `oodpipe dag`: the stage graph as text, Graphviz dot or Mermaid.
 
-use oodpipe::graph::DagFormat;
+use oodpipe_engine::graph::DagFormat;
 use std::path::Path;
 use std::process::ExitCode;
 

@@ -5,8 +5,8 @@
 //! `reports/run.json`, else the `-c` config's path). B defaults to the working tree. An unknown
 //! revision, or one without results, exits 2 with a message saying which.
 
-use oodpipe::results_diff::{ResultsDiff, changed_values, config_changes, platform_changes};
-use oodpipe::run_record::RunRecord;
+use oodpipe_engine::results_diff::{ResultsDiff, changed_values, config_changes, platform_changes};
+use oodpipe_engine::run_record::RunRecord;
 use polars::prelude::DataFrame;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -73,7 +73,7 @@ fn resolve(spec: Option<&str>, cache: &Path, report_dir: &Path, config: &Path) -
             Err(e) => no_config(&format!("cannot read {}: {e}", config_path.display())),
         };
         return Ok(Side {
-            results: oodpipe::results_frame::parse(&text, &results_path.display().to_string()).map_err(fail)?,
+            results: oodpipe_engine::results_frame::parse(&text, &results_path.display().to_string()).map_err(fail)?,
             config,
             platform: platform_of(run_json.as_deref()),
         });
@@ -87,7 +87,7 @@ fn resolve(spec: Option<&str>, cache: &Path, report_dir: &Path, config: &Path) -
             Unresolvable(format!("the results of run {} are gone from the store ({e}); was it collected by gc?", record.id))
         })?;
         return Ok(Side {
-            results: oodpipe::results_frame::parse(&text, &format!("run {}", record.id)).map_err(fail)?,
+            results: oodpipe_engine::results_frame::parse(&text, &format!("run {}", record.id)).map_err(fail)?,
             config: record.config,
             platform: record.platform,
         });
@@ -105,7 +105,7 @@ fn resolve(spec: Option<&str>, cache: &Path, report_dir: &Path, config: &Path) -
         None => no_config(&format!("revision {spec} has no config file {}", config_path.display())),
     };
     Ok(Side {
-        results: oodpipe::results_frame::parse(&text, &format!("{spec}:{}", results_path.display())).map_err(fail)?,
+        results: oodpipe_engine::results_frame::parse(&text, &format!("{spec}:{}", results_path.display())).map_err(fail)?,
         config,
         platform: platform_of(run_json.as_deref()),
     })

@@ -7,7 +7,7 @@
 //! its liveness lock.
 //! Keys are computed first; if that fails (a source missing), nothing is removed.
 
-use oodpipe::store::Store;
+use oodpipe_engine::store::Store;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

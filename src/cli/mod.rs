@@ -2,6 +2,7 @@
 
 pub mod dag;
 pub mod diff;
+pub mod exec_stage;
 pub mod gc;
 pub mod run;
 pub mod runs;
@@ -9,15 +10,16 @@ pub mod show;
 pub mod status;
 pub mod verify;
 
-use crate::pipeline::{self, Pipeline};
-use oodpipe::fingerprint::{KeyedStage, key_stages};
-use oodpipe::source_hash::SourceMemo;
-use oodpipe::store::Store;
+use crate::pipeline::{self, Machine, Pipeline};
+use oodpipe_engine::fingerprint::{KeyedStage, key_stages};
+use oodpipe_engine::source_hash::SourceMemo;
+use oodpipe_engine::store::Store;
 use std::path::Path;
 
 /// The pipeline, its store, and the keyed closure of `targets`, as most subcommands need them.
 pub struct Session {
     pub pipeline: Pipeline,
+    pub machine: Machine,
     pub store: Store,
     pub stages: Vec<KeyedStage>,
 }
@@ -25,11 +27,12 @@ pub struct Session {
 pub fn open(config: &Path, cache: &Path, targets: &[String]) -> anyhow::Result<Session> {
     let pipeline = pipeline::load(config)?;
     let store = Store::open(cache).map_err(|e| anyhow::anyhow!("cannot open the store {}: {e}", cache.display()))?;
+    let machine = pipeline::machine(&pipeline.config, config, &store.state_dir())?;
     let closure = pipeline.graph.closure(targets)?;
     let mut memo = SourceMemo::load(&store.memo_file());
-    let stages = key_stages(&closure, &mut memo, &pipeline.platform)?;
+    let stages = key_stages(&closure, &mut memo, &machine.platform)?;
     let _ = memo.save();
-    Ok(Session { pipeline, store, stages })
+    Ok(Session { pipeline, machine, store, stages })
 }
 
 /// `git rev-parse HEAD` and whether the work tree has uncommitted changes, if this is a checkout.

@@ -1,29 +1,42 @@
 //! `oodpipe run`: build the targets and what they need, then record the run beside the report.
 
-use oodpipe::executor;
-use oodpipe::progress::ConsoleReporter;
-use oodpipe::run_record::{RunRecord, results_digest};
+use oodpipe_engine::executor;
+use oodpipe_engine::progress::ConsoleReporter;
+use oodpipe_engine::run_record::{RunRecord, results_digest};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn run(config: &Path, cache: &Path, targets: &[String], dry_run: bool, as_json: bool) -> anyhow::Result<ExitCode> {
+pub fn run(
+    config: &Path,
+    cache: &Path,
+    targets: &[String],
+    dry_run: bool,
+    as_json: bool,
+    jobs: usize,
+    gpus: Option<Vec<String>>,
+) -> anyhow::Result<ExitCode> {
+    if jobs == 0 {
+        return Err(oodpipe_engine::bad_input::BadInput("-j/--jobs: expected at least 1".into()).into());
+    }
     let session = super::open(config, cache, targets)?;
+    let jobs = executor::Jobs { jobs, cpus: executor::available_cpus(), gpus: gpus.unwrap_or_else(|| session.machine.gpus.clone()) };
     let reporter = ConsoleReporter::new(false);
     let started_unix = unix_now();
-    let outcome = executor::run(&session.store, &session.stages, &reporter, dry_run);
+    oodpipe_engine::interrupt::install();
+    let outcome = executor::run_jobs(&session.store, &session.stages, &session.machine.runner, &reporter, dry_run, &jobs);
     if !dry_run {
         record_run(&session, cache, targets, started_unix, &outcome)?;
     }
 
-    if !dry_run && outcome.failed.is_empty() {
+    if !dry_run && outcome.failed.is_empty() && !outcome.interrupted {
         for ks in &session.stages {
             let Some(dir) = &ks.spec.publish else { continue };
             let record = run_record(&session, &outcome.entries);
             let path = dir.join("run.json");
             if outcome.executed.contains(&ks.spec.id) || !path.exists() {
-                oodpipe::atomic_file::write(&path, serde_json::to_string_pretty(&record)?.as_bytes())?;
+                oodpipe_engine::atomic_file::write(&path, serde_json::to_string_pretty(&record)?.as_bytes())?;
             }
             if let Some(entry) = outcome.entries.get(&ks.spec.id) {
                 append_run_section(&session, entry, dir, &record)?;
@@ -47,24 +60,36 @@ pub fn run(config: &Path, cache: &Path, targets: &[String], dry_run: bool, as_js
     for (id, error) in &outcome.failed {
         eprintln!("error: stage {id} failed: {error}");
     }
+    if outcome.interrupted {
+        eprintln!("interrupted: what finished is kept; the next run resumes from there");
+    }
     if as_json {
         println!("{}", json!({"executed": outcome.executed, "cached": outcome.cached, "seconds": outcome.seconds}));
     }
-    Ok(if outcome.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    // 130 = 128 + SIGINT, as shells report a command stopped by Ctrl-C; 2 = bad input.
+    Ok(if outcome.interrupted {
+        ExitCode::from(130)
+    } else if outcome.bad_input {
+        ExitCode::from(2)
+    } else if outcome.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Ends the published README.md with what produced it: the config, libtorch, the device and each
 /// stage's time (as recorded when it was built: stable across runs that rebuild nothing).
 fn append_run_section(
     session: &super::Session,
-    entry: &oodpipe::store::Entry,
+    entry: &oodpipe_engine::store::Entry,
     dir: &Path,
     record: &serde_json::Value,
 ) -> anyhow::Result<()> {
     let Some(readme) = session.store.output_files(entry).remove("README.md") else { return Ok(()) };
     let mut text = std::fs::read_to_string(readme)?;
     let p = &session.pipeline;
-    let details = &p.platform_details;
+    let details = &session.machine.platform_details;
     let detail = |k: &str| details.get(k).map(String::as_str).unwrap_or("unknown");
     text.push_str(&format!(
         "## This run\n\nConfig `{}` (key `{}`), libtorch {}, device {}. The pipeline's own time on a cold cache \
@@ -75,8 +100,8 @@ fn append_run_section(
          | Stage | Seconds |\n|---|---:|\n",
         p.config_path.display(),
         &p.config_key[..12],
-        p.platform.libtorch,
-        p.platform.device,
+        session.machine.platform.libtorch,
+        session.machine.platform.device,
         record["total_seconds"].as_f64().unwrap_or(0.0) / 60.0,
         detail("cpu_model"),
         detail("cpu_capability"),
@@ -90,22 +115,22 @@ fn append_run_section(
     }
     let path = dir.join("README.md");
     if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
-        oodpipe::atomic_file::write(&path, text.as_bytes())?;
+        oodpipe_engine::atomic_file::write(&path, text.as_bytes())?;
     }
     Ok(())
 }
 
 /// Writes the stage graph beside the report as `dag.dot` and, when Graphviz's `dot` is installed
 /// (`make run` installs it), as `dag.svg`; redrawn only when the graph changed.
-fn draw_dag(graph: &oodpipe::graph::Graph, dir: &Path) {
-    let dot = graph.render(oodpipe::graph::DagFormat::Dot);
+fn draw_dag(graph: &oodpipe_engine::graph::Graph, dir: &Path) {
+    let dot = graph.render(oodpipe_engine::graph::DagFormat::Dot);
     let dot_path = dir.join("dag.dot");
     let svg_path = dir.join("dag.svg");
     let unchanged = std::fs::read_to_string(&dot_path).is_ok_and(|old| old == dot);
     if unchanged && svg_path.exists() {
         return;
     }
-    if let Err(e) = oodpipe::atomic_file::write(&dot_path, dot.as_bytes()) {
+    if let Err(e) = oodpipe_engine::atomic_file::write(&dot_path, dot.as_bytes()) {
         eprintln!("warning: writing {}: {e}", dot_path.display());
         return;
     }
@@ -152,7 +177,8 @@ fn record_run(
         stage_seconds: outcome.entries.iter().map(|(id, e)| (id.clone(), e.seconds)).collect(),
         results_digest: (!published_digests.is_empty()).then(|| results_digest(&published_digests)),
         published,
-        platform: session.pipeline.platform_details.clone(),
+        platform: session.machine.platform_details.clone(),
+        interrupted: outcome.interrupted,
     };
     record.save(cache).map_err(|e| anyhow::anyhow!("writing the run record under {}: {e}", cache.display()))?;
     eprintln!("run recorded as {}", record.id);
@@ -161,7 +187,7 @@ fn record_run(
 
 /// reports/run.json: which config and code produced the published results, and each stage's time
 /// (as recorded when it was built, so `total_seconds` is the pipeline's own time on a cold cache).
-fn run_record(session: &super::Session, entries: &BTreeMap<String, oodpipe::store::Entry>) -> serde_json::Value {
+fn run_record(session: &super::Session, entries: &BTreeMap<String, oodpipe_engine::store::Entry>) -> serde_json::Value {
     let stages: serde_json::Map<String, serde_json::Value> =
         session.stages.iter().filter_map(|ks| Some((ks.spec.id.clone(), json!(entries.get(&ks.spec.id)?.seconds)))).collect();
     let total: f64 = stages.values().filter_map(|v| v.as_f64()).sum();
@@ -171,9 +197,9 @@ fn run_record(session: &super::Session, entries: &BTreeMap<String, oodpipe::stor
         "config_key": session.pipeline.config_key,
         "git_commit": git.as_ref().map(|(c, _)| c.clone()),
         "git_dirty": git.as_ref().map(|(_, d)| *d),
-        "libtorch": session.pipeline.platform.libtorch,
-        "device": session.pipeline.platform.device,
-        "platform": session.pipeline.platform_details,
+        "libtorch": session.machine.platform.libtorch,
+        "device": session.machine.platform.device,
+        "platform": session.machine.platform_details,
         "total_seconds": total,
         "stages": stages,
     })

@@ -1,6 +1,6 @@
 //! `oodpipe runs`: the recorded runs, newest first.
 
-use oodpipe::run_record::RunRecord;
+use oodpipe_engine::run_record::RunRecord;
 use std::path::Path;
 use std::process::ExitCode;
 

@@ -17,12 +17,17 @@ pub fn run(config: &Path, cache: &Path, stage: &str, as_json: bool) -> anyhow::R
         let Some(entry) = &entry else {
             anyhow::bail!("{stage} has not been built with the current config; `oodpipe run {stage}` builds it");
         };
-        println!("{}", json!({"id": stage, "key": ks.key, "outputs": outputs, "seconds": entry.seconds}));
+        println!(
+            "{}",
+            json!({"id": stage, "key": ks.key, "outputs": outputs, "seconds": entry.seconds, "code": ks.spec.code,
+                   "log": session.store.log_path(stage)})
+        );
         return Ok(ExitCode::SUCCESS);
     }
     println!("stage   {stage}");
     println!("key     {}", ks.key);
     println!("kind    {} (code version {})", ks.material.kind, ks.material.salt);
+    println!("code    {}", ks.spec.code);
     println!("config read:");
     for (field, value) in &ks.material.params {
         println!("  {field} = {value}");
@@ -42,6 +47,10 @@ pub fn run(config: &Path, cache: &Path, stage: &str, as_json: bool) -> anyhow::R
                 println!("  {name}  {}", path.display());
             }
             println!("run time {:.2}s, {} bytes", e.seconds, e.bytes);
+            let log = session.store.log_path(stage);
+            if log.exists() {
+                println!("log     {} (the worker's output when this machine last built it)", log.display());
+            }
         }
         None => println!("not built with the current config; `oodpipe run {stage}` builds it"),
     }

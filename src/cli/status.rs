@@ -1,6 +1,6 @@
 //! `oodpipe status`: every stage, fresh or stale, and for a stale one each reason it would run.
 
-use oodpipe::fingerprint::staleness;
+use oodpipe_engine::fingerprint::staleness;
 use serde_json::json;
 use std::path::Path;
 use std::process::ExitCode;

@@ -5,7 +5,7 @@
 //! An object is named by the blake3 of its content, so checking it needs nothing but the object:
 //! each is hashed once, however many entries name it.
 
-use oodpipe::store::{Damage, Store};
+use oodpipe_engine::store::{Damage, Store};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::process::ExitCode;
@@ -22,7 +22,7 @@ pub fn run(cache: &Path, repair: bool) -> anyhow::Result<ExitCode> {
     for (digest, path) in store.all_objects() {
         objects += 1;
         bytes += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        let ok = match oodpipe::source_hash::hash_file_content(&path) {
+        let ok = match oodpipe_engine::source_hash::hash_file_content(&path) {
             Ok(d) if d == digest => true,
             Ok(d) => {
                 println!("damaged object {}: its content hashes to {}…", path.display(), &d[..12]);

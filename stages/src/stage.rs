@@ -1,63 +1,17 @@
-//! What a stage is, seen from the ML side: a declaration (what it reads) and a plain function that
-//! turns its inputs into output files.
+//! What a running stage sees: [`StageContext`], the typed view of the worker's request.
 //!
-//! The declaration is all a cache needs to key the stage: the config fields it reads, the stages it
-//! depends on, the files outside the project it reads, and a code-version salt. The function gets
-//! only those, through [`StageContext`], and writes its outputs into a fresh folder; it never learns
-//! where they end up, whether a result was cached, or that a cache exists.
+//! A stage is declared in the table (`oodpipe-plan`) and computed by a plain function here, which
+//! gets only what its key covers through [`StageContext`] (its declared config fields, its inputs'
+//! files, its sources) and writes its outputs into a fresh folder; it never learns where they end
+//! up, whether a result was cached, or that a cache exists.
 
 use crate::config::Config;
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-/// A file or folder outside the cache that a stage reads, hashed by content.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Source {
-    /// A stable, location-independent name, shown in `status` (`cifar-10-batches-bin/test_batch.bin`).
-    pub label: String,
-    pub path: PathBuf,
-    /// Said when the path does not exist: each way to provide it.
-    pub hint: String,
-}
-
-/// The function that runs a stage.
-pub type StageFn = Arc<dyn Fn(&StageContext) -> Result<()> + Send + Sync>;
-
-/// One row of the stage table.
-#[derive(Clone)]
-pub struct StageDef {
-    /// Dotted and stable: `data.cifar10`, `train.softmax`, `score.odin.gaussian`.
-    pub id: String,
-    /// The family of stages sharing one implementation (`data`, `train`, `score`, ...).
-    pub kind: &'static str,
-    /// Bumped whenever the kind's code changes its results, so that old entries go stale.
-    pub salt: &'static str,
-    /// Dotted config fields (or whole tables) that the stage reads; nothing else reaches it.
-    pub reads: Vec<String>,
-    /// The config the `reads` are taken from: the run's, with `train.seed` set to the stage's
-    /// seed (see [`Config::for_seed`]).
-    pub config: Config,
-    /// Ids of the stages whose outputs it reads.
-    pub inputs: Vec<String>,
-    pub sources: Vec<Source>,
-    /// A folder (relative to the project) where the outputs are copied after a run: the report.
-    pub publish: Option<PathBuf>,
-    pub run: StageFn,
-}
-
-impl std::fmt::Debug for StageDef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StageDef")
-            .field("id", &self.id)
-            .field("kind", &self.kind)
-            .field("reads", &self.reads)
-            .field("seed", &self.config.train.seed)
-            .field("inputs", &self.inputs)
-            .finish()
-    }
-}
+/// A file or folder outside the cache that a stage reads, hashed by content (the engine's type).
+pub use oodpipe_engine::stage_spec::SourceSpec as Source;
 
 /// Progress of a long stage: (done, total, message), e.g. batches of an epoch.
 pub type ProgressFn<'a> = &'a dyn Fn(u64, u64, &str);

@@ -231,6 +231,27 @@ fn missing_data_says_what_is_missing_and_how_to_provide_it() {
 }
 
 #[test]
+fn a_damaged_data_file_fails_its_stage_as_bad_input_naming_the_file() {
+    let data = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(cifar_dir()).unwrap() {
+        let entry = entry.unwrap();
+        std::os::unix::fs::symlink(entry.path(), data.path().join(entry.file_name())).unwrap();
+    }
+    let damaged = data.path().join("test_batch.bin");
+    std::fs::remove_file(&damaged).unwrap();
+    std::fs::write(&damaged, vec![7u8; 30_730_000]).unwrap();
+    let dir = data.path().to_string_lossy().into_owned();
+    let s = Scratch::new(|c| {
+        c["data"].as_table_mut().unwrap().insert("cifar10_dir".into(), dir.into());
+    });
+    let out = s.oodpipe(&["run", "data.cifar10", "data.gaussian"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "a damaged data file is bad input: exit 2\n{err}");
+    assert!(err.contains("stage data.cifar10 failed") && err.contains(&damaged.display().to_string()), "{err}");
+    assert!(err.contains("executed 1, cached 0, failed 1"), "the independent stage still ran: {err}");
+}
+
+#[test]
 fn metrics_command_matches_the_fixture_and_refuses_bad_input() {
     let case = repo().join("tests/data/metrics_shared/gauss_overlap");
     let expected: Value = serde_json::from_str(&std::fs::read_to_string(case.join("expected.json")).unwrap()).unwrap();

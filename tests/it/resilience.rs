@@ -100,9 +100,88 @@ fn a_full_disk_fails_the_stage_with_the_path_writes_no_entry_and_the_next_run_co
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("data.cifar10") && err.contains("cifar10.safetensors"), "names the stage and the file: {err}");
     assert!(err.to_lowercase().contains("too large") || err.contains("EFBIG") || err.contains("No space"), "{err}");
-    let store = oodpipe::store::Store::open(&s.path("cache")).unwrap();
+    let store = oodpipe_engine::store::Store::open(&s.path("cache")).unwrap();
     assert!(store.all_entries().is_empty(), "no entry written");
     assert_eq!(std::fs::read_dir(s.path("cache/tmp")).unwrap().count(), 0, "the stage's temporary folder is removed");
     let next = last_json(&s.oodpipe(&["run", "--json", "data.cifar10"]));
     assert_eq!(ids(&next["executed"]), ["data.cifar10".to_string()].into_iter().collect());
+}
+
+#[test]
+fn ctrl_c_stops_the_run_records_it_as_interrupted_and_the_next_run_resumes() {
+    let s = Scratch::new(|_| {});
+    // Like a terminal's Ctrl-C: SIGINT to the whole foreground group, the engine and its worker.
+    let mut cmd = s.command(&["run"]);
+    cmd.process_group(0).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let pid = child.id() as i32;
+    // Interrupt during the first training (the stages before it take a few seconds in all).
+    let started = Instant::now();
+    while !std::fs::read_dir(s.path("cache/logs")).is_ok_and(|d| d.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with("train."))) {
+        assert!(started.elapsed() < Duration::from_secs(120), "no training started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe { libc::kill(-pid, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    let runs = last_json(&s.oodpipe(&["runs", "--json"]));
+    let record = &runs.as_array().unwrap()[0];
+    assert_eq!(record["interrupted"], Value::Bool(true), "{record}");
+    assert!(ids(&record["failed"]).is_empty(), "an interrupted stage is not a failed one: {record}");
+    assert_eq!(std::fs::read_dir(s.path("cache/tmp")).unwrap().count(), 0, "nothing half-written is left");
+    // The next run builds what the first did not, and nothing it did.
+    let done = ids(&record["executed"]);
+    let last = last_json(&ok_run(&s));
+    assert!(ids(&last["executed"]).is_disjoint(&done));
+    assert_eq!(ids(&last["cached"]), done);
+}
+
+fn ok_run(s: &Scratch) -> std::process::Output {
+    let out = s.oodpipe(&["run", "--json"]);
+    crate::cli::ok(&out);
+    out
+}
+
+#[test]
+fn the_command_does_not_link_libtorch_and_the_worker_does() {
+    let deps = |binary: &std::path::Path| {
+        let out = std::process::Command::new("ldd").arg(binary).output().expect("ldd (from libc-bin) runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let command = deps(std::path::Path::new(env!("CARGO_BIN_EXE_oodpipe")));
+    assert!(command.contains("libc.so"), "ldd must list the libraries: {command}");
+    assert!(!command.contains("torch") && !command.contains("c10"), "oodpipe links libtorch:\n{command}");
+    let worker = std::path::Path::new(env!("CARGO_BIN_EXE_oodpipe")).with_file_name("oodpipe-worker");
+    assert!(deps(&worker).contains("libtorch_cpu"), "the worker links libtorch (the check above can tell)");
+}
+
+#[test]
+fn two_jobs_build_the_same_bytes_as_one() {
+    let one = Scratch::new(|_| {});
+    ok(&one.oodpipe(&["run", "-j", "1"]));
+    let two = Scratch::new(|_| {});
+    let out = two.oodpipe(&["run", "-j", "2", "--json"]);
+    let parallel = last_json(&out);
+    // Every stored tensor (data sets, weights, outputs, scores) and the results: byte-identical.
+    // (train.json differs by its timings, which is why it is not compared.)
+    let tensors = |s: &Scratch| -> BTreeSet<String> {
+        let mut names = BTreeSet::new();
+        for shard in std::fs::read_dir(s.path("cache/objects")).unwrap() {
+            for object in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+                let name = object.unwrap().file_name().to_string_lossy().into_owned();
+                if name.ends_with(".safetensors") {
+                    names.insert(name);
+                }
+            }
+        }
+        names
+    };
+    let (a, b) = (tensors(&one), tensors(&two));
+    assert!(a.len() > 40, "{} tensors", a.len());
+    assert_eq!(a, b);
+    assert_eq!(std::fs::read(one.path("reports/results.csv")).unwrap(), std::fs::read(two.path("reports/results.csv")).unwrap());
+    assert_eq!(ids(&parallel["executed"]).len(), ids(&parallel["executed"]).union(&ids(&parallel["cached"])).count());
 }

@@ -176,10 +176,15 @@ pub fn run(ctx: &StageContext) -> Result<()> {
     for (i, (name, _)) in FILES.iter().enumerate() {
         (ctx.progress)(i as u64, total, &format!("reading {name}"));
         let path = ctx.source(&format!("{SOURCE_DIR}/{name}"))?;
-        let len = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
-        check_size(len, name, path)?;
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        verify(&bytes, name, path)?;
+        // The user's files: whatever is wrong with them is bad input (the command exits with 2).
+        let bytes = (|| -> Result<Vec<u8>> {
+            let len = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
+            check_size(len, name, path)?;
+            let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            verify(&bytes, name, path)?;
+            Ok(bytes)
+        })()
+        .map_err(super::bad_input)?;
         contents.push(bytes);
     }
     (ctx.progress)(FILES.len() as u64, total, "splitting");

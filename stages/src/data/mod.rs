@@ -102,3 +102,9 @@ pub(crate) fn f32_images(values: &[f32], n: usize) -> tch::Tensor {
     assert_eq!(values.len(), n * 3 * 32 * 32);
     tch::Tensor::from_slice(values).view([n as i64, 3, 32, 32])
 }
+
+/// An error in the user's data files, marked as bad input: the command exits with 2 (not 1, a
+/// failed computation) and says which file is wrong.
+pub(crate) fn bad_input(e: anyhow::Error) -> anyhow::Error {
+    oodpipe_engine::bad_input::BadInput(format!("{e:#}")).into()
+}

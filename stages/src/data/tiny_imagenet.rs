@@ -52,6 +52,15 @@ pub enum Variant {
 }
 
 impl Variant {
+    /// The variant that makes an OOD set of the table; the other sets are not Tiny ImageNet's.
+    pub fn of(set: OodSet) -> Result<Variant> {
+        match set {
+            OodSet::TinCrop => Ok(Self::Crop),
+            OodSet::TinResize => Ok(Self::Resize),
+            other => anyhow::bail!("{} is not a Tiny ImageNet set", other.name()),
+        }
+    }
+
     pub fn ood_set(self) -> OodSet {
         match self {
             Self::Crop => OodSet::TinCrop,
@@ -191,7 +200,7 @@ pub fn run(ctx: &StageContext, variant: Variant) -> Result<()> {
     let cfg = &ctx.config.data;
     super::check_ood_sizes(cfg.ood_count, cfg.ood_val)?;
     let dir = ctx.source(SOURCE)?;
-    let images = list_images(dir)?;
+    let images = list_images(dir).map_err(super::bad_input)?;
     let chosen = sample(images.len(), cfg.ood_count, cfg.ood_seed)?;
     let offsets = crop_offsets(cfg.ood_count, cfg.ood_seed);
     let (mut test, mut val) = split(cfg.ood_count, cfg.ood_val, cfg.ood_seed)?;
@@ -208,8 +217,8 @@ pub fn run(ctx: &StageContext, variant: Variant) -> Result<()> {
         for &k in positions {
             let (n, path) = &images[chosen[k]];
             let name = format!("{SOURCE}/{}", path.file_name().unwrap_or_default().to_string_lossy());
-            let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            let planes = decode(&bytes, &name)?;
+            let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display())).map_err(super::bad_input)?;
+            let planes = decode(&bytes, &name).map_err(super::bad_input)?;
             match variant {
                 Variant::Crop => {
                     let (row, col) = offsets[k];

@@ -138,6 +138,16 @@ impl Store {
         &self.root
     }
 
+    /// Where the worker's output for stage `id` is kept (the last build's; `oodpipe show` names it).
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.root.join("logs").join(format!("{id}.log"))
+    }
+
+    /// Where the store remembers things about this machine (the source-hash memo, the worker's probe).
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join("state")
+    }
+
     /// Where the source-hash memo lives.
     pub fn memo_file(&self) -> PathBuf {
         self.root.join("state").join("sources.json")

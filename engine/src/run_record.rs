@@ -35,6 +35,9 @@ pub struct RunRecord {
     /// bit-for-bit repeatability depends on beyond the keys. Empty in records of older versions.
     #[serde(default)]
     pub platform: BTreeMap<String, String>,
+    /// Ctrl-C (or SIGTERM) stopped the run before it finished.
+    #[serde(default)]
+    pub interrupted: bool,
 }
 
 /// `YYYYMMDDTHHMMSSZ` of a Unix time, in UTC.

@@ -1,8 +1,11 @@
 //! The eight OOD scores of the paper's Table 1, and which trained model each one needs.
 
 use crate::config::ModelKind;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Serialised by the names of [`Method::name`] (in a stage's task).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Method {
     Baseline,
     BaselineT,
@@ -11,6 +14,7 @@ pub enum Method {
     Binc,
     Vib,
     VibyI,
+    #[serde(rename = "viby_ii")]
     VibyII,
 }
 

@@ -1,14 +1,84 @@
-//! The stage table: which stages the config asks for, what each reads, and which function runs it.
+//! The stage table: which stages the config asks for, what each reads, and which task computes it.
 //!
-//! This is the one place that knows the shape of the pipeline. Adding a method means a file that
-//! implements it and an entry here; the cache learns about it from the declaration alone.
+//! This is the one place that knows the shape of the pipeline. It produces the engine's
+//! [`StageSpec`]s directly: each stage's key covers exactly the config fields it declares here,
+//! and those fields are all the config its worker is given ([`Config::from_params`]).
 
 use crate::config::{Config, ModelKind, OodSet};
 use crate::method::Method;
-use crate::stage::{Source, StageDef, StageFn};
-use crate::{data, methods, outputs, report, train};
+use oodpipe_engine::stage_spec::{SourceSpec as Source, StageSpec, Uses, flatten_fields};
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
-use std::sync::Arc;
+
+/// What a stage computes: the worker (`oodpipe-worker`, in `oodpipe-stages`) matches on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "task", rename_all = "snake_case")]
+pub enum Task {
+    /// The CIFAR-10 splits.
+    Cifar10,
+    /// The Gaussian-noise OOD set.
+    Gaussian,
+    /// A Tiny ImageNet OOD set (crop or resize).
+    TinyImagenet { set: OodSet },
+    Train { model: ModelKind },
+    /// A network's outputs on a data set (`cifar10` or an OOD set).
+    Outputs { model: ModelKind, set: String },
+    /// ODIN's grid on CIFAR-10's validation split, shared by the three OOD sets.
+    OdinGrid,
+    Tune { method: Method, ood: OodSet },
+    Score { method: Method, ood: OodSet },
+    Report,
+}
+
+impl Task {
+    /// Where the code that computes it lives, for `oodpipe show` (checked by a test in the stages crate).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Task::Cifar10 => "stages/src/data/cifar10.rs: data::cifar10::run",
+            Task::Gaussian => "stages/src/data/gaussian.rs: data::gaussian::run",
+            Task::TinyImagenet { .. } => "stages/src/data/tiny_imagenet.rs: data::tiny_imagenet::run",
+            Task::Train { .. } => "stages/src/train.rs: train::run",
+            Task::Outputs { .. } => "stages/src/outputs.rs: outputs::run",
+            Task::OdinGrid => "stages/src/methods/odin.rs: methods::odin::cifar10_grid",
+            Task::Tune { .. } => "stages/src/methods/mod.rs: methods::tune",
+            Task::Score { .. } => "stages/src/methods/mod.rs: methods::score",
+            Task::Report => "stages/src/report.rs: report::run",
+        }
+    }
+
+    /// What the stage takes of the machine: network passes (training, outputs, ODIN's gradients)
+    /// every core or one GPU; the rest (data sets, temperature scaling, scores from stored
+    /// outputs, the report) one thread.
+    pub fn uses(&self) -> Uses {
+        let network = Uses { threads: 0, gpu: true };
+        match self {
+            Task::Train { .. } | Task::Outputs { .. } | Task::OdinGrid => network,
+            Task::Tune { method: Method::Odin, .. } | Task::Score { method: Method::Odin, .. } => network,
+            _ => Uses { threads: 1, gpu: false },
+        }
+    }
+
+    /// Whether the stage's inputs are one training seed's (and shared ones), which its code names
+    /// by their plain ids; the report reads every seed's.
+    pub fn is_per_seed(&self) -> bool {
+        !matches!(self, Task::Report | Task::Cifar10 | Task::Gaussian | Task::TinyImagenet { .. })
+    }
+}
+
+/// A stage while the table is being made: its spec but for the params, which come from `reads`.
+struct StageDef {
+    id: String,
+    kind: &'static str,
+    salt: &'static str,
+    /// Dotted config fields (or whole tables) that the stage reads; nothing else reaches it.
+    reads: Vec<String>,
+    /// The config the `reads` are taken from: the run's, with `train.seed` set to the stage's seed.
+    config: Config,
+    inputs: Vec<String>,
+    sources: Vec<Source>,
+    publish: Option<PathBuf>,
+    task: Task,
+}
 
 /// Bump a kind's salt when its code changes what it computes.
 mod salt {
@@ -73,7 +143,7 @@ pub fn split_seed_suffix(id: &str) -> (&str, Option<u64>) {
     }
 }
 
-fn stage(id: String, kind: &'static str, salt: &'static str, run: StageFn) -> StageDef {
+fn stage(id: String, kind: &'static str, salt: &'static str, task: Task) -> StageDef {
     StageDef {
         id,
         kind,
@@ -83,7 +153,7 @@ fn stage(id: String, kind: &'static str, salt: &'static str, run: StageFn) -> St
         inputs: Vec::new(),
         sources: Vec::new(),
         publish: None,
-        run,
+        task,
     }
 }
 
@@ -106,8 +176,50 @@ fn network_reads(model: ModelKind) -> Vec<String> {
     reads
 }
 
-/// Every stage the config asks for, in an order where inputs come first.
-pub fn plan(config: &Config) -> Vec<StageDef> {
+/// Every stage the config asks for, in an order where inputs come first. Fails if a stage
+/// declares a config field the schema does not have (a bug in this table: its key would cover
+/// nothing and the stage would get the default).
+pub fn plan(config: &Config) -> anyhow::Result<Vec<StageSpec>> {
+    let defs = table(config);
+    check_declared_reads(&defs)?;
+    Ok(defs.into_iter().map(spec).collect())
+}
+
+fn spec(def: StageDef) -> StageSpec {
+    let view = serde_json::to_value(&def.config).expect("config serialises");
+    StageSpec {
+        params: flatten_fields(&view, &def.reads),
+        id: def.id,
+        kind: def.kind.to_string(),
+        salt: def.salt.to_string(),
+        inputs: def.inputs,
+        sources: def.sources,
+        publish: def.publish,
+        code: def.task.code().to_string(),
+        uses: def.task.uses(),
+        task: serde_json::to_value(&def.task).expect("a task serialises"),
+    }
+}
+
+/// Every field a stage declares it reads must exist in the config schema.
+fn check_declared_reads(defs: &[StageDef]) -> anyhow::Result<()> {
+    // Optional fields are written out (as null) so that they count as existing.
+    let schema = serde_json::to_value(Config::default()).expect("config serialises");
+    for def in defs {
+        for field in &def.reads {
+            if crate::config::lookup(&schema, field).is_none() {
+                anyhow::bail!(
+                    "stage {} declares that it reads the config field `{field}`, which the config schema does not have \
+                     (a bug in the stage table, plan/src/table.rs)",
+                    def.id
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn table(config: &Config) -> Vec<StageDef> {
     let models: Vec<ModelKind> = ModelKind::ALL.into_iter().filter(|m| config.models.contains(m)).collect();
     let methods: Vec<Method> = Method::ALL.into_iter().filter(|m| models.contains(&m.model())).collect();
     let seeds = config.seeds();
@@ -129,7 +241,7 @@ pub fn plan(config: &Config) -> Vec<StageDef> {
     }
 
     // The report.
-    let mut r = stage("report".into(), "report", salt::REPORT, Arc::new(report::run));
+    let mut r = stage("report".into(), "report", salt::REPORT, Task::Report);
     r.config = shared.clone();
     r.reads = strings(&["train.seed", "report.bootstrap", "report.bootstrap_seed"]);
     r.inputs = report_inputs;
@@ -147,7 +259,7 @@ pub fn plan(config: &Config) -> Vec<StageDef> {
 fn data_stages(config: &Config) -> Vec<StageDef> {
     let mut stages = Vec::new();
     let cifar_dir = &config.data.cifar10_dir;
-    let mut cifar = stage("data.cifar10".into(), "data", salt::DATA, Arc::new(data::cifar10::run));
+    let mut cifar = stage("data.cifar10".into(), "data", salt::DATA, Task::Cifar10);
     cifar.reads = strings(&["data.split_seed", "data.val_size", "data.train_limit", "data.test_limit"]);
     cifar.sources = CIFAR10_FILES
         .iter()
@@ -165,19 +277,13 @@ fn data_stages(config: &Config) -> Vec<StageDef> {
     stages.push(cifar);
 
     let ood_reads = strings(&["data.ood_seed", "data.ood_count", "data.ood_val"]);
-    let mut gauss = stage("data.gaussian".into(), "data", salt::DATA, Arc::new(data::gaussian::run));
+    let mut gauss = stage("data.gaussian".into(), "data", salt::DATA, Task::Gaussian);
     gauss.reads = ood_reads.clone();
     stages.push(gauss);
 
     let tin = tiny_imagenet_dir(config);
-    for variant in [data::tiny_imagenet::Variant::Crop, data::tiny_imagenet::Variant::Resize] {
-        let set = variant.ood_set();
-        let mut s = stage(
-            format!("data.{}", set.name()),
-            "data",
-            salt::DATA,
-            Arc::new(move |ctx| data::tiny_imagenet::run(ctx, variant)),
-        );
+    for set in [OodSet::TinCrop, OodSet::TinResize] {
+        let mut s = stage(format!("data.{}", set.name()), "data", salt::DATA, Task::TinyImagenet { set });
         s.reads = ood_reads.clone();
         s.sources = vec![Source {
             label: "tiny-imagenet-200/test/images".into(),
@@ -200,7 +306,7 @@ fn data_stages(config: &Config) -> Vec<StageDef> {
 /// One training seed's stages: training, network outputs, tuning and scores. `config` is the
 /// seed's view ([`Config::for_seed`]); `suffix` ends every id (empty for the first seed).
 /// Stage functions name their inputs by the plain ids (`train.softmax`); the engine's inputs map
-/// is keyed by what `inputs` lists, so the suffix is mapped away for them by [`unsuffixed`].
+/// is keyed by what `inputs` lists, so the worker maps the suffix away ([`Task::is_per_seed`]).
 fn seed_stages(config: &Config, suffix: &str, models: &[ModelKind], methods: &[Method]) -> Vec<StageDef> {
     let mut stages = Vec::new();
     let id = |base: String| format!("{base}{suffix}");
@@ -212,7 +318,7 @@ fn seed_stages(config: &Config, suffix: &str, models: &[ModelKind], methods: &[M
             id(format!("train.{}", model.name())),
             "train",
             train_salt(model),
-            unsuffixed(Arc::new(move |ctx| train::run(ctx, model))),
+            Task::Train { model },
         );
         // eval.batch_size: the validation accuracy in train.json is computed in batches of it.
         t.reads = strings(&["model", "train", "eval.batch_size"]);
@@ -225,7 +331,7 @@ fn seed_stages(config: &Config, suffix: &str, models: &[ModelKind], methods: &[M
                 id(format!("outputs.{}.{set}", model.name())),
                 "outputs",
                 salt::OUTPUTS,
-                unsuffixed(Arc::new(move |ctx| outputs::run(ctx, model, set))),
+                Task::Outputs { model, set: set.to_string() },
             );
             o.reads = network_reads(model);
             o.reads.push("eval.batch_size".into());
@@ -240,7 +346,7 @@ fn seed_stages(config: &Config, suffix: &str, models: &[ModelKind], methods: &[M
             id("tune.odin.cifar10".into()),
             "tune",
             salt::TUNE,
-            unsuffixed(Arc::new(methods::odin::cifar10_grid)),
+            Task::OdinGrid,
         );
         grid.reads = network_reads(ModelKind::Softmax);
         grid.reads.extend(strings(&["eval.batch_size", "tune.temperatures", "tune.odin_epsilons"]));
@@ -253,7 +359,7 @@ fn seed_stages(config: &Config, suffix: &str, models: &[ModelKind], methods: &[M
                 id(format!("tune.{}.{}", method.name(), ood.name())),
                 "tune",
                 salt::TUNE,
-                unsuffixed(Arc::new(move |ctx| methods::tune(ctx, method, ood))),
+                Task::Tune { method, ood },
             );
             match method {
                 Method::Odin => {
@@ -283,7 +389,7 @@ fn seed_stages(config: &Config, suffix: &str, models: &[ModelKind], methods: &[M
                 id(format!("score.{}.{}", method.name(), ood.name())),
                 "score",
                 salt::SCORE,
-                unsuffixed(Arc::new(move |ctx| methods::score(ctx, method, ood))),
+                Task::Score { method, ood },
             );
             s.inputs = vec![
                 id(format!("outputs.{}.cifar10", model.name())),
@@ -306,24 +412,30 @@ fn seed_stages(config: &Config, suffix: &str, models: &[ModelKind], methods: &[M
     stages
 }
 
-/// Wraps a seed stage's function so that it sees its inputs under their plain ids: a stage of
-/// seed 2 reads `ctx.input("train.softmax", ..)` and gets `train.softmax@seed2`'s files. Its
-/// inputs are all of one seed (or shared), so the mapping is one to one.
-fn unsuffixed(run: StageFn) -> StageFn {
-    Arc::new(move |ctx: &crate::stage::StageContext| {
-        if !ctx.inputs.keys().any(|k| split_seed_suffix(k).1.is_some()) {
-            return run(ctx);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_declared_field_that_does_not_exist_is_caught_when_the_plan_is_built() {
+        let mut defs = table(&Config::default());
+        check_declared_reads(&defs).unwrap();
+        defs[0].reads.push("train.epoch".into());
+        let err = check_declared_reads(&defs).unwrap_err().to_string();
+        assert!(err.contains("data.cifar10") && err.contains("`train.epoch`"), "{err}");
+    }
+
+    #[test]
+    fn every_task_survives_its_trip_to_the_worker() {
+        let mut config = Config::default();
+        config.train.seeds = Some(vec![0, 3]);
+        for spec in plan(&config).unwrap() {
+            let task: Task = serde_json::from_value(spec.task.clone()).unwrap();
+            assert_eq!(serde_json::to_value(&task).unwrap(), spec.task, "{}", spec.id);
+            // The worker rebuilds the config from the params alone; they must form one.
+            let given = Config::from_params(&spec.params).unwrap();
+            let again = flatten_fields(&serde_json::to_value(&given).unwrap(), &spec.params.keys().cloned().collect::<Vec<_>>());
+            assert_eq!(again, spec.params, "{}", spec.id);
         }
-        let inputs = ctx.inputs.iter().map(|(k, v)| (split_seed_suffix(k).0.to_string(), v.clone())).collect();
-        let plain = crate::stage::StageContext {
-            id: ctx.id,
-            config: ctx.config.clone(),
-            inputs: &inputs,
-            sources: ctx.sources,
-            out_dir: ctx.out_dir,
-            device: ctx.device,
-            progress: ctx.progress,
-        };
-        run(&plain)
-    })
+    }
 }

@@ -369,6 +369,16 @@ impl Config {
         c
     }
 
+    /// The config a stage is given: every field its default, but for the declared `params` (dotted
+    /// leaf paths, as the engine keys them), which carry the run's values.
+    pub fn from_params(params: &std::collections::BTreeMap<String, serde_json::Value>) -> anyhow::Result<Config> {
+        let mut out = serde_json::to_value(Config::default()).expect("config serialises");
+        for (field, value) in params {
+            set(&mut out, field, value.clone());
+        }
+        serde_json::from_value(out).map_err(|e| anyhow::anyhow!("the stage's declared config fields do not form a config: {e}"))
+    }
+
     /// A copy in which only the `fields` (dotted paths such as `tune.odin_epsilons` or whole
     /// tables such as `train`) keep this config's values; every other field is its default.
     pub fn restricted_to(&self, fields: &[String]) -> Config {

@@ -1,14 +1,15 @@
 //! The engine on small synthetic stages: keys, invalidation, caching, interruption, concurrency.
 
-use oodpipe::executor::{self, StageState};
-use oodpipe::fingerprint::{KeyedStage, key_stages, staleness};
-use oodpipe::graph::Graph;
-use oodpipe::progress::Reporter;
-use oodpipe::source_hash::SourceMemo;
-use oodpipe::stage_key::Platform;
-use oodpipe::stage_spec::{RunFn, SourceSpec, StageSpec, flatten_fields};
-use oodpipe::store::Store;
-use serde_json::Value;
+use oodpipe_engine::executor::{self, Progress, StageState};
+use oodpipe_engine::fingerprint::{KeyedStage, key_stages, staleness};
+use oodpipe_engine::graph::Graph;
+use oodpipe_engine::progress::Reporter;
+use oodpipe_engine::source_hash::SourceMemo;
+use oodpipe_engine::stage_key::Platform;
+use oodpipe_engine::stage_spec::{SourceSpec, StageSpec, flatten_fields};
+use oodpipe_engine::store::Store;
+use oodpipe_engine::worker::StageRequest;
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,18 +28,8 @@ fn platform() -> Platform {
     Platform { libtorch: "test".into(), device: "cpu".into() }
 }
 
-/// A stage that concatenates its inputs' `out` files and its id into its own `out`.
-fn concat_stage(id: &str, reads: &[&str], inputs: &[&str], config: &Value, counter: Arc<AtomicUsize>) -> StageSpec {
-    let run: RunFn = Arc::new(move |run| {
-        counter.fetch_add(1, Ordering::SeqCst);
-        let mut text = String::new();
-        for files in run.inputs.values() {
-            text.push_str(&std::fs::read_to_string(&files["out"])?);
-        }
-        text.push_str(run.id);
-        std::fs::write(run.out_dir.join("out"), text)?;
-        Ok(())
-    });
+/// A stage whose task is `concat`: it concatenates its inputs' `out` files and its id into its own `out`.
+fn concat_stage(id: &str, reads: &[&str], inputs: &[&str], config: &Value) -> StageSpec {
     StageSpec {
         id: id.into(),
         kind: id.split('.').next().unwrap().into(),
@@ -47,19 +38,70 @@ fn concat_stage(id: &str, reads: &[&str], inputs: &[&str], config: &Value, count
         inputs: inputs.iter().map(|s| s.to_string()).collect(),
         sources: Vec::new(),
         publish: None,
-        run,
+        task: json!("concat"),
+        code: String::new(),
+        uses: Default::default(),
+    }
+}
+
+/// Runs the tasks of these tests in this process: `concat`, `fail` (writes half an output, then
+/// fails), `abort` (writes half an output, then aborts the process), `subfolders`; `slow` first
+/// waits 150 ms. Counts the stages it runs.
+struct Tasks {
+    counter: Arc<AtomicUsize>,
+    slow: bool,
+}
+
+impl Tasks {
+    fn new(counter: &Arc<AtomicUsize>) -> Self {
+        Tasks { counter: counter.clone(), slow: false }
+    }
+}
+
+impl executor::StageRunner for Tasks {
+    fn run(&self, request: &StageRequest, _log: &Path, _progress: Progress) -> anyhow::Result<()> {
+        self.counter.fetch_add(1, Ordering::SeqCst);
+        if self.slow {
+            std::thread::sleep(std::time::Duration::from_millis(150));
+        }
+        let out = &request.out_dir;
+        match request.task.as_str().unwrap() {
+            "concat" => {
+                let mut text = String::new();
+                for files in request.inputs.values() {
+                    text.push_str(&std::fs::read_to_string(&files["out"])?);
+                }
+                text.push_str(&request.id);
+                std::fs::write(out.join("out"), text)?;
+            }
+            "fail" => {
+                std::fs::write(out.join("out"), "half")?;
+                anyhow::bail!("disk on fire")
+            }
+            "abort" => {
+                std::fs::write(out.join("out"), "partial")?;
+                std::process::abort();
+            }
+            "subfolders" => {
+                std::fs::create_dir_all(out.join("figures"))?;
+                std::fs::write(out.join("figures/roc.svg"), "<svg/>")?;
+                std::fs::write(out.join("table.md"), "| a |")?;
+            }
+            other => anyhow::bail!("unknown task {other}"),
+        }
+        Ok(())
     }
 }
 
 /// a <- b <- c, and d alone; a reads x.a and a source file, d reads x.d.
-fn pipeline(config: &Value, source: &Path, counter: &Arc<AtomicUsize>) -> Graph {
-    let mut a = concat_stage("gen.a", &["x.a"], &[], config, counter.clone());
+fn pipeline(config: &Value, source: &Path) -> Graph {
+    let mut a = concat_stage("gen.a", &["x.a"], &[], config);
     a.sources = vec![SourceSpec { label: "src.txt".into(), path: source.to_path_buf(), hint: "make it".into() }];
     Graph::new(vec![
         a,
-        concat_stage("mid.b", &["x.b"], &["gen.a"], config, counter.clone()),
-        concat_stage("end.c", &[], &["mid.b"], config, counter.clone()),
-        concat_stage("gen.d", &["x.d"], &[], config, counter.clone()),
+        concat_stage("mid.b", &["x.b"], &["gen.a"], config),
+        concat_stage("end.c", &[], &["mid.b"], config),
+        concat_stage("gen.d", &["x.d"], &[], config),
     ])
     .unwrap()
 }
@@ -90,11 +132,14 @@ impl Fixture {
     fn source(&self) -> PathBuf {
         self.dir.path().join("src.txt")
     }
+    fn tasks(&self) -> Tasks {
+        Tasks::new(&self.counter)
+    }
     fn store(&self) -> Store {
         Store::open(&self.dir.path().join("cache")).unwrap()
     }
     fn graph(&self, config: &Value) -> Graph {
-        pipeline(config, &self.source(), &self.counter)
+        pipeline(config, &self.source())
     }
 }
 
@@ -147,13 +192,13 @@ fn second_run_executes_nothing_and_status_explains_changes() {
     let config = toml_config(BASE);
     let graph = f.graph(&config);
     let mut memo = SourceMemo::load(&store.memo_file());
-    let first = executor::run(&store, &keyed(&graph, &mut memo), &Silent, false);
+    let first = executor::run(&store, &keyed(&graph, &mut memo), &f.tasks(), &Silent, false);
     assert_eq!(first.executed, ["gen.a", "mid.b", "end.c", "gen.d"]);
     assert_eq!(f.counter.load(Ordering::SeqCst), 4);
     let out_c = store.output_files(&first.entries["end.c"])["out"].clone();
     assert_eq!(std::fs::read_to_string(out_c).unwrap(), "gen.amid.bend.c");
 
-    let second = executor::run(&store, &keyed(&graph, &mut memo), &Silent, false);
+    let second = executor::run(&store, &keyed(&graph, &mut memo), &f.tasks(), &Silent, false);
     assert!(second.executed.is_empty());
     assert_eq!(second.cached.len(), 4);
     assert_eq!(f.counter.load(Ordering::SeqCst), 4);
@@ -165,7 +210,7 @@ fn second_run_executes_nothing_and_status_explains_changes() {
     assert!(reasons["gen.a"].is_empty() && reasons["gen.d"].is_empty());
     assert_eq!(reasons["mid.b"], ["config field `x.b` changed from [1.5,2.0] to [1.5]"]);
     assert_eq!(reasons["end.c"], ["input `mid.b` changed"]);
-    let third = executor::run(&store, &ks, &Silent, false);
+    let third = executor::run(&store, &ks, &f.tasks(), &Silent, false);
     assert_eq!(third.executed, ["mid.b", "end.c"]);
 }
 
@@ -175,13 +220,10 @@ fn a_failed_stage_stops_only_its_dependants_and_leaves_no_entry() {
     let store = f.store();
     let mut stages: Vec<StageSpec> = f.graph(&toml_config(BASE)).ordered().cloned().collect();
     let b = stages.iter_mut().find(|s| s.id == "mid.b").unwrap();
-    b.run = Arc::new(|run| {
-        std::fs::write(run.out_dir.join("out"), "half")?;
-        anyhow::bail!("disk on fire")
-    });
+    b.task = json!("fail");
     let graph = Graph::new(stages).unwrap();
     let ks = keyed(&graph, &mut SourceMemo::default());
-    let outcome = executor::run(&store, &ks, &Silent, false);
+    let outcome = executor::run(&store, &ks, &f.tasks(), &Silent, false);
     assert_eq!(outcome.failed.len(), 1);
     assert_eq!(outcome.failed[0].0, "mid.b");
     assert!(outcome.failed[0].1.contains("disk on fire"));
@@ -198,13 +240,11 @@ fn a_failed_stage_stops_only_its_dependants_and_leaves_no_entry() {
 fn interrupted_child() {
     let cache = std::env::var_os("OODPIPE_TEST_INTERRUPT_CACHE").expect("run by an_interrupted_run_leaves_no_entry");
     let store = Store::open(Path::new(&cache)).unwrap();
-    let mut stage = concat_stage("gen.a", &[], &[], &Value::Null, Arc::new(AtomicUsize::new(0)));
-    stage.run = Arc::new(|run| {
-        std::fs::write(run.out_dir.join("out"), "partial")?;
-        std::process::abort();
-    });
+    let mut stage = concat_stage("gen.a", &[], &[], &Value::Null);
+    stage.task = json!("abort");
     let graph = Graph::new(vec![stage]).unwrap();
-    executor::run(&store, &keyed(&graph, &mut SourceMemo::default()), &Silent, false);
+    let tasks = Tasks::new(&Arc::new(AtomicUsize::new(0)));
+    executor::run(&store, &keyed(&graph, &mut SourceMemo::default()), &tasks, &Silent, false);
 }
 
 #[test]
@@ -212,7 +252,7 @@ fn an_interrupted_run_leaves_no_entry() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "engine::interrupted_child", "--ignored", "--nocapture", "--test-threads=1"])
+        .args(["--exact", "interrupted_child", "--ignored", "--nocapture", "--test-threads=1"])
         .env("OODPIPE_TEST_INTERRUPT_CACHE", &cache)
         .stderr(std::process::Stdio::null())
         .status()
@@ -221,8 +261,9 @@ fn an_interrupted_run_leaves_no_entry() {
     let store = Store::open(&cache).unwrap();
     assert!(store.all_entries().is_empty(), "an interrupted stage must leave no entry");
     assert!(store.all_objects().is_empty());
-    let graph = Graph::new(vec![concat_stage("gen.a", &[], &[], &Value::Null, Arc::new(AtomicUsize::new(0)))]).unwrap();
-    let outcome = executor::run(&store, &keyed(&graph, &mut SourceMemo::default()), &Silent, false);
+    let graph = Graph::new(vec![concat_stage("gen.a", &[], &[], &Value::Null)]).unwrap();
+    let tasks = Tasks::new(&Arc::new(AtomicUsize::new(0)));
+    let outcome = executor::run(&store, &keyed(&graph, &mut SourceMemo::default()), &tasks, &Silent, false);
     assert_eq!(outcome.executed, ["gen.a"], "the next run builds it");
 }
 
@@ -230,26 +271,13 @@ fn an_interrupted_run_leaves_no_entry() {
 fn two_concurrent_runs_build_each_stage_once() {
     let f = Fixture::new();
     let config = toml_config(BASE);
-    let slow = |graph: Graph| -> Vec<KeyedStage> {
-        let stages: Vec<StageSpec> = graph
-            .ordered()
-            .cloned()
-            .map(|mut s| {
-                let inner = s.run.clone();
-                s.run = Arc::new(move |run| {
-                    std::thread::sleep(std::time::Duration::from_millis(150));
-                    inner(run)
-                });
-                s
-            })
-            .collect();
-        keyed(&Graph::new(stages).unwrap(), &mut SourceMemo::default())
-    };
-    let (k1, k2) = (slow(f.graph(&config)), slow(f.graph(&config)));
+    let k1 = keyed(&f.graph(&config), &mut SourceMemo::default());
+    let k2 = k1.clone();
     let cache = f.dir.path().join("cache");
     let (c1, c2) = (cache.clone(), cache.clone());
-    let t1 = std::thread::spawn(move || executor::run(&Store::open(&c1).unwrap(), &k1, &Silent, false));
-    let t2 = std::thread::spawn(move || executor::run(&Store::open(&c2).unwrap(), &k2, &Silent, false));
+    let (s1, s2) = (Tasks { slow: true, ..f.tasks() }, Tasks { slow: true, ..f.tasks() });
+    let t1 = std::thread::spawn(move || executor::run(&Store::open(&c1).unwrap(), &k1, &s1, &Silent, false));
+    let t2 = std::thread::spawn(move || executor::run(&Store::open(&c2).unwrap(), &k2, &s2, &Silent, false));
     let (o1, o2) = (t1.join().unwrap(), t2.join().unwrap());
     assert_eq!(f.counter.load(Ordering::SeqCst), 4, "each stage ran exactly once");
     assert_eq!(o1.executed.len() + o2.executed.len(), 4);
@@ -282,10 +310,9 @@ fn targets_take_ids_and_prefixes() {
 #[test]
 fn two_stages_that_read_the_same_things_still_have_their_own_keys() {
     let config = toml_config(BASE);
-    let counter = Arc::new(AtomicUsize::new(0));
     let graph = Graph::new(vec![
-        concat_stage("data.crop", &["x.a"], &[], &config, counter.clone()),
-        concat_stage("data.resize", &["x.a"], &[], &config, counter.clone()),
+        concat_stage("data.crop", &["x.a"], &[], &config),
+        concat_stage("data.resize", &["x.a"], &[], &config),
     ])
     .unwrap();
     let k = keys(&graph, &mut SourceMemo::default());
@@ -296,19 +323,86 @@ fn two_stages_that_read_the_same_things_still_have_their_own_keys() {
 fn outputs_in_subfolders_are_kept_and_published_with_their_path() {
     let f = Fixture::new();
     let store = f.store();
-    let mut stage = concat_stage("report", &[], &[], &Value::Null, f.counter.clone());
-    stage.run = Arc::new(|run| {
-        std::fs::create_dir_all(run.out_dir.join("figures"))?;
-        std::fs::write(run.out_dir.join("figures/roc.svg"), "<svg/>")?;
-        std::fs::write(run.out_dir.join("table.md"), "| a |")?;
-        Ok(())
-    });
+    let mut stage = concat_stage("report", &[], &[], &Value::Null);
+    stage.task = json!("subfolders");
     let publish = f.dir.path().join("published");
     stage.publish = Some(publish.clone());
     let graph = Graph::new(vec![stage]).unwrap();
-    let outcome = executor::run(&store, &keyed(&graph, &mut SourceMemo::default()), &Silent, false);
+    let outcome = executor::run(&store, &keyed(&graph, &mut SourceMemo::default()), &f.tasks(), &Silent, false);
     let names: Vec<&String> = outcome.entries["report"].outputs.keys().collect();
     assert_eq!(names, ["figures/roc.svg", "table.md"]);
     assert_eq!(std::fs::read_to_string(publish.join("figures/roc.svg")).unwrap(), "<svg/>");
     assert_eq!(std::fs::read_to_string(publish.join("table.md")).unwrap(), "| a |");
+}
+
+/// Records, for a parallel run, how many stages ran at once and which GPU each got.
+struct Overlap {
+    now: std::sync::Mutex<(usize, usize, Vec<(String, Option<String>, usize)>)>,
+}
+
+impl executor::StageRunner for Overlap {
+    fn run(&self, request: &StageRequest, _log: &Path, _progress: Progress) -> anyhow::Result<()> {
+        {
+            let mut now = self.now.lock().unwrap();
+            now.0 += 1;
+            now.1 = now.1.max(now.0);
+            let running = now.0;
+            now.2.push((request.id.clone(), request.gpu.clone(), running));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::fs::write(request.out_dir.join("out"), &request.id)?;
+        self.now.lock().unwrap().0 -= 1;
+        Ok(())
+    }
+}
+
+fn independent(n: usize, kind: &str, uses: oodpipe_engine::stage_spec::Uses) -> Vec<StageSpec> {
+    (0..n)
+        .map(|i| StageSpec { uses, ..concat_stage(&format!("{kind}.{i}"), &[], &[], &Value::Null) })
+        .collect()
+}
+
+#[test]
+fn a_parallel_run_never_oversubscribes_cores_or_gpus() {
+    use oodpipe_engine::stage_spec::Uses;
+    let run = |stages: Vec<StageSpec>, jobs: executor::Jobs| {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("cache")).unwrap();
+        let overlap = Overlap { now: std::sync::Mutex::new((0, 0, Vec::new())) };
+        let ks = keyed(&Graph::new(stages).unwrap(), &mut SourceMemo::default());
+        let outcome = executor::run_jobs(&store, &ks, &overlap, &Silent, false, &jobs);
+        assert!(outcome.failed.is_empty());
+        overlap.now.into_inner().unwrap()
+    };
+    let all_cores = Uses { threads: 0, gpu: true };
+    let one_thread = Uses { threads: 1, gpu: false };
+    // Two cores, -j 4: trainings (every core) one at a time; one-thread stages two at a time.
+    let cpu = executor::Jobs { jobs: 4, cpus: 2, gpus: Vec::new() };
+    assert_eq!(run(independent(3, "train", all_cores), cpu.clone()).1, 1);
+    assert_eq!(run(independent(4, "score", one_thread), cpu.clone()).1, 2);
+    // Four GPUs: four trainings at once, each on its own GPU.
+    let gpus = executor::Jobs { jobs: 8, cpus: 8, gpus: ["0", "1", "2", "3"].map(String::from).to_vec() };
+    let (_, most, starts) = run(independent(8, "train", all_cores), gpus);
+    assert_eq!(most, 4);
+    for window in starts.chunks(4) {
+        let mut seen: Vec<_> = window.iter().filter_map(|(_, gpu, _)| gpu.clone()).collect();
+        seen.sort();
+        assert_eq!(seen, ["0", "1", "2", "3"], "{starts:?}");
+    }
+    // -j 1: one at a time, whatever fits.
+    let one = executor::Jobs { jobs: 1, cpus: 8, gpus: Vec::new() };
+    assert_eq!(run(independent(3, "score", one_thread), one).1, 1);
+}
+
+#[test]
+fn a_parallel_run_builds_what_a_sequential_one_does() {
+    let f = Fixture::new();
+    let config = toml_config(BASE);
+    let sequential = executor::run(&f.store(), &keyed(&f.graph(&config), &mut SourceMemo::default()), &f.tasks(), &Silent, false);
+    let g = Fixture::new();
+    let jobs = executor::Jobs { jobs: 3, cpus: 3, gpus: Vec::new() };
+    let parallel = executor::run_jobs(&g.store(), &keyed(&g.graph(&config), &mut SourceMemo::default()), &g.tasks(), &Silent, false, &jobs);
+    let digests = |o: &executor::Outcome| o.entries.iter().map(|(id, e)| (id.clone(), e.outputs.clone())).collect::<BTreeMap<_, _>>();
+    assert_eq!(digests(&sequential), digests(&parallel));
+    assert_eq!(parallel.executed.len(), 4);
 }

@@ -1,57 +1,62 @@
-//! A stage as the engine sees it: an id, what its key is made of, and an opaque function to run.
+//! A stage as the engine sees it: an id, what its key is made of, and an opaque task for a worker.
 //!
 //! The engine never learns what a stage computes. It keys the stage on the declared config fields,
-//! the keys of its inputs and the content of its source files, and runs the function when that key
-//! has no entry in the store.
+//! the keys of its inputs and the content of its source files, and when that key has no entry in
+//! the store it hands the stage's task to a runner (a worker process, see [`crate::worker`]).
+//! This is the one definition of a stage: the pipeline's table produces it, the engine keys and
+//! schedules it, the worker receives it.
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 
 /// Output files of each input stage: stage id -> output name -> path in the store.
 pub type InputFiles = BTreeMap<String, BTreeMap<String, PathBuf>>;
 
-/// What a running stage is given.
-pub struct StageRun<'a> {
-    pub id: &'a str,
-    pub inputs: &'a InputFiles,
-    /// An empty folder; every file the stage leaves in it is an output, named by its file name.
-    pub out_dir: &'a Path,
-    /// Reports (done, total, message) for long stages.
-    pub progress: &'a dyn Fn(u64, u64, &str),
-}
-
-pub type RunFn = Arc<dyn Fn(&StageRun) -> anyhow::Result<()> + Send + Sync>;
-
 /// A file or folder outside the store that a stage reads; keyed by content, named by `label`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceSpec {
+    /// A stable, location-independent name, shown in `status` (`cifar-10-batches-bin/test_batch.bin`).
     pub label: String,
     pub path: PathBuf,
-    /// What to tell the user when the path does not exist.
+    /// What to tell the user when the path does not exist: each way to provide it.
     pub hint: String,
 }
 
-#[derive(Clone)]
+/// One stage of a pipeline: everything its key is made of, and what a worker needs to build it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageSpec {
+    /// Dotted and stable: `data.cifar10`, `train.softmax`, `score.odin.gaussian@seed2`.
     pub id: String,
+    /// The family of stages sharing one implementation (`data`, `train`, ...).
     pub kind: String,
-    /// The kind's code version.
+    /// The code version of what computes the stage: bumped when its results change.
     pub salt: String,
-    /// The config fields the stage reads, flattened to dotted leaf paths.
+    /// The config fields the stage reads, flattened to dotted leaf paths: all the config it is given.
     pub params: BTreeMap<String, Value>,
     pub inputs: Vec<String>,
     pub sources: Vec<SourceSpec>,
     /// Copy the outputs into this folder whenever the stage is built or found cached.
     pub publish: Option<PathBuf>,
-    pub run: RunFn,
+    /// What the worker is to compute, opaque to the engine: handed to the worker as it is.
+    pub task: Value,
+    /// Where the code that computes it lives (`stages/src/train.rs: train::run`), for people.
+    #[serde(default)]
+    pub code: String,
+    /// What it takes of the machine while it runs (parallel runs never oversubscribe it).
+    #[serde(default)]
+    pub uses: Uses,
 }
 
-impl std::fmt::Debug for StageSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StageSpec").field("id", &self.id).field("inputs", &self.inputs).finish()
-    }
+/// What a stage takes of the machine while it runs. It decides the stage's thread count whatever
+/// the parallelism of the run, so `-j 1` and `-j N` compute the same bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Uses {
+    /// CPU threads; 0 = every core (the stage's arithmetic is multi-threaded: training, network passes).
+    pub threads: usize,
+    /// One GPU when the run has GPUs to hand out: the worker sees only that one.
+    pub gpu: bool,
 }
 
 /// Flattens the `fields` (dotted paths into `config`, leaves or whole tables) into dotted leaf

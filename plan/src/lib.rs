@@ -1,0 +1,12 @@
+//! The shape of oodpipe's pipeline, without libtorch: the config schema ([`config`]), the methods
+//! ([`method`]) and the stage table ([`table`]), which turns a config into the engine's stage
+//! specs, each with a [`table::Task`] that the worker (in `oodpipe-stages`) knows how to compute.
+//!
+//! The `oodpipe` command plans, keys and schedules with this crate alone; only the worker links
+//! the ML code. A stage's task is a closed enum, so the worker's dispatch is checked by the compiler.
+
+pub mod config;
+pub mod method;
+pub mod table;
+
+pub use config::Config;

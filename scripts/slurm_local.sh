@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# A one-node Slurm cluster on localhost, for the Slurm executor's tests (and to try it by hand).
+# Installs Debian's slurm-wlm and munge when missing (needs root and the Debian registry), writes
+# a slurm.conf for this machine, and starts munged, slurmctld and slurmd. Idempotent: when the node
+# already answers, it returns within a second. Loopback only; no accounting database (so `sacct`
+# has nothing; `squeue` and `scontrol show job` do).
+set -euo pipefail
+
+node_up() {
+    command -v sinfo >/dev/null 2>&1 || return 1
+    local state
+    state=$(timeout 5 sinfo -h -n localhost -o %T 2>/dev/null | head -1) || return 1
+    [[ "$state" =~ ^(idle|mixed|allocated|completing)$ ]]
+}
+
+if node_up; then
+    exit 0
+fi
+
+if ! command -v slurmctld >/dev/null 2>&1 || ! command -v munged >/dev/null 2>&1; then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "slurm_local.sh: Slurm is not installed and installing it needs root (apt-get install slurm-wlm munge)" >&2
+        exit 1
+    fi
+    echo "installing slurm-wlm and munge (apt-get)..." >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q slurm-wlm munge >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q slurm-wlm munge >/dev/null; }
+fi
+
+# munge: a key, then the daemon (as root it needs --force).
+mkdir -p /etc/munge /var/lib/munge /var/log/munge /run/munge
+if [[ ! -s /etc/munge/munge.key ]]; then
+    dd if=/dev/urandom of=/etc/munge/munge.key bs=1k count=1 status=none
+fi
+chmod 0400 /etc/munge/munge.key
+if ! pgrep -x munged >/dev/null; then
+    munged --force
+fi
+
+cpus=$(nproc)
+memory=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))
+mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm
+cat > /etc/slurm/slurm.conf <<EOF
+# Written by oodpipe's scripts/slurm_local.sh: one node, this machine, loopback only.
+ClusterName=oodpipe-local
+SlurmctldHost=localhost
+SlurmUser=root
+AuthType=auth/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+SchedulerType=sched/backfill
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+ReturnToService=2
+MinJobAge=3600
+SlurmctldPidFile=/run/slurmctld.pid
+SlurmdPidFile=/run/slurmd.pid
+StateSaveLocation=/var/spool/slurmctld
+SlurmdSpoolDir=/var/spool/slurmd
+SlurmctldLogFile=/var/log/slurm/slurmctld.log
+SlurmdLogFile=/var/log/slurm/slurmd.log
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$memory State=UNKNOWN
+PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+EOF
+
+pgrep -x slurmctld >/dev/null || slurmctld
+pgrep -x slurmd >/dev/null || slurmd -N localhost
+
+for _ in $(seq 1 100); do
+    if node_up; then
+        exit 0
+    fi
+    state=$(timeout 5 sinfo -h -n localhost -o %T 2>/dev/null | head -1 || true)
+    if [[ "$state" == down* || "$state" == drain* ]]; then
+        scontrol update nodename=localhost state=resume >/dev/null 2>&1 || true
+    fi
+    sleep 0.2
+done
+echo "slurm_local.sh: the node did not come up; see /var/log/slurm/slurmctld.log and slurmd.log" >&2
+sinfo >&2 || true
+exit 1

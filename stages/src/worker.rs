@@ -1,0 +1,113 @@
+//! The worker's side of the engine's protocol (`oodpipe_engine::worker`): build one stage from a
+//! request, or answer the engine's probe of this machine's runtime.
+//!
+//! `oodpipe-worker run` reads a [`WorkerInput`] on stdin, rebuilds the stage's config from its
+//! declared fields alone, matches its [`Task`] to the function that computes it, and reports
+//! progress and errors as `@progress` / `@error` lines on stdout. A panic, an abort or a crash ends
+//! this process only; the engine reports it as the stage's failure.
+
+use crate::config::Config;
+use crate::stage::StageContext;
+use crate::table::{Task, split_seed_suffix};
+use crate::{data, methods, outputs, report, runtime, train};
+use anyhow::{Context, Result};
+use oodpipe_engine::stage_spec::InputFiles;
+use oodpipe_engine::worker::{ERROR, PROGRESS, StageRequest, WorkerError, WorkerInput};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+
+/// The machine settings the engine passes to each worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Runtime {
+    /// "cpu" or "cuda", already resolved from the config's "auto".
+    pub device: String,
+    /// libtorch's intra-op threads (0: libtorch's default, one per core).
+    pub threads: usize,
+}
+
+/// The worker's main: `run` (a stage from stdin) or `probe`.
+pub fn main(args: &[String]) -> std::process::ExitCode {
+    match args.first().map(String::as_str) {
+        Some("probe") => {
+            println!("{}", probe());
+            std::process::ExitCode::SUCCESS
+        }
+        Some("run") => match run_from_stdin() {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                let report = WorkerError { message: format!("{e:#}"), bad_input: oodpipe_engine::bad_input::is_bad_input(&e) };
+                println!("{ERROR}{}", serde_json::to_string(&report).expect("an error serialises"));
+                std::process::ExitCode::FAILURE
+            }
+        },
+        _ => {
+            eprintln!(
+                "oodpipe-worker: builds one stage for the `oodpipe` command, which starts it.\n\
+                 usage: oodpipe-worker run    (a stage request as JSON on stdin)\n       oodpipe-worker probe  (this machine's runtime, as JSON)"
+            );
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// What the engine must know of this machine to key stages and record runs, without loading
+/// libtorch itself: libtorch's version, the GPUs, the processor and the instruction set ATen uses.
+pub fn probe() -> serde_json::Value {
+    let cuda = tch::Cuda::is_available();
+    serde_json::json!({
+        "libtorch": runtime::libtorch_version(),
+        "cuda_available": cuda,
+        "cuda_devices": if cuda { tch::Cuda::device_count() } else { 0 },
+        "platform_cpu": runtime::platform_details("cpu"),
+        "platform_cuda": if cuda { serde_json::to_value(runtime::platform_details("cuda")).unwrap() } else { serde_json::Value::Null },
+        "default_threads": tch::get_num_threads(),
+    })
+}
+
+fn run_from_stdin() -> Result<()> {
+    let input: WorkerInput = serde_json::from_reader(std::io::stdin().lock()).context("reading the stage request on stdin")?;
+    let runtime: Runtime = serde_json::from_value(input.runtime).context("the request's runtime settings")?;
+    // The stage's declared threads if it declares a number, else the config's `threads`.
+    runtime::set_threads(if input.stage.threads > 0 { input.stage.threads } else { runtime.threads });
+    let progress = |done: u64, total: u64, message: &str| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{PROGRESS}{done} {total} {}", message.replace('\n', " "));
+        let _ = out.flush();
+    };
+    execute(&input.stage, &runtime.device, &progress)
+}
+
+/// Builds the stage of `request` in this process.
+pub fn execute(request: &StageRequest, device: &str, progress: &dyn Fn(u64, u64, &str)) -> Result<()> {
+    let task: Task = serde_json::from_value(request.task.clone())
+        .with_context(|| format!("stage {}: a task this worker does not know: {}", request.id, request.task))?;
+    let config = Config::from_params(&request.params).with_context(|| format!("stage {}", request.id))?;
+    // A seed's stage names its inputs by their plain ids; its inputs are all of one seed (or shared).
+    let plain: InputFiles;
+    let inputs = if task.is_per_seed() {
+        plain = request.inputs.iter().map(|(k, v)| (split_seed_suffix(k).0.to_string(), v.clone())).collect();
+        &plain
+    } else {
+        &request.inputs
+    };
+    let ctx = StageContext {
+        id: &request.id,
+        config,
+        inputs,
+        sources: &request.sources,
+        out_dir: &request.out_dir,
+        device,
+        progress,
+    };
+    match task {
+        Task::Cifar10 => data::cifar10::run(&ctx),
+        Task::Gaussian => data::gaussian::run(&ctx),
+        Task::TinyImagenet { set } => data::tiny_imagenet::run(&ctx, data::tiny_imagenet::Variant::of(set)?),
+        Task::Train { model } => train::run(&ctx, model),
+        Task::Outputs { model, set } => outputs::run(&ctx, model, &set),
+        Task::OdinGrid => methods::odin::cifar10_grid(&ctx),
+        Task::Tune { method, ood } => methods::tune(&ctx, method, ood),
+        Task::Score { method, ood } => methods::score(&ctx, method, ood),
+        Task::Report => report::run(&ctx),
+    }
+}
