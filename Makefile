@@ -2,15 +2,16 @@
 CONFIG ?= pipeline.toml
 CARGO ?= cargo
 
-.PHONY: run test setup libtorch data graphviz build bench bench-noop
+.PHONY: run test setup libtorch data graphviz slurm build bench bench-noop
 
 ## Install what is missing, build in release mode, run the default pipeline to the final report.
 run: setup graphviz
 	$(CARGO) build --release
 	./target/release/oodpipe run -c $(CONFIG)
 
-## Install what is missing, build and run the whole test suite.
-test: setup
+## Install what is missing, build and run the whole test suite (with a one-node Slurm on localhost
+## for the Slurm executor's tests: scripts/slurm_local.sh, idempotent).
+test: setup slurm
 	CARGO=$(CARGO) scripts/run_tests.sh
 
 setup: libtorch data
@@ -20,6 +21,9 @@ libtorch:
 
 data:
 	@scripts/fetch_cifar10.sh data/cifar-10-batches-bin
+
+slurm:
+	@scripts/slurm_local.sh
 
 graphviz:
 	@scripts/install_graphviz.sh

@@ -2,8 +2,8 @@
 # A one-node Slurm cluster on localhost, for the Slurm executor's tests (and to try it by hand).
 # Installs Debian's slurm-wlm and munge when missing (needs root and the Debian registry), writes
 # a slurm.conf for this machine, and starts munged, slurmctld and slurmd. Idempotent: when the node
-# already answers, it returns within a second. Loopback only; no accounting database (so `sacct`
-# has nothing; `squeue` and `scontrol show job` do).
+# already answers with this configuration, it returns at once. Loopback only; no accounting
+# database (so `sacct` has nothing; `squeue` and `scontrol show job` do).
 set -euo pipefail
 
 node_up() {
@@ -13,7 +13,37 @@ node_up() {
     [[ "$state" =~ ^(idle|mixed|allocated|completing)$ ]]
 }
 
-if node_up; then
+conf_wanted() {
+    local cpus memory
+    cpus=$(nproc)
+    memory=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))
+    cat <<CONF
+# Written by oodpipe's scripts/slurm_local.sh: one node, this machine, loopback only.
+ClusterName=oodpipe-local
+SlurmctldHost=localhost
+SlurmUser=root
+AuthType=auth/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SchedulerType=sched/backfill
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+ReturnToService=2
+MinJobAge=3600
+SlurmctldPidFile=/run/slurmctld.pid
+SlurmdPidFile=/run/slurmd.pid
+StateSaveLocation=/var/spool/slurmctld
+SlurmdSpoolDir=/var/spool/slurmd
+SlurmctldLogFile=/var/log/slurm/slurmctld.log
+SlurmdLogFile=/var/log/slurm/slurmd.log
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$memory State=UNKNOWN
+PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+CONF
+}
+
+if node_up && [[ "$(conf_wanted)" == "$(cat /etc/slurm/slurm.conf 2>/dev/null)" ]]; then
     exit 0
 fi
 
@@ -34,37 +64,17 @@ if [[ ! -s /etc/munge/munge.key ]]; then
 fi
 chmod 0400 /etc/munge/munge.key
 if ! pgrep -x munged >/dev/null; then
-    munged --force
+    munged --force 2>/dev/null
 fi
 
-cpus=$(nproc)
-memory=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))
 mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm
-cat > /etc/slurm/slurm.conf <<EOF
-# Written by oodpipe's scripts/slurm_local.sh: one node, this machine, loopback only.
-ClusterName=oodpipe-local
-SlurmctldHost=localhost
-SlurmUser=root
-AuthType=auth/munge
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core_Memory
-SchedulerType=sched/backfill
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-ReturnToService=2
-MinJobAge=3600
-SlurmctldPidFile=/run/slurmctld.pid
-SlurmdPidFile=/run/slurmd.pid
-StateSaveLocation=/var/spool/slurmctld
-SlurmdSpoolDir=/var/spool/slurmd
-SlurmctldLogFile=/var/log/slurm/slurmctld.log
-SlurmdLogFile=/var/log/slurm/slurmd.log
-NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$memory State=UNKNOWN
-PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
-EOF
-
+if [[ "$(conf_wanted)" != "$(cat /etc/slurm/slurm.conf 2>/dev/null)" ]]; then
+    conf_wanted > /etc/slurm/slurm.conf
+    # A changed configuration needs the daemons restarted.
+    pkill -x slurmctld || true
+    pkill -x slurmd || true
+    for _ in $(seq 1 50); do pgrep -x 'slurmctld|slurmd' >/dev/null || break; sleep 0.1; done
+fi
 pgrep -x slurmctld >/dev/null || slurmctld
 pgrep -x slurmd >/dev/null || slurmd -N localhost
 

@@ -38,11 +38,16 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// Build up to N independent stages at once, never using more cores (or GPUs) than there are.
-        #[arg(short = 'j', long = "jobs", default_value_t = 1)]
-        jobs: usize,
+        #[arg(short = 'j', long = "jobs")]
+        jobs: Option<usize>,
         /// The GPUs to hand out, one per training or network pass (default: every visible one).
         #[arg(long, value_delimiter = ',')]
         gpus: Option<Vec<String>>,
+        /// Where stages are built: worker processes here, or one Slurm job each (`sbatch`; the
+        /// store must be on a filesystem the nodes share; `[executor]` in the config sets the
+        /// partition, account and per-kind resources). With slurm, -j defaults to every ready stage.
+        #[arg(long, value_enum, default_value_t = pipeline::Executor::Local)]
+        executor: pipeline::Executor,
     },
     /// Every stage, fresh or stale, and why a stale one would run.
     Status {
@@ -117,8 +122,8 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| PathBuf::from("cache"));
     let result = match args.command {
         Command::Metrics { in_dist, ood, json } => return metrics_cmd::run(&in_dist, &ood, json),
-        Command::Run { targets, dry_run, json, jobs, gpus } => {
-            cli::run::run(&args.config, &cache, &targets, dry_run, json, jobs, gpus)
+        Command::Run { targets, dry_run, json, jobs, gpus, executor } => {
+            cli::run::run(&args.config, &cache, &targets, dry_run, json, cli::run::Parallel { jobs, gpus, executor })
         }
         Command::Status { targets, json } => cli::status::run(&args.config, &cache, &targets, json),
         Command::Dag { format } => cli::dag::run(

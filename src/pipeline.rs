@@ -10,6 +10,8 @@ use oodpipe_engine::config_file;
 use oodpipe_engine::graph::Graph;
 use oodpipe_engine::stage_key::Platform;
 use oodpipe_engine::stage_spec::flatten_fields;
+use oodpipe_engine::executor::StageRunner;
+use oodpipe_engine::slurm::SlurmRunner;
 use oodpipe_engine::worker::{self, WorkerRunner};
 use oodpipe_plan::{Config, table};
 use std::collections::BTreeMap;
@@ -37,6 +39,47 @@ pub struct Machine {
     pub runner: WorkerRunner,
     /// The GPUs a parallel run hands out (every visible one on a CUDA device; none on a CPU).
     pub gpus: Vec<String>,
+    /// Whether libtorch finds a CUDA device on this machine.
+    pub cuda_here: bool,
+    config_path: PathBuf,
+}
+
+/// Where stages are built: `--executor local` (worker processes on this machine) or `slurm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Executor {
+    Local,
+    Slurm,
+}
+
+impl Machine {
+    /// Refuses to build stages here on a device this machine does not have.
+    pub fn check_local(&self) -> anyhow::Result<()> {
+        if self.platform.device == "cuda" && !self.cuda_here {
+            return Err(oodpipe_engine::bad_input::BadInput(format!(
+                "{}: config key device = \"cuda\", but libtorch finds no CUDA device here (device = \"auto\" uses one \
+                 when there is one; `--executor slurm` builds on the cluster's nodes)",
+                self.config_path.display()
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
+    /// The runner for `executor`: this machine's workers, or one Slurm job per stage (whose
+    /// in-flight job ids are kept under `state_dir`).
+    pub fn runner(&self, executor: Executor, config: &Config, state_dir: &Path) -> Box<dyn StageRunner> {
+        match executor {
+            Executor::Local => Box::new(self.runner.clone()),
+            Executor::Slurm => Box::new(SlurmRunner {
+                worker: self.runner.program.clone(),
+                worker_args: self.runner.args.clone(),
+                runtime: self.runner.runtime.clone(),
+                options: config.executor.clone(),
+                state_dir: state_dir.join("slurm"),
+                poll: std::time::Duration::from_millis(250),
+            }),
+        }
+    }
 }
 
 /// The machine as the worker's probe sees it (remembered in `state_dir`), with the config's device
@@ -45,23 +88,13 @@ pub fn machine(config: &Config, config_path: &Path, state_dir: &Path) -> anyhow:
     let program = worker::locate(WORKER)?;
     let probe = worker::probe_cached(&program, &["probe".to_string()], state_dir)?;
     let cuda = probe["cuda_available"].as_bool().unwrap_or(false);
+    // "cuda" is taken at its word here: on a cluster the GPUs are on the nodes, not where the
+    // engine plans; a local run checks that this machine has one ([`Machine::check_local`]).
     let device = match config.device.as_str() {
         "cpu" => "cpu",
-        "cuda" if cuda => "cuda",
-        "cuda" => {
-            return Err(oodpipe_engine::bad_input::BadInput(format!(
-                "{}: config key device = \"cuda\", but libtorch finds no CUDA device here (device = \"auto\" uses one when there is one)",
-                config_path.display()
-            ))
-            .into());
-        }
-        _ => {
-            if cuda {
-                "cuda"
-            } else {
-                "cpu"
-            }
-        }
+        "cuda" => "cuda",
+        _ if cuda => "cuda",
+        _ => "cpu",
     };
     let mut platform_details: BTreeMap<String, String> =
         serde_json::from_value(probe[format!("platform_{device}")].clone()).unwrap_or_default();
@@ -73,6 +106,8 @@ pub fn machine(config: &Config, config_path: &Path, state_dir: &Path) -> anyhow:
         Vec::new()
     };
     Ok(Machine {
+        cuda_here: cuda,
+        config_path: config_path.to_path_buf(),
         gpus,
         platform: Platform {
             libtorch: probe["libtorch"].as_str().unwrap_or("unknown").to_string(),

@@ -72,7 +72,8 @@ pub struct Jobs {
     /// At most this many stages build at once (`-j N`).
     pub jobs: usize,
     /// CPU cores to share out: a stage takes [`crate::stage_spec::Uses::threads`] of them (0: all).
-    pub cpus: usize,
+    /// None: not counted here (a cluster's scheduler shares its nodes' cores out).
+    pub cpus: Option<usize>,
     /// GPUs to hand out one per stage that uses one (`--gpus 0,1,2,3`); none: GPUs are not counted.
     pub gpus: Vec<String>,
 }
@@ -80,7 +81,7 @@ pub struct Jobs {
 impl Jobs {
     /// One stage at a time.
     pub fn sequential() -> Jobs {
-        Jobs { jobs: 1, cpus: available_cpus(), gpus: Vec::new() }
+        Jobs { jobs: 1, cpus: Some(available_cpus()), gpus: Vec::new() }
     }
 }
 
@@ -123,7 +124,8 @@ pub fn run_jobs(
     let mut done: std::collections::HashSet<&str> = Default::default();
     let mut pending: Vec<usize> = (0..total).collect();
     let mut running = 0usize;
-    let mut free_cpus = jobs.cpus.max(1);
+    let all_cpus = jobs.cpus.unwrap_or(usize::MAX).max(1);
+    let mut free_cpus = all_cpus;
     let mut free_gpus = jobs.gpus.clone();
     let (sender, results) = std::sync::mpsc::channel::<(usize, Slot, anyhow::Result<(Entry, bool)>)>();
     std::thread::scope(|scope| {
@@ -169,9 +171,10 @@ pub fn run_jobs(
                 // A stage given a GPU counts for one core (its GPU does the arithmetic).
                 let needs_gpu = spec.uses.gpu && !jobs.gpus.is_empty();
                 let cpus = match spec.uses.threads {
+                    _ if jobs.cpus.is_none() => 0,
                     _ if needs_gpu => 1,
-                    0 => jobs.cpus.max(1),
-                    n => n.min(jobs.cpus.max(1)),
+                    0 => all_cpus,
+                    n => n.min(all_cpus),
                 };
                 if running >= jobs.jobs.max(1) || cpus > free_cpus || (needs_gpu && free_gpus.is_empty()) {
                     i += 1;
@@ -185,7 +188,7 @@ pub fn run_jobs(
                 running += 1;
                 pending.remove(i);
                 scope.spawn(move || {
-                    let threads = if spec.uses.threads == 0 || slot.gpu.is_some() { 0 } else { slot.cpus };
+                    let threads = if spec.uses.threads == 0 || slot.gpu.is_some() { 0 } else { spec.uses.threads.min(all_cpus) };
                     let result = build(store, ks, &inputs, runner, reporter, n + 1, total, threads, slot.gpu.clone());
                     let _ = sender.send((n, slot, result));
                 });

@@ -22,6 +22,7 @@ pub mod progress;
 pub mod results_diff;
 pub mod results_frame;
 pub mod run_record;
+pub mod slurm;
 pub mod source_hash;
 pub mod stage_key;
 pub mod stage_spec;

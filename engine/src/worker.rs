@@ -84,6 +84,7 @@ impl std::fmt::Display for StageFailure {
 impl std::error::Error for StageFailure {}
 
 /// Runs each stage in a fresh process of `program args..`.
+#[derive(Debug, Clone)]
 pub struct WorkerRunner {
     pub program: PathBuf,
     pub args: Vec<String>,

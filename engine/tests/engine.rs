@@ -377,11 +377,11 @@ fn a_parallel_run_never_oversubscribes_cores_or_gpus() {
     let all_cores = Uses { threads: 0, gpu: true };
     let one_thread = Uses { threads: 1, gpu: false };
     // Two cores, -j 4: trainings (every core) one at a time; one-thread stages two at a time.
-    let cpu = executor::Jobs { jobs: 4, cpus: 2, gpus: Vec::new() };
+    let cpu = executor::Jobs { jobs: 4, cpus: Some(2), gpus: Vec::new() };
     assert_eq!(run(independent(3, "train", all_cores), cpu.clone()).1, 1);
     assert_eq!(run(independent(4, "score", one_thread), cpu.clone()).1, 2);
     // Four GPUs: four trainings at once, each on its own GPU.
-    let gpus = executor::Jobs { jobs: 8, cpus: 8, gpus: ["0", "1", "2", "3"].map(String::from).to_vec() };
+    let gpus = executor::Jobs { jobs: 8, cpus: Some(8), gpus: ["0", "1", "2", "3"].map(String::from).to_vec() };
     let (_, most, starts) = run(independent(8, "train", all_cores), gpus);
     assert_eq!(most, 4);
     for window in starts.chunks(4) {
@@ -390,7 +390,7 @@ fn a_parallel_run_never_oversubscribes_cores_or_gpus() {
         assert_eq!(seen, ["0", "1", "2", "3"], "{starts:?}");
     }
     // -j 1: one at a time, whatever fits.
-    let one = executor::Jobs { jobs: 1, cpus: 8, gpus: Vec::new() };
+    let one = executor::Jobs { jobs: 1, cpus: Some(8), gpus: Vec::new() };
     assert_eq!(run(independent(3, "score", one_thread), one).1, 1);
 }
 
@@ -400,7 +400,7 @@ fn a_parallel_run_builds_what_a_sequential_one_does() {
     let config = toml_config(BASE);
     let sequential = executor::run(&f.store(), &keyed(&f.graph(&config), &mut SourceMemo::default()), &f.tasks(), &Silent, false);
     let g = Fixture::new();
-    let jobs = executor::Jobs { jobs: 3, cpus: 3, gpus: Vec::new() };
+    let jobs = executor::Jobs { jobs: 3, cpus: Some(3), gpus: Vec::new() };
     let parallel = executor::run_jobs(&g.store(), &keyed(&g.graph(&config), &mut SourceMemo::default()), &g.tasks(), &Silent, false, &jobs);
     let digests = |o: &executor::Outcome| o.entries.iter().map(|(id, e)| (id.clone(), e.outputs.clone())).collect::<BTreeMap<_, _>>();
     assert_eq!(digests(&sequential), digests(&parallel));

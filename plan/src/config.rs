@@ -96,6 +96,9 @@ pub struct Config {
     pub tune: TuneConfig,
     pub eval: EvalConfig,
     pub report: ReportConfig,
+    /// How `oodpipe run --executor slurm` submits stages (partition, account, per-kind resources).
+    /// Not part of any key: where a stage runs does not change what it computes.
+    pub executor: oodpipe_engine::slurm::SlurmOptions,
 }
 
 impl Default for Config {
@@ -111,6 +114,7 @@ impl Default for Config {
             tune: TuneConfig::default(),
             eval: EvalConfig::default(),
             report: ReportConfig::default(),
+            executor: Default::default(),
         }
     }
 }

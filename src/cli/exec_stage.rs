@@ -22,6 +22,7 @@ pub fn run(config: &Path, cache: &Path, id: &str) -> anyhow::Result<ExitCode> {
     if !missing.is_empty() {
         anyhow::bail!("{id} cannot be built yet: its input(s) {} are not in the store {}", missing.join(", "), cache.display());
     }
+    session.machine.check_local()?;
     oodpipe_engine::interrupt::install();
     let outcome = executor::run(&session.store, &session.stages, &session.machine.runner, &ConsoleReporter::new(false), false);
     for (stage, error) in &outcome.failed {

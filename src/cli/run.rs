@@ -1,5 +1,6 @@
 //! `oodpipe run`: build the targets and what they need, then record the run beside the report.
 
+use crate::pipeline::Executor;
 use oodpipe_engine::executor;
 use oodpipe_engine::progress::ConsoleReporter;
 use oodpipe_engine::run_record::{RunRecord, results_digest};
@@ -8,24 +9,35 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn run(
-    config: &Path,
-    cache: &Path,
-    targets: &[String],
-    dry_run: bool,
-    as_json: bool,
-    jobs: usize,
-    gpus: Option<Vec<String>>,
-) -> anyhow::Result<ExitCode> {
-    if jobs == 0 {
+/// How a run builds stages: how many at once, on which GPUs, where.
+pub struct Parallel {
+    pub jobs: Option<usize>,
+    pub gpus: Option<Vec<String>>,
+    pub executor: Executor,
+}
+
+pub fn run(config: &Path, cache: &Path, targets: &[String], dry_run: bool, as_json: bool, parallel: Parallel) -> anyhow::Result<ExitCode> {
+    if parallel.jobs == Some(0) {
         return Err(oodpipe_engine::bad_input::BadInput("-j/--jobs: expected at least 1".into()).into());
     }
     let session = super::open(config, cache, targets)?;
-    let jobs = executor::Jobs { jobs, cpus: executor::available_cpus(), gpus: gpus.unwrap_or_else(|| session.machine.gpus.clone()) };
+    if parallel.executor == Executor::Local && !dry_run {
+        session.machine.check_local()?;
+    }
+    let jobs = match parallel.executor {
+        Executor::Local => executor::Jobs {
+            jobs: parallel.jobs.unwrap_or(1),
+            cpus: Some(executor::available_cpus()),
+            gpus: parallel.gpus.unwrap_or_else(|| session.machine.gpus.clone()),
+        },
+        // The cluster shares out cores and GPUs; every ready stage is submitted unless -j caps it.
+        Executor::Slurm => executor::Jobs { jobs: parallel.jobs.unwrap_or(usize::MAX), cpus: None, gpus: Vec::new() },
+    };
+    let runner = session.machine.runner(parallel.executor, &session.pipeline.config, &session.store.state_dir());
     let reporter = ConsoleReporter::new(false);
     let started_unix = unix_now();
     oodpipe_engine::interrupt::install();
-    let outcome = executor::run_jobs(&session.store, &session.stages, &session.machine.runner, &reporter, dry_run, &jobs);
+    let outcome = executor::run_jobs(&session.store, &session.stages, runner.as_ref(), &reporter, dry_run, &jobs);
     if !dry_run {
         record_run(&session, cache, targets, started_unix, &outcome)?;
     }

@@ -7,9 +7,21 @@ use std::process::ExitCode;
 
 pub fn run(config: &Path, cache: &Path, targets: &[String], as_json: bool) -> anyhow::Result<ExitCode> {
     let session = super::open(config, cache, targets)?;
+    // Stages a run has submitted to Slurm and that have no entry yet: where their job is.
+    let jobs = oodpipe_engine::slurm::in_flight(&session.store.state_dir().join("slurm"));
     let mut rows = Vec::new();
     for ks in &session.stages {
-        let reasons: Vec<String> = staleness(&session.store, ks).iter().map(|r| r.to_string()).collect();
+        let mut reasons: Vec<String> = staleness(&session.store, ks).iter().map(|r| r.to_string()).collect();
+        if let (false, Some(job)) = (reasons.is_empty(), jobs.get(&ks.spec.id)) {
+            if let Some((state, _)) = oodpipe_engine::slurm::job_state(job) {
+                let place = match state.as_str() {
+                    "PENDING" => "queued",
+                    "RUNNING" | "COMPLETING" | "CONFIGURING" => "running",
+                    _ => "ended",
+                };
+                reasons.insert(0, format!("{place} on Slurm (job {job}, {state})"));
+            }
+        }
         rows.push((ks.spec.id.clone(), reasons));
     }
     if as_json {

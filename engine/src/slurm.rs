@@ -1,0 +1,222 @@
+//! Stages as Slurm jobs: one `sbatch` job per stage, run by the same worker as locally.
+//!
+//! [`SlurmRunner`] is a [`StageRunner`]: the executor takes the stage's lock and temporary folder
+//! in the store (which must be on a filesystem the nodes share), the runner writes the worker's
+//! input next to the stage's log, submits `oodpipe-worker run < request.json` with the job name =
+//! the stage id and the log file = `cache/logs/<id>.log`, follows the job with `squeue` (and
+//! `scontrol show job` once it has left the queue), relays the worker's `@progress` lines from the
+//! log, and returns when the job ends; the executor then commits the outputs as for a local stage.
+//! A failed, cancelled or timed-out job is that stage's failure, named with its job id, state and
+//! the tail of its log. Ctrl-C cancels the jobs of this run (`scancel`). While a job is in flight
+//! its id is kept in `cache/state/slurm/<id>.job`, which `oodpipe status` reads.
+
+use crate::executor::{Progress, StageRunner};
+use crate::interrupt;
+use crate::worker::{ERROR, PROGRESS, StageFailure, StageRequest, WorkerError, WorkerInput};
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// What `sbatch` is told, from the config's `[executor]` table.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SlurmOptions {
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    /// Per stage kind (`train`, `outputs`, ...): time limit, memory, CPUs, `--gres`.
+    pub kinds: BTreeMap<String, KindResources>,
+}
+
+/// The resources of one stage kind's jobs; unset = the cluster's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KindResources {
+    /// `--time`, e.g. "12:00:00".
+    pub time: Option<String>,
+    /// `--mem`, e.g. "32G".
+    pub mem: Option<String>,
+    /// `--cpus-per-task`; also the stage's thread count.
+    pub cpus: Option<usize>,
+    /// `--gres`, e.g. "gpu:1".
+    pub gres: Option<String>,
+}
+
+pub struct SlurmRunner {
+    pub worker: PathBuf,
+    pub worker_args: Vec<String>,
+    pub runtime: serde_json::Value,
+    pub options: SlurmOptions,
+    /// Where in-flight job ids are kept (`cache/state/slurm`).
+    pub state_dir: PathBuf,
+    pub poll: Duration,
+}
+
+/// A job's state as Slurm names it (`PENDING`, `RUNNING`, `COMPLETED`, `FAILED`, `CANCELLED`, ...).
+pub fn job_state(job: &str) -> Option<(String, Option<String>)> {
+    let out = Command::new("squeue").args(["-h", "-j", job, "-o", "%T"]).output().ok()?;
+    let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if out.status.success() && !state.is_empty() && !is_final(&state) {
+        return Some((state, None));
+    }
+    // Gone from the queue (or ending): its record in slurmctld (kept MinJobAge seconds).
+    let out = Command::new("scontrol").args(["show", "job", "-o", job]).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| text.split_whitespace().find_map(|w| w.strip_prefix(&format!("{name}=")).map(str::to_string));
+    Some((field("JobState")?, field("ExitCode")))
+}
+
+fn is_final(state: &str) -> bool {
+    !matches!(state, "PENDING" | "RUNNING" | "CONFIGURING" | "COMPLETING" | "SUSPENDED" | "REQUEUED" | "RESIZING")
+}
+
+/// The in-flight job of each stage, as recorded by runs in progress: stage id -> job id.
+pub fn in_flight(state_dir: &Path) -> BTreeMap<String, String> {
+    let Ok(dir) = std::fs::read_dir(state_dir) else { return BTreeMap::new() };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().strip_suffix(".job")?.to_string();
+            Some((name, std::fs::read_to_string(e.path()).ok()?.trim().to_string()))
+        })
+        .collect()
+}
+
+impl SlurmRunner {
+    fn submit(&self, request: &StageRequest, input_file: &Path, log: &Path) -> anyhow::Result<String> {
+        let mut command = Command::new("sbatch");
+        command.arg("--parsable").arg(format!("--job-name={}", request.id)).arg(format!("--output={}", log.display()));
+        if let Some(p) = &self.options.partition {
+            command.arg(format!("--partition={p}"));
+        }
+        if let Some(a) = &self.options.account {
+            command.arg(format!("--account={a}"));
+        }
+        if let Some(k) = self.options.kinds.get(&request.kind) {
+            if let Some(t) = &k.time {
+                command.arg(format!("--time={t}"));
+            }
+            if let Some(m) = &k.mem {
+                command.arg(format!("--mem={m}"));
+            }
+            if let Some(c) = k.cpus {
+                command.arg(format!("--cpus-per-task={c}"));
+            }
+            if let Some(g) = &k.gres {
+                command.arg(format!("--gres={g}"));
+            }
+        }
+        let mut script = format!("exec {}", shell_quote(&self.worker.display().to_string()));
+        for a in &self.worker_args {
+            script.push(' ');
+            script.push_str(&shell_quote(a));
+        }
+        script.push_str(&format!(" < {}", shell_quote(&input_file.display().to_string())));
+        command.arg("--wrap").arg(script);
+        let out = command.output().context("running sbatch (is Slurm installed? scripts/slurm_local.sh starts a one-node cluster)")?;
+        if !out.status.success() {
+            bail!("sbatch refused stage {}: {}", request.id, String::from_utf8_lossy(&out.stderr).trim());
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text.trim().split(';').next().unwrap_or("").to_string())
+    }
+}
+
+impl StageRunner for SlurmRunner {
+    fn run(&self, request: &StageRequest, log: &Path, progress: Progress) -> anyhow::Result<()> {
+        let mut request = request.clone();
+        if let Some(cpus) = self.options.kinds.get(&request.kind).and_then(|k| k.cpus) {
+            if request.threads == 0 {
+                request.threads = cpus;
+            }
+        }
+        let dir = log.parent().context("the log has a folder")?;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let input_file = dir.join(format!("{}.request.json", request.id));
+        let input = WorkerInput { stage: request.clone(), runtime: self.runtime.clone() };
+        crate::atomic_file::write(&input_file, &serde_json::to_vec(&input)?)?;
+        let _ = std::fs::remove_file(log);
+        let submitted = Instant::now();
+        let job = self.submit(&request, &input_file, log)?;
+        std::fs::create_dir_all(&self.state_dir)?;
+        let job_file = self.state_dir.join(format!("{}.job", request.id));
+        crate::atomic_file::write(&job_file, job.as_bytes())?;
+        let result = self.follow(&request, &job, log, progress, submitted);
+        let _ = std::fs::remove_file(&job_file);
+        let _ = std::fs::remove_file(&input_file);
+        result
+    }
+}
+
+impl SlurmRunner {
+    fn follow(&self, request: &StageRequest, job: &str, log: &Path, progress: Progress, submitted: Instant) -> anyhow::Result<()> {
+        let mut read = 0usize;
+        let mut started = false;
+        let mut error: Option<WorkerError> = None;
+        let relay = |read: &mut usize, error: &mut Option<WorkerError>| {
+            let Ok(text) = std::fs::read_to_string(log) else { return };
+            let Some(new) = text.get(*read..) else { return };
+            let complete = new.rfind('\n').map(|i| i + 1).unwrap_or(0);
+            for line in new[..complete].lines() {
+                if let Some(rest) = line.strip_prefix(PROGRESS) {
+                    let mut parts = rest.splitn(3, ' ');
+                    let done = parts.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+                    let total = parts.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+                    progress(done, total, parts.next().unwrap_or(""));
+                } else if let Some(rest) = line.strip_prefix(ERROR) {
+                    *error = serde_json::from_str(rest).ok();
+                }
+            }
+            *read += complete;
+        };
+        loop {
+            if interrupt::requested() {
+                let _ = Command::new("scancel").arg(job).status();
+                bail!(interrupt::Interrupted);
+            }
+            let (state, exit) = job_state(job).unwrap_or_else(|| ("UNKNOWN".into(), None));
+            if !started && state != "PENDING" {
+                started = true;
+                let _ = std::fs::write(log.with_extension("slurm"), format!("job {job} started {:.3} s after submission\n", submitted.elapsed().as_secs_f64()));
+            }
+            relay(&mut read, &mut error);
+            if state == "COMPLETED" {
+                return Ok(());
+            }
+            if is_final(&state) && state != "UNKNOWN" {
+                relay(&mut read, &mut error);
+                if let Some(e) = error.take() {
+                    return Err(StageFailure { message: format!("Slurm job {job} ended {state}: {}", e.message), bad_input: e.bad_input }.into());
+                }
+                let tail: Vec<String> = std::fs::read_to_string(log)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| !l.starts_with(PROGRESS))
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .take(12)
+                    .rev()
+                    .collect();
+                let exit = exit.map(|e| format!(" (exit code {e})")).unwrap_or_default();
+                return Err(StageFailure {
+                    message: format!(
+                        "Slurm job {job} of stage {} ended {state}{exit}; its log {}{}",
+                        request.id,
+                        log.display(),
+                        if tail.is_empty() { " is empty".to_string() } else { format!(" ends:\n  {}", tail.join("\n  ")) }
+                    ),
+                    bad_input: false,
+                }
+                .into());
+            }
+            std::thread::sleep(self.poll);
+        }
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}

@@ -1,0 +1,73 @@
+//! The Slurm executor against a real Slurm: a one-node cluster on localhost started by
+//! scripts/slurm_local.sh (which installs Debian's slurm-wlm and munge when missing).
+
+use crate::cli::{Scratch, ids, last_json, ok, repo, stale_ids};
+use std::time::{Duration, Instant};
+
+/// Starts the local cluster (idempotent). `OODPIPE_SKIP_SLURM=1` skips these tests, saying so.
+fn slurm() -> bool {
+    if std::env::var_os("OODPIPE_SKIP_SLURM").is_some_and(|v| v == "1") {
+        eprintln!("SKIPPED: OODPIPE_SKIP_SLURM=1");
+        return false;
+    }
+    let out = std::process::Command::new(repo().join("scripts/slurm_local.sh")).output().unwrap();
+    assert!(out.status.success(), "scripts/slurm_local.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+    true
+}
+
+#[test]
+fn the_smoke_pipeline_through_slurm_gives_the_local_results_byte_for_byte() {
+    if !slurm() {
+        return;
+    }
+    let local = Scratch::new(|_| {});
+    ok(&local.oodpipe(&["run"]));
+    let cluster = Scratch::new(|_| {});
+    let out = cluster.oodpipe(&["run", "--executor", "slurm", "--json"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(&out);
+    assert_eq!(ids(&last_json(&out)["cached"]).len(), 0, "everything was built by Slurm jobs");
+    assert_eq!(
+        std::fs::read(local.path("reports/results.csv")).unwrap(),
+        std::fs::read(cluster.path("reports/results.csv")).unwrap(),
+        "{err}"
+    );
+    // Each stage's job wrote its log under the cache, and said when it started.
+    let started = std::fs::read_to_string(cluster.path("cache/logs/train.softmax.slurm")).unwrap();
+    assert!(started.starts_with("job ") && started.contains("after submission"), "{started}");
+}
+
+#[test]
+fn a_cancelled_job_fails_its_stage_and_the_next_run_resumes() {
+    if !slurm() {
+        return;
+    }
+    let s = Scratch::new(|_| {});
+    let child = s.command(&["run", "--executor", "slurm"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    // The run keeps each in-flight job's id in the store; cancel train.softmax's.
+    let job_file = s.path("cache/state/slurm/train.softmax.job");
+    let started = Instant::now();
+    let job = loop {
+        if let Ok(job) = std::fs::read_to_string(&job_file) {
+            if !job.trim().is_empty() {
+                break job.trim().to_string();
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(300), "train.softmax was never submitted");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // While it is in flight, status says where it is.
+    let status = ok(&s.oodpipe(&["status"]));
+    assert!(status.contains(&format!("on Slurm (job {job}")), "{status}");
+    assert!(std::process::Command::new("scancel").arg(&job).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("stage train.softmax failed") && err.contains(&format!("Slurm job {job}")) && err.contains("CANCELLED"), "{err}");
+    // The next run resumes: it builds exactly what is stale, and completes.
+    let stale = stale_ids(&last_json(&s.oodpipe(&["status", "--json"])));
+    assert!(stale.contains("train.softmax"));
+    let last = last_json(&s.oodpipe(&["run", "--executor", "slurm", "--json"]));
+    assert_eq!(ids(&last["executed"]), stale);
+    assert!(std::fs::read(s.path("reports/results.csv")).is_ok());
+}
