@@ -22,6 +22,8 @@ pub struct Session {
     pub machine: Machine,
     pub store: Store,
     pub stages: Vec<KeyedStage>,
+    /// `git_state()`, asked once per command (it starts two git processes).
+    pub git: std::sync::OnceLock<Option<(String, bool)>>,
 }
 
 pub fn open(config: &Path, cache: &Path, targets: &[String]) -> anyhow::Result<Session> {
@@ -32,7 +34,7 @@ pub fn open(config: &Path, cache: &Path, targets: &[String]) -> anyhow::Result<S
     let mut memo = SourceMemo::load(&store.memo_file());
     let stages = key_stages(&closure, &mut memo, &machine.platform)?;
     let _ = memo.save();
-    Ok(Session { pipeline, machine, store, stages })
+    Ok(Session { pipeline, machine, store, stages, git: std::sync::OnceLock::new() })
 }
 
 /// `git rev-parse HEAD` and whether the work tree has uncommitted changes, if this is a checkout.

@@ -38,16 +38,22 @@ pub fn run(config: &Path, cache: &Path, targets: &[String], dry_run: bool, as_js
     let started_unix = unix_now();
     oodpipe_engine::interrupt::install();
     let outcome = executor::run_jobs(&session.store, &session.stages, runner.as_ref(), &reporter, dry_run, &jobs);
-    if !dry_run {
+    // A run that built nothing (and failed at nothing) changed nothing: it is not recorded, which
+    // also keeps a no-op run from asking git about the work tree.
+    let built_nothing = outcome.executed.is_empty() && outcome.failed.is_empty() && !outcome.interrupted;
+    if !dry_run && !built_nothing {
         record_run(&session, cache, targets, started_unix, &outcome)?;
     }
 
     if !dry_run && outcome.failed.is_empty() && !outcome.interrupted {
         for ks in &session.stages {
             let Some(dir) = &ks.spec.publish else { continue };
-            let record = run_record(&session, &outcome.entries);
+            let mut record = run_record(&session, &outcome.entries);
             let path = dir.join("run.json");
             if outcome.executed.contains(&ks.spec.id) || !path.exists() {
+                let git = session.git.get_or_init(super::git_state);
+                record["git_commit"] = json!(git.as_ref().map(|(c, _)| c.clone()));
+                record["git_dirty"] = json!(git.as_ref().map(|(_, d)| *d));
                 oodpipe_engine::atomic_file::write(&path, serde_json::to_string_pretty(&record)?.as_bytes())?;
             }
             if let Some(entry) = outcome.entries.get(&ks.spec.id) {
@@ -164,7 +170,7 @@ fn record_run(
     started_unix: u64,
     outcome: &executor::Outcome,
 ) -> anyhow::Result<()> {
-    let git = super::git_state();
+    let git = session.git.get_or_init(super::git_state);
     let mut published = BTreeMap::new();
     let mut published_digests = BTreeMap::new();
     for ks in session.stages.iter().filter(|ks| ks.spec.publish.is_some()) {
@@ -199,16 +205,16 @@ fn record_run(
 
 /// reports/run.json: which config and code produced the published results, and each stage's time
 /// (as recorded when it was built, so `total_seconds` is the pipeline's own time on a cold cache).
+/// The commit (`git_commit`, `git_dirty`) is filled in by the caller when it writes the file.
 fn run_record(session: &super::Session, entries: &BTreeMap<String, oodpipe_engine::store::Entry>) -> serde_json::Value {
     let stages: serde_json::Map<String, serde_json::Value> =
         session.stages.iter().filter_map(|ks| Some((ks.spec.id.clone(), json!(entries.get(&ks.spec.id)?.seconds)))).collect();
     let total: f64 = stages.values().filter_map(|v| v.as_f64()).sum();
-    let git = super::git_state();
     json!({
         "config": session.pipeline.config_path,
         "config_key": session.pipeline.config_key,
-        "git_commit": git.as_ref().map(|(c, _)| c.clone()),
-        "git_dirty": git.as_ref().map(|(_, d)| *d),
+        "git_commit": null,
+        "git_dirty": null,
         "libtorch": session.machine.platform.libtorch,
         "device": session.machine.platform.device,
         "platform": session.machine.platform_details,
