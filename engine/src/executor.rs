@@ -2,7 +2,9 @@
 //!
 //! For every stage in the closure of the targets: if the store has an entry for its key it is
 //! cached; otherwise the key is locked (another run building it makes this one wait and then find
-//! it cached), the stage runs into a temporary folder, and its outputs are committed to the store.
+//! it cached), a [`StageRunner`] (a worker process, a Slurm job) builds it into a temporary folder,
+//! and its outputs are committed to the store. With [`Jobs`], independent stages build at once as
+//! far as their declared cores and GPUs fit ([`run_jobs`]).
 //! A failed stage keeps everything finished so far and stops only the stages that depend on it;
 //! independent stages still run (like `make -k`), and the command reports every failure.
 //!
