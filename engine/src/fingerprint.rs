@@ -23,6 +23,8 @@ pub struct KeyedStage {
 pub fn key_stages(stages: &[&StageSpec], memo: &mut SourceMemo, platform: &Platform) -> anyhow::Result<Vec<KeyedStage>> {
     let mut keys: BTreeMap<&str, StageKey> = BTreeMap::new();
     let mut out = Vec::with_capacity(stages.len());
+    // Stages that read one source (both Tiny ImageNet sets read one folder) hash it once per pass.
+    let mut hashed: BTreeMap<&std::path::Path, String> = BTreeMap::new();
     for spec in stages {
         let mut sources = BTreeMap::new();
         for source in &spec.sources {
@@ -36,9 +38,13 @@ pub fn key_stages(stages: &[&StageSpec], memo: &mut SourceMemo, platform: &Platf
                 ))
                 .into());
             }
-            let hash = memo
-                .hash(&source.path)
-                .with_context(|| format!("hashing {} ({})", source.label, source.path.display()))?;
+            let hash = match hashed.get(source.path.as_path()) {
+                Some(hash) => hash.clone(),
+                None => memo
+                    .hash(&source.path)
+                    .with_context(|| format!("hashing {} ({})", source.label, source.path.display()))?,
+            };
+            hashed.insert(&source.path, hash.clone());
             sources.insert(source.label.clone(), hash);
         }
         let inputs = spec

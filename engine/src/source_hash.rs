@@ -7,7 +7,7 @@
 //! A folder's hash covers the sorted relative names and hashes of every file below it.
 
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
@@ -27,8 +27,6 @@ pub struct SourceMemo {
     /// component by component, which matters with 10,000 images per folder.
     entries: HashMap<String, MemoEntry>,
     changed: bool,
-    /// Folders already hashed by this process (two stages reading one folder walk it once).
-    folders: BTreeMap<PathBuf, String>,
     /// How many files were actually read (for tests and for `status` to stay fast).
     pub files_read: usize,
 }
@@ -37,7 +35,7 @@ impl SourceMemo {
     /// Loads the memo from `file`; a missing or unreadable memo is an empty one.
     pub fn load(file: &Path) -> Self {
         let entries = std::fs::read(file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-        SourceMemo { file: Some(file.to_path_buf()), entries, changed: false, folders: BTreeMap::new(), files_read: 0 }
+        SourceMemo { file: Some(file.to_path_buf()), entries, changed: false, files_read: 0 }
     }
 
     /// Writes the memo back if anything changed.
@@ -55,9 +53,6 @@ impl SourceMemo {
         let meta = std::fs::metadata(path)?;
         let path = &std::path::absolute(path)?;
         if meta.is_dir() {
-            if let Some(hash) = self.folders.get(path) {
-                return Ok(hash.clone());
-            }
             let mut files = Vec::new();
             collect_files(path, path, &mut files)?;
             // Ordered by path (component by component); for a flat folder that is the order of
@@ -75,9 +70,7 @@ impl SourceMemo {
                 hasher.update(h.as_bytes());
                 hasher.update(b"\n");
             }
-            let hash = hasher.finalize().to_hex().to_string();
-            self.folders.insert(path.clone(), hash.clone());
-            Ok(hash)
+            Ok(hasher.finalize().to_hex().to_string())
         } else {
             self.hash_file(path)
         }
