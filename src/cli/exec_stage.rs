@@ -28,13 +28,5 @@ pub fn run(config: &Path, cache: &Path, id: &str) -> anyhow::Result<ExitCode> {
     for (stage, error) in &outcome.failed {
         eprintln!("error: stage {stage} failed: {error}");
     }
-    Ok(if outcome.interrupted {
-        ExitCode::from(130)
-    } else if outcome.bad_input {
-        ExitCode::from(2)
-    } else if outcome.failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(super::exit_code(&outcome))
 }

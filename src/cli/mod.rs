@@ -46,3 +46,17 @@ pub fn git_state() -> Option<(String, bool)> {
     let status = std::process::Command::new("git").args(["status", "--porcelain", "--untracked-files=no"]).output().ok()?;
     Some((String::from_utf8_lossy(&head.stdout).trim().to_string(), !status.stdout.is_empty()))
 }
+
+/// The exit code of a run: 130 interrupted (128 + SIGINT, as shells report Ctrl-C), 2 a stage
+/// refused its input (bad input), 1 a stage failed, 0 otherwise.
+pub fn exit_code(outcome: &oodpipe_engine::executor::Outcome) -> std::process::ExitCode {
+    if outcome.interrupted {
+        std::process::ExitCode::from(130)
+    } else if outcome.bad_input {
+        std::process::ExitCode::from(2)
+    } else if outcome.failed.is_empty() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
+}

@@ -84,16 +84,7 @@ pub fn run(config: &Path, cache: &Path, targets: &[String], dry_run: bool, as_js
     if as_json {
         println!("{}", json!({"executed": outcome.executed, "cached": outcome.cached, "seconds": outcome.seconds}));
     }
-    // 130 = 128 + SIGINT, as shells report a command stopped by Ctrl-C; 2 = bad input.
-    Ok(if outcome.interrupted {
-        ExitCode::from(130)
-    } else if outcome.bad_input {
-        ExitCode::from(2)
-    } else if outcome.failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(super::exit_code(&outcome))
 }
 
 /// Ends the published README.md with what produced it: the config, libtorch, the device and each
