@@ -216,14 +216,6 @@ fn check_values(config: &Config, config_path: &Path) -> Result<(), config_file::
 pub fn load(config_path: &Path) -> anyhow::Result<Pipeline> {
     let config: Config = config_file::load(config_path)?;
     check_values(&config, config_path)?;
-    if !["cpu", "cuda", "auto"].contains(&config.device.as_str()) {
-        return Err(oodpipe_engine::bad_input::BadInput(format!(
-            "{}: config key device = {:?}: expected \"cpu\", \"cuda\" or \"auto\"",
-            config_path.display(),
-            config.device
-        ))
-        .into());
-    }
     let config_json = serde_json::to_value(&config).expect("config serialises");
     let config_key = blake3::hash(&serde_json::to_vec(&config_json).expect("config serialises")).to_hex().to_string();
     let specs = table::plan(&config)?;

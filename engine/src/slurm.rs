@@ -12,7 +12,7 @@
 
 use crate::executor::{Progress, StageRunner};
 use crate::interrupt;
-use crate::worker::{ERROR, PROGRESS, StageFailure, StageRequest, WorkerError, WorkerInput};
+use crate::worker::{StageFailure, StageRequest, TAIL_LINES, WorkerError, WorkerInput, WorkerLine, parse_line};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -159,13 +159,10 @@ impl SlurmRunner {
             let Some(new) = text.get(*read..) else { return };
             let complete = new.rfind('\n').map(|i| i + 1).unwrap_or(0);
             for line in new[..complete].lines() {
-                if let Some(rest) = line.strip_prefix(PROGRESS) {
-                    let mut parts = rest.splitn(3, ' ');
-                    let done = parts.next().and_then(|n| n.parse().ok()).unwrap_or(0);
-                    let total = parts.next().and_then(|n| n.parse().ok()).unwrap_or(0);
-                    progress(done, total, parts.next().unwrap_or(""));
-                } else if let Some(rest) = line.strip_prefix(ERROR) {
-                    *error = serde_json::from_str(rest).ok();
+                match parse_line(line) {
+                    WorkerLine::Progress { done, total, message } => progress(done, total, message),
+                    WorkerLine::Error(e) => *error = Some(e),
+                    WorkerLine::Text(_) => {}
                 }
             }
             *read += complete;
@@ -189,17 +186,10 @@ impl SlurmRunner {
                 if let Some(e) = error.take() {
                     return Err(StageFailure { message: format!("Slurm job {job} ended {state}: {}", e.message), bad_input: e.bad_input }.into());
                 }
-                let tail: Vec<String> = std::fs::read_to_string(log)
-                    .unwrap_or_default()
-                    .lines()
-                    .filter(|l| !l.starts_with(PROGRESS))
-                    .map(str::to_string)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .take(12)
-                    .rev()
-                    .collect();
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let lines: Vec<&str> =
+                    text.lines().filter(|l| matches!(parse_line(l), WorkerLine::Text(_))).collect();
+                let tail = &lines[lines.len().saturating_sub(TAIL_LINES)..];
                 let exit = exit.map(|e| format!(" (exit code {e})")).unwrap_or_default();
                 return Err(StageFailure {
                     message: format!(

@@ -29,7 +29,30 @@ pub const PROGRESS: &str = "@progress ";
 /// A stdout line of the worker `@error <JSON>` ([`WorkerError`]): why the stage failed.
 pub const ERROR: &str = "@error ";
 /// How many of the worker's last lines a failure quotes.
-const TAIL_LINES: usize = 12;
+pub(crate) const TAIL_LINES: usize = 12;
+
+/// One line the worker printed, as the runners read it.
+pub(crate) enum WorkerLine<'a> {
+    Progress { done: u64, total: u64, message: &'a str },
+    Error(WorkerError),
+    /// Anything else: kept for the log and the failure's tail.
+    Text(&'a str),
+}
+
+/// Reads a `@progress` or `@error` line (an `@error` whose JSON does not parse keeps its text as
+/// the message); any other line is text.
+pub(crate) fn parse_line(line: &str) -> WorkerLine<'_> {
+    if let Some(rest) = line.strip_prefix(PROGRESS) {
+        let mut parts = rest.splitn(3, ' ');
+        let done = parts.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        let total = parts.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        WorkerLine::Progress { done, total, message: parts.next().unwrap_or("") }
+    } else if let Some(rest) = line.strip_prefix(ERROR) {
+        WorkerLine::Error(serde_json::from_str(rest).unwrap_or_else(|_| WorkerError { message: rest.to_string(), bad_input: false }))
+    } else {
+        WorkerLine::Text(line)
+    }
+}
 
 /// What a worker is asked to build: one stage, its inputs' files and an empty output folder.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -147,17 +170,10 @@ pub fn run_worker(program: &Path, args: &[String], input: &WorkerInput, log: &Pa
     let status = std::thread::scope(|scope| -> anyhow::Result<ExitStatus> {
         scope.spawn(|| {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix(PROGRESS) {
-                    let mut parts = rest.splitn(3, ' ');
-                    let done = parts.next().and_then(|n| n.parse().ok()).unwrap_or(0);
-                    let total = parts.next().and_then(|n| n.parse().ok()).unwrap_or(0);
-                    progress(done, total, parts.next().unwrap_or(""));
-                } else if let Some(rest) = line.strip_prefix(ERROR) {
-                    let parsed = serde_json::from_str(rest)
-                        .unwrap_or_else(|_| WorkerError { message: rest.to_string(), bad_input: false });
-                    *error.lock().unwrap() = Some(parsed);
-                } else {
-                    keep(&line);
+                match parse_line(&line) {
+                    WorkerLine::Progress { done, total, message } => progress(done, total, message),
+                    WorkerLine::Error(e) => *error.lock().unwrap() = Some(e),
+                    WorkerLine::Text(text) => keep(text),
                 }
             }
         });

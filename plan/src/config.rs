@@ -5,7 +5,7 @@
 //! because a typo such as `tune.odin_epsilon` would otherwise silently run the default grid.
 //!
 //! Stages never see the whole config: the stage table lists the dotted fields each stage reads, and
-//! [`Config::restricted_to`] builds a copy in which only those fields carry the user's values (the
+//! the worker builds its stage's config with [`Config::from_params`] from those fields alone (the
 //! rest are defaults). A stage that reads a field its key does not cover therefore sees the default,
 //! which the smoke tests (whose values are not the defaults) catch.
 
@@ -382,19 +382,6 @@ impl Config {
         }
         serde_json::from_value(out).map_err(|e| anyhow::anyhow!("the stage's declared config fields do not form a config: {e}"))
     }
-
-    /// A copy in which only the `fields` (dotted paths such as `tune.odin_epsilons` or whole
-    /// tables such as `train`) keep this config's values; every other field is its default.
-    pub fn restricted_to(&self, fields: &[String]) -> Config {
-        let full = serde_json::to_value(self).expect("config serialises");
-        let mut out = serde_json::to_value(Config::default()).expect("config serialises");
-        for field in fields {
-            if let Some(value) = lookup(&full, field) {
-                set(&mut out, field, value.clone());
-            }
-        }
-        serde_json::from_value(out).expect("a restricted config is a valid config")
-    }
 }
 
 /// The value at a dotted path of a JSON tree.
@@ -429,10 +416,14 @@ mod tests {
         let mut c = Config::default();
         c.tune.odin_epsilons = vec![0.0, 0.001];
         c.train.epochs = 3;
-        let r = c.restricted_to(&["tune.odin_epsilons".to_string()]);
+        let full = serde_json::to_value(&c).unwrap();
+        let restricted = |field: &str| {
+            Config::from_params(&oodpipe_engine::stage_spec::flatten_fields(&full, &[field.to_string()])).unwrap()
+        };
+        let r = restricted("tune.odin_epsilons");
         assert_eq!(r.tune.odin_epsilons, vec![0.0, 0.001]);
         assert_eq!(r.train.epochs, 200);
-        let r = c.restricted_to(&["train".to_string()]);
+        let r = restricted("train");
         assert_eq!(r.train.epochs, 3);
     }
 }
@@ -461,6 +452,7 @@ impl Config {
 
     /// Calls `check(ok, key, value, expected)` once per rule.
     fn checks(&self, check: &mut dyn FnMut(bool, &str, &dyn std::fmt::Debug, &str)) {
+        check(["cpu", "cuda", "auto"].contains(&self.device.as_str()), "device", &self.device, "\"cpu\", \"cuda\" or \"auto\"");
         check(self.models.contains(&ModelKind::Softmax), "models", &self.models, "a list that includes \"softmax\"");
         let d = &self.data;
         check((1..50_000).contains(&d.val_size), "data.val_size", &d.val_size, "1 to 49999");

@@ -1,6 +1,6 @@
-//! The libtorch runtime as the engine needs to know it: its version (part of every key), the
-//! device that "auto" resolves to, the thread count, and what a number depends on beyond its
-//! key (the processor, the instruction set ATen uses, the GPU), recorded with every run.
+//! The libtorch runtime as the worker's probe reports it to the engine: its version (part of every
+//! key), the thread count, and what a number depends on beyond its key (the processor, the
+//! instruction set ATen uses, the GPU), recorded with every run.
 
 use std::collections::BTreeMap;
 
@@ -51,17 +51,6 @@ pub fn platform_details(device: &str) -> BTreeMap<String, String> {
 /// The libtorch version this binary was built against (read from libtorch's files by build.rs).
 pub fn libtorch_version() -> &'static str {
     env!("OODPIPE_LIBTORCH_VERSION")
-}
-
-/// Resolves the config's "cpu" / "cuda" / "auto" to the device stages will use.
-pub fn resolve_device(wanted: &str) -> anyhow::Result<&'static str> {
-    match wanted {
-        "cpu" => Ok("cpu"),
-        "cuda" if tch::Cuda::is_available() => Ok("cuda"),
-        "cuda" => anyhow::bail!("config key device = \"cuda\", but libtorch finds no CUDA device here"),
-        "auto" => Ok(if tch::Cuda::is_available() { "cuda" } else { "cpu" }),
-        other => anyhow::bail!("config key device = {other:?}: expected \"cpu\", \"cuda\" or \"auto\""),
-    }
 }
 
 /// Sets libtorch's intra-op threads (0 = leave libtorch's default, one per core).
