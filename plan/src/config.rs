@@ -9,6 +9,8 @@
 //! rest are defaults). A stage that reads a field its key does not cover therefore sees the default,
 //! which the smoke tests (whose values are not the defaults) catch.
 
+use crate::ood::OodSetConfig;
+use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -49,37 +51,6 @@ impl ModelKind {
     }
 }
 
-/// The three out-of-distribution sets of the paper's Table 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OodSet {
-    Gaussian,
-    TinCrop,
-    TinResize,
-}
-
-impl OodSet {
-    pub const ALL: [OodSet; 3] = [Self::Gaussian, Self::TinCrop, Self::TinResize];
-
-    /// The name used in stage ids (`data.tin_crop`, `score.odin.gaussian`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Gaussian => "gaussian",
-            Self::TinCrop => "tin_crop",
-            Self::TinResize => "tin_resize",
-        }
-    }
-
-    /// The set's label in the paper's Table 1 and in `reports/results.csv`.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Gaussian => "Gaussian Noise",
-            Self::TinCrop => "Tiny ImageNet (crop)",
-            Self::TinResize => "Tiny ImageNet (resize)",
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -87,8 +58,15 @@ pub struct Config {
     pub device: String,
     /// Intra-op threads for libtorch; 0 means one per core. Not part of any key.
     pub threads: usize,
-    /// Which models to train and score; the methods follow from the models.
+    /// Which models to train and score; the detectors follow from the models.
     pub models: Vec<ModelKind>,
+    /// Which registered detectors to score (`detectors/mod.rs`), by name; default: every one whose
+    /// model is trained. Selects stages; never part of a key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detectors: Option<Vec<String>>,
+    /// The OOD sets, `[ood.<name>]` tables in config order ([`crate::ood`]); default: the paper's
+    /// three. Declaring any replaces the default ones.
+    pub ood: IndexMap<String, OodSetConfig>,
     pub data: DataConfig,
     pub model: ModelConfig,
     pub train: TrainConfig,
@@ -107,6 +85,8 @@ impl Default for Config {
             device: "auto".into(),
             threads: 0,
             models: ModelKind::ALL.to_vec(),
+            detectors: None,
+            ood: crate::ood::paper_sets().into_iter().collect(),
             data: DataConfig::default(),
             model: ModelConfig::default(),
             train: TrainConfig::default(),
@@ -135,11 +115,13 @@ pub struct DataConfig {
     pub train_limit: Option<usize>,
     /// Keep only the first N test images in file order (smoke runs); None keeps all 10,000.
     pub test_limit: Option<usize>,
-    /// Seed of the OOD sets: the Gaussian draws, the Tiny ImageNet sample and crops, the splits.
+    /// Seed of the OOD sets: the Gaussian draws, the Tiny ImageNet sample and crops, the splits
+    /// (a set's `seed` overrides it).
     pub ood_seed: u64,
-    /// Images per OOD set (paper: 1,500).
+    /// Images per OOD set (paper: 1,500; a set's `count` overrides it).
     pub ood_count: usize,
-    /// How many of them form the validation split (paper: 500); the rest is the test split.
+    /// How many of them form the validation split (paper: 500); the rest is the test split (a
+    /// set's `val` overrides it).
     pub ood_val: usize,
 }
 
@@ -374,10 +356,14 @@ impl Config {
     }
 
     /// The config a stage is given: every field its default, but for the declared `params` (dotted
-    /// leaf paths, as the engine keys them), which carry the run's values.
+    /// leaf paths, as the engine keys them), which carry the run's values. Params under `ood` are
+    /// skipped: an OOD set's definition reaches its stages in their task (they are keyed all the same).
     pub fn from_params(params: &std::collections::BTreeMap<String, serde_json::Value>) -> anyhow::Result<Config> {
         let mut out = serde_json::to_value(Config::default()).expect("config serialises");
         for (field, value) in params {
+            if field == "ood" || field.starts_with("ood.") {
+                continue;
+            }
             set(&mut out, field, value.clone());
         }
         serde_json::from_value(out).map_err(|e| anyhow::anyhow!("the stage's declared config fields do not form a config: {e}"))
@@ -454,6 +440,20 @@ impl Config {
     fn checks(&self, check: &mut dyn FnMut(bool, &str, &dyn std::fmt::Debug, &str)) {
         check(["cpu", "cuda", "auto"].contains(&self.device.as_str()), "device", &self.device, "\"cpu\", \"cuda\" or \"auto\"");
         check(self.models.contains(&ModelKind::Softmax), "models", &self.models, "a list that includes \"softmax\"");
+        if let Some(names) = &self.detectors {
+            let known: Vec<&str> = crate::detector::ALL.iter().map(|d| d.name).collect();
+            for name in names {
+                check(known.contains(&name.as_str()), "detectors", name, &format!("a registered detector: {}", known.join(", ")));
+            }
+        }
+        check(!self.ood.is_empty(), "ood", &self.ood.len(), "at least one [ood.<name>] table");
+        for (name, table) in &self.ood {
+            for (key, value, expected) in table.problems(name) {
+                check(false, &key, &value, &expected);
+            }
+            let (count, val) = (table.count.unwrap_or(self.data.ood_count), table.val.unwrap_or(self.data.ood_val));
+            check(val >= 1 && val < count, &format!("ood.{name}.val"), &val, &format!("at least 1 and below the set's count ({count})"));
+        }
         let d = &self.data;
         check((1..50_000).contains(&d.val_size), "data.val_size", &d.val_size, "1 to 49999");
         check(d.train_limit.is_none_or(|n| n >= 1), "data.train_limit", &d.train_limit, "at least 1");

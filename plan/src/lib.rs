@@ -1,12 +1,16 @@
-//! The shape of oodpipe's pipeline, without libtorch: the config schema ([`config`]), the methods
-//! ([`method`]) and the stage table ([`table`]), which turns a config into the engine's stage
+//! The shape of oodpipe's pipeline, without libtorch: the config schema ([`config`]), the detectors
+//! ([`detector`], registered in `detectors/`), the OOD sets ([`ood`]) and the stage table ([`table`]), which turns a config into the engine's stage
 //! specs, each with a [`table::Task`] that the worker (in `oodpipe-stages`) knows how to compute.
 //!
 //! The `oodpipe` command plans, keys and schedules with this crate alone; only the worker links
 //! the ML code. A stage's task is a closed enum, so the worker's dispatch is checked by the compiler.
 
 pub mod config;
-pub mod method;
+pub mod detector;
+#[path = "../../detectors/mod.rs"]
+pub mod detectors;
+pub mod ids;
+pub mod ood;
 pub mod table;
 
 pub use config::Config;

@@ -4,64 +4,75 @@
 //! [`StageSpec`]s directly: each stage's key covers exactly the config fields it declares here,
 //! and those fields are all the config its worker is given ([`Config::from_params`]).
 
-use crate::config::{Config, ModelKind, OodSet};
-use crate::method::Method;
+use crate::config::{Config, ModelKind};
+use crate::detector::{Detector, ExtraStage};
+use crate::ids::{self, CIFAR10};
+use crate::ood::OodSet;
 use oodpipe_engine::stage_spec::{SourceSpec as Source, StageSpec, Uses, flatten_fields};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// What a stage computes: the worker (`oodpipe-worker`, in `oodpipe-stages`) matches on it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "task", rename_all = "snake_case")]
 pub enum Task {
     /// The CIFAR-10 splits.
     Cifar10,
-    /// The Gaussian-noise OOD set.
-    Gaussian,
-    /// A Tiny ImageNet OOD set (crop or resize).
-    TinyImagenet { set: OodSet },
+    /// An OOD set of the config's `[ood.<name>]` tables.
+    OodData { set: OodSet },
     Train { model: ModelKind },
     /// A network's outputs on a data set (`cifar10` or an OOD set).
     Outputs { model: ModelKind, set: String },
-    /// ODIN's grid on CIFAR-10's validation split, shared by the three OOD sets.
-    OdinGrid,
-    Tune { method: Method, ood: OodSet },
-    Score { method: Method, ood: OodSet },
-    Report,
+    /// A detector's stage on CIFAR-10 shared by every OOD set (ODIN's grid, Mahalanobis's fit).
+    Prepare { detector: String },
+    /// A detector's tuning on an OOD set's validation split.
+    Tune { detector: String, set: OodSet },
+    /// A detector's scores and metrics on an OOD set's test split.
+    Score { detector: String, set: OodSet },
+    /// The report; `sets` are the OOD sets (name, label) in config order.
+    Report { sets: Vec<(String, String)> },
 }
 
 impl Task {
     /// Where the code that computes it lives, for `oodpipe show` (checked by a test in the stages crate).
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> String {
         match self {
-            Task::Cifar10 => "stages/src/data/cifar10.rs: data::cifar10::run",
-            Task::Gaussian => "stages/src/data/gaussian.rs: data::gaussian::run",
-            Task::TinyImagenet { .. } => "stages/src/data/tiny_imagenet.rs: data::tiny_imagenet::run",
-            Task::Train { .. } => "stages/src/train.rs: train::run",
-            Task::Outputs { .. } => "stages/src/outputs.rs: outputs::run",
-            Task::OdinGrid => "stages/src/methods/odin.rs: methods::odin::cifar10_grid",
-            Task::Tune { .. } => "stages/src/methods/mod.rs: methods::tune",
-            Task::Score { .. } => "stages/src/methods/mod.rs: methods::score",
-            Task::Report => "stages/src/report.rs: report::run",
+            Task::Cifar10 => "stages/src/data/cifar10.rs: data::cifar10::run".into(),
+            Task::OodData { .. } => "stages/src/data/ood_set.rs: data::ood_set::run".into(),
+            Task::Train { .. } => "stages/src/train.rs: train::run".into(),
+            Task::Outputs { .. } => "stages/src/outputs.rs: outputs::run".into(),
+            Task::Prepare { detector } => format!("detectors/{detector}.rs: detectors::{detector}::code::Code::prepare"),
+            Task::Tune { detector, .. } => format!("detectors/{detector}.rs: detectors::{detector}::code::Code::tune"),
+            Task::Score { detector, .. } => format!("detectors/{detector}.rs: detectors::{detector}::code::Code::score"),
+            Task::Report { .. } => "stages/src/report.rs: report::run".into(),
         }
     }
 
-    /// What the stage takes of the machine: network passes (training, outputs, ODIN's gradients)
-    /// every core or one GPU; the rest (data sets, temperature scaling, scores from stored
-    /// outputs, the report) one thread.
+    /// What the stage takes of the machine: network passes (training, outputs, ODIN's gradients,
+    /// features) every core or one GPU; the rest (data sets, temperature scaling, scores from
+    /// stored outputs, the report) one thread.
     pub fn uses(&self) -> Uses {
         let network = Uses { threads: 0, gpu: true };
+        let light = Uses { threads: 1, gpu: false };
+        let of = |name: &str, stage: fn(&Detector) -> bool| match crate::detector::find(name) {
+            Some(d) if stage(d) => network,
+            _ => light,
+        };
         match self {
-            Task::Train { .. } | Task::Outputs { .. } | Task::OdinGrid => network,
-            Task::Tune { method: Method::Odin, .. } | Task::Score { method: Method::Odin, .. } => network,
-            _ => Uses { threads: 1, gpu: false },
+            Task::Train { .. } | Task::Outputs { .. } => network,
+            Task::Prepare { detector } => of(detector, |d| d.prepare.is_some_and(|p| p.network)),
+            Task::Tune { detector, .. } => of(detector, |d| d.tuning.is_some_and(|t| t.network)),
+            Task::Score { detector, .. } => of(detector, |d| d.network),
+            _ => light,
         }
     }
 
     /// Whether the stage's inputs are one training seed's (and shared ones), which its code names
     /// by their plain ids; the report reads every seed's.
     pub fn is_per_seed(&self) -> bool {
-        !matches!(self, Task::Report | Task::Cifar10 | Task::Gaussian | Task::TinyImagenet { .. })
+        !matches!(self, Task::Report { .. } | Task::Cifar10 | Task::OodData { .. })
     }
 }
 
@@ -72,6 +83,9 @@ struct StageDef {
     salt: &'static str,
     /// Dotted config fields (or whole tables) that the stage reads; nothing else reaches it.
     reads: Vec<String>,
+    /// Params keyed beside the `reads` whose values reach the worker in the task, not the config
+    /// (an OOD set's definition, its label): `ood` and `ood.*` ([`Config::from_params`] skips them).
+    extra: BTreeMap<String, Value>,
     /// The config the `reads` are taken from: the run's, with `train.seed` set to the stage's seed.
     config: Config,
     inputs: Vec<String>,
@@ -80,16 +94,16 @@ struct StageDef {
     task: Task,
 }
 
-/// Bump a kind's salt when its code changes what it computes.
-mod salt {
+/// Bump a kind's salt when its code changes what it computes. A detector's stages carry the
+/// versions in its own file (`detectors/<name>.rs`).
+pub mod salt {
     pub const DATA: &str = "data-1";
     pub const TRAIN: &str = "train-1";
     /// BIN's and BINC's binary cross-entropy gained label smoothing's counterpart.
     pub const TRAIN_BCE: &str = "train-2";
     pub const OUTPUTS: &str = "outputs-1";
-    pub const TUNE: &str = "tune-1";
-    pub const SCORE: &str = "score-1";
-    pub const REPORT: &str = "report-3";
+    /// Configured OOD sets in config order, and Table 3.
+    pub const REPORT: &str = "report-4";
 }
 
 /// The six official CIFAR-10 batch files.
@@ -115,6 +129,12 @@ pub fn tiny_imagenet_dir(config: &Config) -> PathBuf {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ => PathBuf::from(TINY_IMAGENET_FALLBACK),
     }
+}
+
+/// The config's OOD sets, resolved, in config order.
+pub fn ood_sets(config: &Config) -> anyhow::Result<Vec<OodSet>> {
+    let tin = tiny_imagenet_dir(config).join("test").join("images");
+    config.ood.iter().map(|(name, table)| OodSet::resolve(name, table, &config.data, tin.clone())).collect()
 }
 
 /// The code version of a model's training.
@@ -149,6 +169,7 @@ fn stage(id: String, kind: &'static str, salt: &'static str, task: Task) -> Stag
         kind,
         salt,
         reads: Vec::new(),
+        extra: BTreeMap::new(),
         config: Config::default(),
         inputs: Vec::new(),
         sources: Vec::new(),
@@ -177,25 +198,27 @@ fn network_reads(model: ModelKind) -> Vec<String> {
 }
 
 /// Every stage the config asks for, in an order where inputs come first. Fails if a stage
-/// declares a config field the schema does not have (a bug in this table: its key would cover
-/// nothing and the stage would get the default).
+/// declares a config field the schema does not have (a bug in this table or in a detector's
+/// description: its key would cover nothing and the stage would get the default).
 pub fn plan(config: &Config) -> anyhow::Result<Vec<StageSpec>> {
-    let defs = table(config);
+    let defs = table(config)?;
     check_declared_reads(&defs)?;
     Ok(defs.into_iter().map(spec).collect())
 }
 
 fn spec(def: StageDef) -> StageSpec {
     let view = serde_json::to_value(&def.config).expect("config serialises");
+    let mut params = flatten_fields(&view, &def.reads);
+    params.extend(def.extra);
     StageSpec {
-        params: flatten_fields(&view, &def.reads),
+        params,
         id: def.id,
         kind: def.kind.to_string(),
         salt: def.salt.to_string(),
         inputs: def.inputs,
         sources: def.sources,
         publish: def.publish,
-        code: def.task.code().to_string(),
+        code: def.task.code(),
         uses: def.task.uses(),
         task: serde_json::to_value(&def.task).expect("a task serialises"),
     }
@@ -208,9 +231,15 @@ fn check_declared_reads(defs: &[StageDef]) -> anyhow::Result<()> {
     for def in defs {
         for field in &def.reads {
             if crate::config::lookup(&schema, field).is_none() {
+                let whose = match &def.task {
+                    Task::Prepare { detector } | Task::Tune { detector, .. } | Task::Score { detector, .. } => {
+                        format!("detectors/{detector}.rs")
+                    }
+                    _ => "plan/src/table.rs".into(),
+                };
                 anyhow::bail!(
                     "stage {} declares that it reads the config field `{field}`, which the config schema does not have \
-                     (a bug in the stage table, plan/src/table.rs)",
+                     (a bug in {whose})",
                     def.id
                 );
             }
@@ -219,31 +248,44 @@ fn check_declared_reads(defs: &[StageDef]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn table(config: &Config) -> Vec<StageDef> {
+/// The detectors the config asks for: `detectors` if given, else every registered one, in the
+/// registry's order; only those whose model is trained.
+pub fn detectors(config: &Config) -> Vec<&'static Detector> {
+    crate::detector::ALL
+        .iter()
+        .copied()
+        .filter(|d| config.models.contains(&d.model))
+        .filter(|d| config.detectors.as_ref().is_none_or(|names| names.iter().any(|n| n == d.name)))
+        .collect()
+}
+
+fn table(config: &Config) -> anyhow::Result<Vec<StageDef>> {
     let models: Vec<ModelKind> = ModelKind::ALL.into_iter().filter(|m| config.models.contains(m)).collect();
-    let methods: Vec<Method> = Method::ALL.into_iter().filter(|m| models.contains(&m.model())).collect();
+    let detectors = detectors(config);
+    let sets = ood_sets(config)?;
     let seeds = config.seeds();
     let shared = config.for_seed(seeds[0]);
-    let mut stages = data_stages(&shared);
+    let mut stages = data_stages(&shared, &sets);
     let mut report_inputs = Vec::new();
     for &seed in &seeds {
         let view = config.for_seed(seed);
         let suffix = seed_suffix(config, seed);
-        let seeded = seed_stages(&view, &suffix, &models, &methods);
-        let accuracy = format!(".cifar10{suffix}");
+        let seeded = seed_stages(&view, &suffix, &models, &detectors, &sets);
         report_inputs.extend(
             seeded
                 .iter()
-                .filter(|s| s.kind == "score" || (s.kind == "outputs" && s.id.ends_with(&accuracy)))
+                .filter(|s| s.kind == "score" || matches!(&s.task, Task::Outputs { set, .. } if set == CIFAR10))
                 .map(|s| s.id.clone()),
         );
         stages.extend(seeded);
     }
 
     // The report.
-    let mut r = stage("report".into(), "report", salt::REPORT, Task::Report);
+    let names: Vec<(String, String)> = sets.iter().map(|s| (s.name.clone(), s.label.clone())).collect();
+    let mut r = stage(ids::REPORT.into(), "report", salt::REPORT, Task::Report { sets: names.clone() });
     r.config = shared.clone();
     r.reads = strings(&["train.seed", "report.bootstrap", "report.bootstrap_seed"]);
+    r.extra.insert("ood".into(), serde_json::to_value(&names).expect("names serialise"));
     r.inputs = report_inputs;
     r.sources = vec![Source {
         label: "paper_results.csv".into(),
@@ -252,14 +294,14 @@ fn table(config: &Config) -> Vec<StageDef> {
     }];
     r.publish = Some(config.report.dir.clone());
     stages.push(r);
-    stages
+    Ok(stages)
 }
 
 /// The stages that do not depend on the training seed: the data sets.
-fn data_stages(config: &Config) -> Vec<StageDef> {
+fn data_stages(config: &Config, sets: &[OodSet]) -> Vec<StageDef> {
     let mut stages = Vec::new();
     let cifar_dir = &config.data.cifar10_dir;
-    let mut cifar = stage("data.cifar10".into(), "data", salt::DATA, Task::Cifar10);
+    let mut cifar = stage(ids::cifar10_data(), "data", salt::DATA, Task::Cifar10);
     cifar.reads = strings(&["data.split_seed", "data.val_size", "data.train_limit", "data.test_limit"]);
     cifar.sources = CIFAR10_FILES
         .iter()
@@ -276,25 +318,23 @@ fn data_stages(config: &Config) -> Vec<StageDef> {
         .collect();
     stages.push(cifar);
 
-    let ood_reads = strings(&["data.ood_seed", "data.ood_count", "data.ood_val"]);
-    let mut gauss = stage("data.gaussian".into(), "data", salt::DATA, Task::Gaussian);
-    gauss.reads = ood_reads.clone();
-    stages.push(gauss);
-
-    let tin = tiny_imagenet_dir(config);
-    for set in [OodSet::TinCrop, OodSet::TinResize] {
-        let mut s = stage(format!("data.{}", set.name()), "data", salt::DATA, Task::TinyImagenet { set });
-        s.reads = ood_reads.clone();
-        s.sources = vec![Source {
-            label: "tiny-imagenet-200/test/images".into(),
-            path: tin.join("test").join("images"),
-            hint: format!(
-                "Tiny ImageNet's test images are expected in {} ; name an extracted tiny-imagenet-200 folder \
-                 with the config key data.tiny_imagenet_dir or the environment variable {TINY_IMAGENET_ENV} \
-                 (default: {TINY_IMAGENET_FALLBACK}); the official source is tiny-imagenet-200.zip",
-                tin.join("test").join("images").display()
-            ),
-        }];
+    for set in sets {
+        let table = &config.ood[&set.name];
+        let mut s = stage(ids::data(&set.name), "data", salt::DATA, Task::OodData { set: set.clone() });
+        s.extra = set.key_params(table);
+        if let (Some(label), Some(folder)) = (&set.folder_source, &set.folder) {
+            let hint = if label == crate::ood::TINY_IMAGENET_SOURCE {
+                format!(
+                    "Tiny ImageNet's test images are expected in {} ; name an extracted tiny-imagenet-200 folder \
+                     with the config key data.tiny_imagenet_dir or the environment variable {TINY_IMAGENET_ENV} \
+                     (default: {TINY_IMAGENET_FALLBACK}); the official source is tiny-imagenet-200.zip",
+                    folder.display()
+                )
+            } else {
+                format!("the folder of images of OOD set `{}` (config key ood.{}.folder)", set.name, set.name)
+            };
+            s.sources = vec![Source { label: label.clone(), path: folder.clone(), hint }];
+        }
         stages.push(s);
     }
     for s in &mut stages {
@@ -303,105 +343,86 @@ fn data_stages(config: &Config) -> Vec<StageDef> {
     stages
 }
 
-/// One training seed's stages: training, network outputs, tuning and scores. `config` is the
-/// seed's view ([`Config::for_seed`]); `suffix` ends every id (empty for the first seed).
+/// A detector's extra stage's reads: its own, and the network's when it runs the network.
+fn extra_reads(model: ModelKind, extra: &ExtraStage) -> Vec<String> {
+    let mut reads = if extra.network { network_reads(model) } else { Vec::new() };
+    reads.extend(strings(extra.reads));
+    reads
+}
+
+/// One training seed's stages: training, network outputs, and each detector's stages. `config`
+/// is the seed's view ([`Config::for_seed`]); `suffix` ends every id (empty for the first seed).
 /// Stage functions name their inputs by the plain ids (`train.softmax`); the engine's inputs map
 /// is keyed by what `inputs` lists, so the worker maps the suffix away ([`Task::is_per_seed`]).
-fn seed_stages(config: &Config, suffix: &str, models: &[ModelKind], methods: &[Method]) -> Vec<StageDef> {
+fn seed_stages(config: &Config, suffix: &str, models: &[ModelKind], detectors: &[&Detector], sets: &[OodSet]) -> Vec<StageDef> {
     let mut stages = Vec::new();
     let id = |base: String| format!("{base}{suffix}");
     // Training and network outputs.
-    let sets: Vec<&'static str> =
-        std::iter::once("cifar10").chain(OodSet::ALL.iter().map(|s| s.name())).collect();
+    let data_sets: Vec<&str> = std::iter::once(CIFAR10).chain(sets.iter().map(|s| s.name.as_str())).collect();
     for &model in models {
-        let mut t = stage(
-            id(format!("train.{}", model.name())),
-            "train",
-            train_salt(model),
-            Task::Train { model },
-        );
+        let mut t = stage(id(ids::train(model)), "train", train_salt(model), Task::Train { model });
         // eval.batch_size: the validation accuracy in train.json is computed in batches of it.
         t.reads = strings(&["model", "train", "eval.batch_size"]);
         t.reads.extend(method_table(model));
-        t.inputs = vec!["data.cifar10".into()];
+        t.inputs = vec![ids::cifar10_data()];
         stages.push(t);
 
-        for &set in &sets {
-            let mut o = stage(
-                id(format!("outputs.{}.{set}", model.name())),
-                "outputs",
-                salt::OUTPUTS,
-                Task::Outputs { model, set: set.to_string() },
-            );
+        for &set in &data_sets {
+            let mut o =
+                stage(id(ids::outputs(model, set)), "outputs", salt::OUTPUTS, Task::Outputs { model, set: set.to_string() });
             o.reads = network_reads(model);
             o.reads.push("eval.batch_size".into());
-            o.inputs = vec![id(format!("train.{}", model.name())), format!("data.{set}")];
+            o.inputs = vec![id(ids::train(model)), ids::data(set)];
             stages.push(o);
         }
     }
 
-    // Tuning on the validation splits.
-    if methods.contains(&Method::Odin) {
-        let mut grid = stage(
-            id("tune.odin.cifar10".into()),
-            "tune",
-            salt::TUNE,
-            Task::OdinGrid,
-        );
-        grid.reads = network_reads(ModelKind::Softmax);
-        grid.reads.extend(strings(&["eval.batch_size", "tune.temperatures", "tune.odin_epsilons"]));
-        grid.inputs = vec![id("train.softmax".into()), "data.cifar10".into()];
-        stages.push(grid);
-    }
-    for &method in methods.iter().filter(|m| m.is_tuned()) {
-        for ood in OodSet::ALL {
-            let mut t = stage(
-                id(format!("tune.{}.{}", method.name(), ood.name())),
-                "tune",
-                salt::TUNE,
-                Task::Tune { method, ood },
-            );
-            match method {
-                Method::Odin => {
-                    t.reads = network_reads(ModelKind::Softmax);
-                    t.reads.extend(strings(&["eval.batch_size", "tune.temperatures", "tune.odin_epsilons"]));
-                    t.inputs = vec![
-                        id("tune.odin.cifar10".into()),
-                        id("train.softmax".into()),
-                        format!("data.{}", ood.name()),
-                    ];
-                }
-                _ => {
-                    t.reads = strings(&["tune.temperatures"]);
-                    t.inputs =
-                        vec![id("outputs.softmax.cifar10".into()), id(format!("outputs.softmax.{}", ood.name()))];
-                }
+    for d in detectors {
+        let model = d.model;
+        // Its stage on CIFAR-10, shared by every set.
+        let prepared = d.prepare.map(|p| {
+            let mut s = stage(id(ids::prepare(p.kind, d.name)), p.kind, p.version, Task::Prepare { detector: d.name.into() });
+            s.reads = extra_reads(model, &p);
+            s.inputs = vec![id(ids::train(model)), ids::cifar10_data()];
+            let prepared = s.id.clone();
+            stages.push(s);
+            prepared
+        });
+        for set in sets {
+            // Tuning on the validation splits.
+            let tuned = d.tuning.map(|t| {
+                let mut s = stage(
+                    id(ids::tune(d.name, &set.name)),
+                    t.kind,
+                    t.version,
+                    Task::Tune { detector: d.name.into(), set: set.clone() },
+                );
+                s.reads = extra_reads(model, &t);
+                s.extra = set.label_params();
+                s.inputs = if t.network {
+                    vec![id(ids::train(model)), ids::data(&set.name)]
+                } else {
+                    vec![id(ids::outputs(model, CIFAR10)), id(ids::outputs(model, &set.name))]
+                };
+                s.inputs.extend(prepared.clone());
+                let tuned = s.id.clone();
+                stages.push(s);
+                tuned
+            });
+            // Scores and metrics on the test splits.
+            let mut s =
+                stage(id(ids::score(d.name, &set.name)), "score", d.version, Task::Score { detector: d.name.into(), set: set.clone() });
+            s.reads = if d.network { network_reads(model) } else { Vec::new() };
+            s.reads.extend(strings(d.reads));
+            s.extra = set.label_params();
+            s.inputs = vec![id(ids::outputs(model, CIFAR10)), id(ids::outputs(model, &set.name))];
+            // The shared stage feeds the tune stages when there are, else the score stages.
+            match tuned {
+                Some(tuned) => s.inputs.push(tuned),
+                None => s.inputs.extend(prepared.clone()),
             }
-            stages.push(t);
-        }
-    }
-
-    // Scores and metrics on the test splits.
-    for &method in methods {
-        for ood in OodSet::ALL {
-            let model = method.model();
-            let mut s = stage(
-                id(format!("score.{}.{}", method.name(), ood.name())),
-                "score",
-                salt::SCORE,
-                Task::Score { method, ood },
-            );
-            s.inputs = vec![
-                id(format!("outputs.{}.cifar10", model.name())),
-                id(format!("outputs.{}.{}", model.name(), ood.name())),
-            ];
-            if method.is_tuned() {
-                s.inputs.push(id(format!("tune.{}.{}", method.name(), ood.name())));
-            }
-            if method == Method::Odin {
-                s.reads = network_reads(model);
-                s.reads.push("eval.batch_size".into());
-                s.inputs.extend([id("train.softmax".into()), "data.cifar10".into(), format!("data.{}", ood.name())]);
+            if d.network {
+                s.inputs.extend([id(ids::train(model)), ids::cifar10_data(), ids::data(&set.name)]);
             }
             stages.push(s);
         }
@@ -418,11 +439,40 @@ mod tests {
 
     #[test]
     fn a_declared_field_that_does_not_exist_is_caught_when_the_plan_is_built() {
-        let mut defs = table(&Config::default());
+        let mut defs = table(&Config::default()).unwrap();
         check_declared_reads(&defs).unwrap();
         defs[0].reads.push("train.epoch".into());
         let err = check_declared_reads(&defs).unwrap_err().to_string();
         assert!(err.contains("data.cifar10") && err.contains("`train.epoch`"), "{err}");
+    }
+
+    /// The stages of the paper's sets keep the ids, params and inputs they had before OOD sets and
+    /// detectors came from the config and the registry (so their keys, and caches, stay).
+    #[test]
+    fn the_papers_stages_keep_their_shape() {
+        let specs = plan(&Config::default()).unwrap();
+        let get = |id: &str| specs.iter().find(|s| s.id == id).unwrap_or_else(|| panic!("no stage {id}"));
+        let params = |id: &str| get(id).params.keys().cloned().collect::<Vec<_>>();
+        let inputs = |id: &str| {
+            let mut i = get(id).inputs.clone();
+            i.sort();
+            i
+        };
+        assert_eq!(params("data.gaussian"), ["data.ood_count", "data.ood_seed", "data.ood_val"]);
+        assert_eq!(params("data.tin_resize"), ["data.ood_count", "data.ood_seed", "data.ood_val"]);
+        assert_eq!(get("data.tin_crop").sources[0].label, "tiny-imagenet-200/test/images");
+        assert!(params("score.baseline.gaussian").is_empty());
+        assert_eq!(inputs("score.baseline_t.tin_crop"), ["outputs.softmax.cifar10", "outputs.softmax.tin_crop", "tune.baseline_t.tin_crop"]);
+        assert_eq!(params("tune.baseline_t.tin_crop"), ["tune.temperatures"]);
+        assert_eq!(
+            inputs("score.odin.tin_resize"),
+            ["data.cifar10", "data.tin_resize", "outputs.softmax.cifar10", "outputs.softmax.tin_resize", "train.softmax", "tune.odin.tin_resize"]
+        );
+        assert_eq!(params("score.odin.tin_resize"), ["eval.batch_size", "model.depth", "model.widen", "train.channels_last"]);
+        assert_eq!(inputs("tune.odin.gaussian"), ["data.gaussian", "train.softmax", "tune.odin.cifar10"]);
+        assert_eq!(get("tune.odin.cifar10").salt, "tune-1");
+        assert_eq!(inputs("score.viby_ii.gaussian"), ["outputs.viby.cifar10", "outputs.viby.gaussian"]);
+        assert_eq!(params("outputs.bin.tin_crop"), ["eval.batch_size", "methods.bin.zeta", "model.depth", "model.widen", "train.channels_last"]);
     }
 
     #[test]
@@ -432,10 +482,14 @@ mod tests {
         for spec in plan(&config).unwrap() {
             let task: Task = serde_json::from_value(spec.task.clone()).unwrap();
             assert_eq!(serde_json::to_value(&task).unwrap(), spec.task, "{}", spec.id);
-            // The worker rebuilds the config from the params alone; they must form one.
+            // The worker rebuilds the config from the params alone; they must form one. (The `ood`
+            // params travel in the task.)
             let given = Config::from_params(&spec.params).unwrap();
-            let again = flatten_fields(&serde_json::to_value(&given).unwrap(), &spec.params.keys().cloned().collect::<Vec<_>>());
-            assert_eq!(again, spec.params, "{}", spec.id);
+            let config_params: BTreeMap<String, Value> =
+                spec.params.iter().filter(|(k, _)| *k != "ood" && !k.starts_with("ood.")).map(|(k, v)| (k.clone(), v.clone())).collect();
+            let again =
+                flatten_fields(&serde_json::to_value(&given).unwrap(), &config_params.keys().cloned().collect::<Vec<_>>());
+            assert_eq!(again, config_params, "{}", spec.id);
         }
     }
 }

@@ -8,9 +8,7 @@
 //! [`write_all`] draws them from the report stage's inputs (each `score.<method>.<ood set>` stage's
 //! `scores.safetensors`); [`Figures::markdown`] is the README section that shows them.
 
-use crate::config::OodSet;
-use crate::method::Method;
-use crate::methods::SCORES_FILE;
+use crate::detector::{ALL, Detector, files, ids};
 use crate::stage::StageContext;
 use anyhow::{Context, Result, anyhow};
 use plotters::prelude::*;
@@ -28,8 +26,9 @@ pub const TPR_LABEL: &str = "True positive rate (CIFAR-10 accepted)";
 pub const SCORE_LABEL: &str = "score";
 pub const FRACTION_LABEL: &str = "fraction of images";
 
-/// Distinct colours for up to eight methods (Tableau 10 without its grey, which draws chance).
-pub const PALETTE: [RGBColor; 9] = [
+/// Distinct colours for up to twelve detectors (Tableau 10 without its grey, which draws chance,
+/// then black, navy and olive).
+pub const PALETTE: [RGBColor; 12] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -39,6 +38,9 @@ pub const PALETTE: [RGBColor; 9] = [
     RGBColor(227, 119, 194),
     RGBColor(188, 189, 34),
     RGBColor(23, 190, 207),
+    RGBColor(0, 0, 0),
+    RGBColor(0, 0, 128),
+    RGBColor(128, 128, 0),
 ];
 const CHANCE: RGBColor = RGBColor(127, 127, 127);
 const FONT: &str = "sans-serif";
@@ -289,37 +291,38 @@ fn format_tick(v: f64, spacing: f64) -> String {
 /// What [`write_all`] drew.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Figures {
-    /// The OOD sets with a ROC figure.
-    pub roc: Vec<OodSet>,
-    /// The (method, OOD set) pairs with a histogram.
-    pub histograms: Vec<(Method, OodSet)>,
+    /// The OOD sets (name, label) with a ROC figure, in config order.
+    pub roc: Vec<(String, String)>,
+    /// The (detector, OOD set name) pairs with a histogram.
+    pub histograms: Vec<(&'static Detector, String)>,
 }
 
-pub fn roc_path(ood: OodSet) -> String {
-    format!("{DIR}/roc_{}.svg", ood.name())
+pub fn roc_path(set: &str) -> String {
+    format!("{DIR}/roc_{set}.svg")
 }
 
-pub fn histogram_path(method: Method, ood: OodSet) -> String {
-    format!("{DIR}/hist_{}_{}.svg", method.name(), ood.name())
+pub fn histogram_path(detector: &Detector, set: &str) -> String {
+    format!("{DIR}/hist_{}_{set}.svg", detector.name)
 }
 
 pub(crate) fn read_scores(ctx: &StageContext, id: &str, name: &str) -> Result<Vec<f64>> {
-    let path = ctx.input(id, SCORES_FILE)?;
+    let path = ctx.input(id, files::SCORES)?;
     let tensor = crate::tensors::read_one(path, name)?;
     Vec::<f64>::try_from(tensor.to_kind(tch::Kind::Double).flatten(0, -1))
         .with_context(|| format!("{}: tensor `{name}`", path.display()))
 }
 
-/// Draws every figure from the stage's `score.<method>.<ood set>` inputs into `figures/`.
-pub fn write_all(ctx: &StageContext) -> Result<Figures> {
+/// Draws every figure from the stage's `score.<detector>.<ood set>` inputs into `figures/`, for
+/// the OOD sets `sets` (name, label) in their order.
+pub fn write_all(ctx: &StageContext, sets: &[(String, String)]) -> Result<Figures> {
     let mut figures = Figures::default();
     std::fs::create_dir_all(ctx.output(DIR))?;
-    for ood in OodSet::ALL {
+    for (name, label) in sets {
         let mut scored = Vec::new();
-        for (i, method) in Method::ALL.into_iter().enumerate() {
-            let id = format!("score.{}.{}", method.name(), ood.name());
+        for (i, detector) in ALL.iter().copied().enumerate() {
+            let id = ids::score(detector.name, name);
             if ctx.inputs.contains_key(&id) {
-                scored.push((method, i, read_scores(ctx, &id, "in_scores")?, read_scores(ctx, &id, "out_scores")?));
+                scored.push((detector, i, read_scores(ctx, &id, "in_scores")?, read_scores(ctx, &id, "out_scores")?));
             }
         }
         if scored.is_empty() {
@@ -327,20 +330,20 @@ pub fn write_all(ctx: &StageContext) -> Result<Figures> {
         }
         let curves: Vec<Scored> = scored
             .iter()
-            .map(|(m, i, a, b)| Scored { label: m.label(), colour: *i, in_scores: a, out_scores: b })
+            .map(|(d, i, a, b)| Scored { label: d.label, colour: *i, in_scores: a, out_scores: b })
             .collect();
-        roc_figure(&ctx.output(&roc_path(ood)), ood.label(), &curves)?;
-        figures.roc.push(ood);
-        for (method, _, a, b) in &scored {
-            histogram_figure(&ctx.output(&histogram_path(*method, ood)), method.label(), ood.label(), a, b)?;
-            figures.histograms.push((*method, ood));
+        roc_figure(&ctx.output(&roc_path(name)), label, &curves)?;
+        figures.roc.push((name.clone(), label.clone()));
+        for (detector, _, a, b) in &scored {
+            histogram_figure(&ctx.output(&histogram_path(detector, name)), detector.label, label, a, b)?;
+            figures.histograms.push((detector, name.clone()));
         }
     }
     Ok(figures)
 }
 
 impl Figures {
-    /// The README section: the ROC figures shown, the histograms linked in a method x OOD set table.
+    /// The README section: the ROC figures shown, the histograms linked in a detector x OOD set table.
     pub fn markdown(&self) -> String {
         if self.roc.is_empty() && self.histograms.is_empty() {
             return String::new();
@@ -349,27 +352,28 @@ impl Figures {
             "## Figures\n\nROC curves of each method, CIFAR-10 test (in-distribution, positive) against each OOD \
              set's test split; the legend gives each method's AUROC.\n\n",
         );
-        for ood in &self.roc {
-            writeln!(md, "![ROC, {}]({})\n", ood.label(), roc_path(*ood)).unwrap();
+        for (name, label) in &self.roc {
+            writeln!(md, "![ROC, {label}]({})\n", roc_path(name)).unwrap();
         }
-        let sets: Vec<OodSet> = OodSet::ALL.into_iter().filter(|o| self.histograms.iter().any(|(_, h)| h == o)).collect();
-        let methods: Vec<Method> = Method::ALL.into_iter().filter(|m| self.histograms.iter().any(|(h, _)| h == m)).collect();
-        if !methods.is_empty() {
+        let sets: Vec<&(String, String)> = self.roc.iter().filter(|(n, _)| self.histograms.iter().any(|(_, h)| h == n)).collect();
+        let detectors: Vec<&Detector> =
+            ALL.iter().copied().filter(|d| self.histograms.iter().any(|(h, _)| h.name == d.name)).collect();
+        if !detectors.is_empty() {
             md.push_str(
                 "Score histograms: each method's scores on the CIFAR-10 test split against the OOD set's, each as \
                  fractions of its own images.\n\n| Method |",
             );
-            for ood in &sets {
-                write!(md, " {} |", ood.label()).unwrap();
+            for (_, label) in &sets {
+                write!(md, " {label} |").unwrap();
             }
             md.push_str("\n|---|");
             md.push_str(&"---|".repeat(sets.len()));
             md.push('\n');
-            for method in &methods {
-                write!(md, "| {} |", method.label()).unwrap();
-                for ood in &sets {
-                    if self.histograms.contains(&(*method, *ood)) {
-                        write!(md, " [histogram]({}) |", histogram_path(*method, *ood)).unwrap();
+            for detector in &detectors {
+                write!(md, "| {} |", detector.label).unwrap();
+                for (name, _) in &sets {
+                    if self.histograms.iter().any(|(d, n)| d.name == detector.name && n == name) {
+                        write!(md, " [histogram]({}) |", histogram_path(detector, name)).unwrap();
                     } else {
                         md.push_str(" – |");
                     }

@@ -6,9 +6,13 @@
 //! binary `oodpipe-worker` ([`worker`]) computes one stage per process. This is the only crate
 //! that links libtorch.
 
-pub use oodpipe_plan::{config, method, table};
+pub use oodpipe_plan::{config, ids, ood, table};
 
 pub mod data;
+pub mod detector;
+/// The detectors, with their score code (`cfg(oodpipe_compute)`, set by this crate's build script).
+#[path = "../../detectors/mod.rs"]
+pub mod detectors;
 pub mod figures;
 pub mod model;
 pub mod methods;

@@ -3,6 +3,7 @@
 //! that the methods that need no gradients never touch the network again.
 
 use crate::config::ModelKind;
+use crate::ids::{self, files};
 use crate::model::{HeadOutput, Network};
 use crate::stage::StageContext;
 use crate::tensors;
@@ -36,9 +37,9 @@ pub fn accuracy_of(logits: &Tensor, labels: &Tensor) -> Result<f64> {
 /// logits: BINC's softmax head, VIB's and VIBY's decoder at mu; and extras); for
 /// CIFAR-10 also `accuracy.json` with the validation and test accuracies (fractions).
 pub fn run(ctx: &StageContext, model: ModelKind, set: &str) -> Result<()> {
-    let weights = ctx.input(&format!("train.{}", model.name()), "model.safetensors")?;
+    let weights = ctx.input(&ids::train(model), files::MODEL)?;
     let net = Network::load(weights, model, &ctx.config, ctx.tch_device())?;
-    let data_path = ctx.input(&format!("data.{set}"), &format!("{set}.safetensors"))?;
+    let data_path = ctx.input(&ids::data(set), &files::data(set))?;
     let mut data = tensors::read(data_path)?;
     let batch = ctx.config.eval.batch_size;
     let mut named = Vec::new();
@@ -48,7 +49,7 @@ pub fn run(ctx: &StageContext, model: ModelKind, set: &str) -> Result<()> {
             .remove(&format!("{split}_images"))
             .with_context(|| format!("{} has no `{split}_images`", data_path.display()))?;
         let out = net.eval_outputs(&images, batch);
-        if set == "cifar10" {
+        if set == ids::CIFAR10 {
             let labels = data
                 .remove(&format!("{split}_labels"))
                 .with_context(|| format!("{} has no `{split}_labels`", data_path.display()))?;
@@ -57,9 +58,9 @@ pub fn run(ctx: &StageContext, model: ModelKind, set: &str) -> Result<()> {
         named.extend(split_outputs(model, split, out));
     }
     let refs: Vec<(&str, &Tensor)> = named.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    tensors::write(&ctx.output("outputs.safetensors"), &refs)?;
-    if set == "cifar10" {
-        std::fs::write(ctx.output("accuracy.json"), serde_json::to_string_pretty(&accuracy)? + "\n")?;
+    tensors::write(&ctx.output(files::OUTPUTS), &refs)?;
+    if set == ids::CIFAR10 {
+        std::fs::write(ctx.output(files::ACCURACY), serde_json::to_string_pretty(&accuracy)? + "\n")?;
     }
     Ok(())
 }

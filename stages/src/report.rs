@@ -7,7 +7,8 @@
 //!   (percent). For each value one aggregate row (`seed = all`) and one row per training seed;
 //!   see [`RESULTS_COLUMNS`] and the README for the schema. The frame `oodpipe diff` reads;
 //! - `hyperparameters.csv`: the temperature and epsilon each tuned method chose per OOD set and seed;
-//! - `table1.md`, `table2.md`: the paper's Table 1 and Table 2, each cell
+//! - `table1.md`, `table2.md`: the paper's Table 1 and Table 2, and `table3.md`, the detectors
+//!   beyond the paper (every configured OOD set), each cell
 //!   "ours ± half-width / paper (ours minus paper)"; `seeds.md` with two or more seeds: each
 //!   value per seed;
 //! - `README.md`: links, the intervals' meaning, AUPR's chance levels, the chosen
@@ -17,9 +18,8 @@
 //!
 //! The paper's numbers are data (`configs/paper_results.csv`, a source of this stage), not code.
 
-use crate::config::{ModelKind, OodSet};
-use crate::method::Method;
-use crate::methods::METRICS_FILE;
+use crate::config::ModelKind;
+use crate::detector::{ALL, Detector, ReportTable, files, ids};
 use crate::stage::StageContext;
 use crate::table::split_seed_suffix;
 use crate::uncertainty::Estimate;
@@ -135,24 +135,24 @@ struct Collected {
 }
 
 /// Our numbers, in percent, in the tables' order, each seed's with its bootstrap interval.
-fn collect(ctx: &StageContext) -> Result<Collected> {
+fn collect(ctx: &StageContext, sets: &[(String, String)]) -> Result<Collected> {
     let (resamples, boot_seed) = (ctx.config.report.bootstrap, ctx.config.report.bootstrap_seed);
     let seeds = seeds(ctx);
     let mut values: Vec<((String, String, String), Vec<(u64, Estimate)>)> = Vec::new();
     let mut hyper = Vec::new();
     let mut sizes = BTreeMap::new();
-    for ood in OodSet::ALL {
-        for method in Method::ALL {
+    for (name, label) in sets {
+        for detector in ALL.iter().copied() {
             let mut per_metric: Vec<Vec<(u64, Estimate)>> = vec![Vec::new(); METRICS.len()];
             for (seed, suffix) in &seeds {
-                let id = format!("score.{}.{}{suffix}", method.name(), ood.name());
+                let id = format!("{}{suffix}", ids::score(detector.name, name));
                 if !ctx.inputs.contains_key(&id) {
                     continue;
                 }
-                let record = read_json(ctx.input(&id, METRICS_FILE)?)?;
+                let record = read_json(ctx.input(&id, files::METRICS)?)?;
                 let in_scores = crate::figures::read_scores(ctx, &id, "in_scores")?;
                 let out_scores = crate::figures::read_scores(ctx, &id, "out_scores")?;
-                sizes.insert(ood.label().to_string(), (in_scores.len(), out_scores.len()));
+                sizes.insert(label.clone(), (in_scores.len(), out_scores.len()));
                 let replicates = bootstrap(&in_scores, &out_scores, resamples, boot_seed)
                     .with_context(|| format!("bootstrap of {id}"))?;
                 for (k, (metric, _)) in METRICS.iter().enumerate() {
@@ -161,16 +161,16 @@ fn collect(ctx: &StageContext) -> Result<Collected> {
                     per_metric[k].push((*seed, Estimate::of_seed(v, &reps).scaled(100.0)));
                 }
                 if let Some(params) = record["hyperparameters"].as_object()
-                    && method.is_tuned()
+                    && detector.tuning.is_some()
                 {
-                    for (name, v) in params {
-                        hyper.push((ood.label().into(), method.label().into(), *seed, name.clone(), v.as_f64().unwrap_or(f64::NAN)));
+                    for (param, v) in params {
+                        hyper.push((label.clone(), detector.label.into(), *seed, param.clone(), v.as_f64().unwrap_or(f64::NAN)));
                     }
                 }
             }
             for (k, (metric, _)) in METRICS.iter().enumerate() {
                 if !per_metric[k].is_empty() {
-                    let key = (ood.label().to_string(), method.label().to_string(), metric.to_string());
+                    let key = (label.clone(), detector.label.to_string(), metric.to_string());
                     values.push((key, std::mem::take(&mut per_metric[k])));
                 }
             }
@@ -179,13 +179,13 @@ fn collect(ctx: &StageContext) -> Result<Collected> {
     for model in ModelKind::ALL {
         let mut per_seed = Vec::new();
         for (seed, suffix) in &seeds {
-            let id = format!("outputs.{}.cifar10{suffix}", model.name());
+            let id = format!("{}{suffix}", ids::outputs(model, ids::CIFAR10));
             if !ctx.inputs.contains_key(&id) {
                 continue;
             }
-            let acc = read_json(ctx.input(&id, "accuracy.json")?)?;
+            let acc = read_json(ctx.input(&id, files::ACCURACY)?)?;
             let v = acc["test_accuracy"].as_f64().with_context(|| format!("{id}: no test_accuracy"))?;
-            let n = crate::tensors::read_one(ctx.input(&id, "outputs.safetensors")?, "test_logits")?.size()[0] as usize;
+            let n = crate::tensors::read_one(ctx.input(&id, files::OUTPUTS)?, "test_logits")?.size()[0] as usize;
             let correct = (v * n as f64).round() as usize;
             let reps = bootstrap_proportion(correct, n, resamples, boot_seed);
             per_seed.push((*seed, Estimate::of_seed(v, &reps).scaled(100.0)));
@@ -279,7 +279,8 @@ impl Lookup {
         Ok(Lookup { cells })
     }
 
-    /// "ours ± half / paper (delta)", or without the parts that are missing.
+    /// "ours ± half / paper (delta)", or without the parts that are missing (only ours where the
+    /// paper has no number).
     fn cell(&self, ood: &str, method: &str, metric: &str) -> Option<String> {
         let (ours, half, paper) = self.cells.get(&(ood.to_string(), method.to_string(), metric.to_string()))?;
         let ours_text = match half {
@@ -288,7 +289,7 @@ impl Lookup {
         };
         Some(match paper {
             Some(p) => format!("{ours_text} / {p:.2} ({:+.2})", ours - p),
-            None => format!("{ours_text} / – "),
+            None => ours_text,
         })
     }
 }
@@ -313,30 +314,32 @@ fn interval_note(seeds: usize, resamples: usize) -> String {
 }
 
 /// AUPR's dependence on the test sets' ratio, and each AUPR's chance level.
-fn aupr_note(sizes: &BTreeMap<String, Sizes>) -> String {
+fn aupr_note(sets: &[(String, String)], sizes: &BTreeMap<String, Sizes>) -> String {
     let mut md = String::from(
         "AUPR depends on the ratio of the two test sets, not only on how well the scores separate them: a \
          detector that ranks at random has AUPR-In = n_in / (n_in + n_out) and AUPR-Out = n_out / (n_in + n_out). \
          Read each AUPR against its chance level:\n\n| OOD set | CIFAR-10 : OOD test images | AUPR-In at chance | \
          AUPR-Out at chance |\n|---|---:|---:|---:|\n",
     );
-    for ood in OodSet::ALL {
-        if let Some(&(a, b)) = sizes.get(ood.label()) {
+    for (_, label) in sets {
+        if let Some(&(a, b)) = sizes.get(label) {
             let total = (a + b) as f64;
-            writeln!(md, "| {} | {a} : {b} | {:.2} | {:.2} |", ood.label(), 100.0 * a as f64 / total, 100.0 * b as f64 / total).unwrap();
+            writeln!(md, "| {label} | {a} : {b} | {:.2} | {:.2} |", 100.0 * a as f64 / total, 100.0 * b as f64 / total).unwrap();
         }
     }
     md.push_str(
-        "\nThe paper's sets are of the same sizes (10,000 CIFAR-10 test images, 1,000 test images per OOD set, \
+        "\nThe paper's sets are of the default sizes (10,000 CIFAR-10 test images, 1,000 test images per OOD set, \
          SPEC.md), so its AUPRs have the same chance levels; an AUPR-Out of 30% is three times chance, an AUPR-In \
          of 91% is chance.\n",
     );
     md
 }
 
-fn table1(lookup: &Lookup, methods: &[Method], note: &str, sizes: &BTreeMap<String, Sizes>) -> String {
-    let mut md = String::from("# Table 1: out-of-distribution detection on CIFAR-10 (WRN)\n\n");
-    writeln!(md, "Each cell: ours / the paper's (ours minus the paper's), in percent; {note}.\n").unwrap();
+/// Table 1 (the paper's detectors) or Table 3 (beyond the paper): every OOD set in config order,
+/// every detector of the table; the paper's numbers where it has them.
+fn detector_table(title: &str, lookup: &Lookup, detectors: &[&Detector], sets: &[(String, String)], note: &str, sizes: &BTreeMap<String, Sizes>) -> String {
+    let mut md = format!("# {title}\n\n");
+    writeln!(md, "Each cell: ours / the paper's (ours minus the paper's), in percent (ours alone where the paper has no number); {note}.\n").unwrap();
     md.push_str("| Out-of-distribution dataset | Method |");
     for (_, header) in METRICS {
         write!(md, " {header} |").unwrap();
@@ -344,17 +347,17 @@ fn table1(lookup: &Lookup, methods: &[Method], note: &str, sizes: &BTreeMap<Stri
     md.push_str("\n|---|---|");
     md.push_str(&"---:|".repeat(METRICS.len()));
     md.push('\n');
-    for ood in OodSet::ALL {
-        for method in methods {
-            write!(md, "| {} | {} |", ood.label(), method.label()).unwrap();
+    for (_, label) in sets {
+        for detector in detectors {
+            write!(md, "| {label} | {} |", detector.label).unwrap();
             for (metric, _) in METRICS {
-                write!(md, " {} |", lookup.cell(ood.label(), method.label(), metric).unwrap_or_else(|| "–".into())).unwrap();
+                write!(md, " {} |", lookup.cell(label, detector.label, metric).unwrap_or_else(|| "–".into())).unwrap();
             }
             md.push('\n');
         }
     }
     md.push('\n');
-    md.push_str(&aupr_note(sizes));
+    md.push_str(&aupr_note(sets, sizes));
     md
 }
 
@@ -398,9 +401,10 @@ fn seeds_table(collected: &Collected) -> String {
     md
 }
 
-pub fn run(ctx: &StageContext) -> Result<()> {
+/// The report of the OOD sets `sets` (name, label), in their order.
+pub fn run(ctx: &StageContext, sets: &[(String, String)]) -> Result<()> {
     let paper = read_paper(ctx.source("paper_results.csv")?)?;
-    let collected = collect(ctx)?;
+    let collected = collect(ctx, sets)?;
     let rows = rows(&collected);
     let ours = rows_to_frame(&rows)?;
     let compared = compare(&ours, &paper)?;
@@ -408,7 +412,10 @@ pub fn run(ctx: &StageContext) -> Result<()> {
     let present = |label: &str, in_dist: bool| {
         collected.values.iter().any(|((o, m, _), _)| m == label && (o == IN_DISTRIBUTION) == in_dist)
     };
-    let methods: Vec<Method> = Method::ALL.into_iter().filter(|m| present(m.label(), false)).collect();
+    let detectors = |table: ReportTable| -> Vec<&Detector> {
+        ALL.iter().copied().filter(|d| d.table == table && present(d.label, false)).collect()
+    };
+    let (paper_detectors, beyond) = (detectors(ReportTable::Paper), detectors(ReportTable::Beyond));
     let models: Vec<ModelKind> = ModelKind::ALL.into_iter().filter(|m| present(m.label(), true)).collect();
     let note = interval_note(collected.seeds.len(), ctx.config.report.bootstrap);
 
@@ -418,7 +425,12 @@ pub fn run(ctx: &StageContext) -> Result<()> {
         writeln!(hyper_csv, "{o},{m},{seed},{p},{v}").unwrap();
     }
     std::fs::write(ctx.output("hyperparameters.csv"), &hyper_csv)?;
-    std::fs::write(ctx.output("table1.md"), table1(&lookup, &methods, &note, &collected.sizes))?;
+    let title = "Table 1: out-of-distribution detection on CIFAR-10 (WRN)";
+    std::fs::write(ctx.output("table1.md"), detector_table(title, &lookup, &paper_detectors, sets, &note, &collected.sizes))?;
+    if !beyond.is_empty() {
+        let title = "Table 3: beyond the paper, more detectors on the same networks and sets";
+        std::fs::write(ctx.output("table3.md"), detector_table(title, &lookup, &beyond, sets, &note, &collected.sizes))?;
+    }
     std::fs::write(ctx.output("table2.md"), table2(&lookup, &models, &note))?;
     if collected.seeds.len() >= 2 {
         std::fs::write(ctx.output("seeds.md"), seeds_table(&collected))?;
@@ -430,6 +442,10 @@ pub fn run(ctx: &StageContext) -> Result<()> {
          below, beside the paper's own numbers (`configs/paper_results.csv`).\n\n\
          - [Table 1: OOD detection](table1.md)\n- [Table 2: accuracy](table2.md)\n",
     );
+    if !beyond.is_empty() {
+        let names: Vec<&str> = beyond.iter().map(|d| d.label).collect();
+        writeln!(readme, "- [Table 3: beyond the paper]({}) ({})", "table3.md", names.join(", ")).unwrap();
+    }
     if collected.seeds.len() >= 2 {
         readme.push_str("- [Every value per seed](seeds.md)\n");
     }
@@ -441,7 +457,7 @@ pub fn run(ctx: &StageContext) -> Result<()> {
          ![The stage graph](dag.svg)\n\n(`oodpipe dag --format dot`, drawn by Graphviz: [dag.dot](dag.dot))\n\n",
     );
     writeln!(readme, "## Intervals\n\nIn the tables, {note}.\n").unwrap();
-    writeln!(readme, "## AUPR and chance\n\n{}", aupr_note(&collected.sizes)).unwrap();
+    writeln!(readme, "## AUPR and chance\n\n{}", aupr_note(sets, &collected.sizes)).unwrap();
     if !collected.hyper.is_empty() {
         readme.push_str("## Chosen hyper-parameters (on the validation splits)\n\n| OOD set | Method | Seed | Parameter | Value |\n|---|---|---:|---|---:|\n");
         for (o, m, seed, p, v) in &collected.hyper {
@@ -449,7 +465,7 @@ pub fn run(ctx: &StageContext) -> Result<()> {
         }
         readme.push('\n');
     }
-    readme.push_str(&crate::figures::write_all(ctx)?.markdown());
+    readme.push_str(&crate::figures::write_all(ctx, sets)?.markdown());
     std::fs::write(ctx.output("README.md"), readme)?;
 
     let mut summary = format!("Headline (ours / paper; {note}):\n");
@@ -458,13 +474,12 @@ pub fn run(ctx: &StageContext) -> Result<()> {
             writeln!(summary, "  {:<8} CIFAR-10 test accuracy {c}", model.label()).unwrap();
         }
     }
-    for ood in OodSet::ALL {
-        for method in &methods {
-            if let (Some(fpr), Some(auroc)) = (
-                lookup.cell(ood.label(), method.label(), "fpr_at_95_tpr"),
-                lookup.cell(ood.label(), method.label(), "auroc"),
-            ) {
-                writeln!(summary, "  {:<22} {:<10} FPR@95 {fpr:<32} AUROC {auroc}", ood.label(), method.label()).unwrap();
+    for (_, label) in sets {
+        for detector in paper_detectors.iter().chain(&beyond) {
+            if let (Some(fpr), Some(auroc)) =
+                (lookup.cell(label, detector.label, "fpr_at_95_tpr"), lookup.cell(label, detector.label, "auroc"))
+            {
+                writeln!(summary, "  {label:<22} {:<11} FPR@95 {fpr:<32} AUROC {auroc}", detector.label).unwrap();
             }
         }
     }

@@ -7,6 +7,7 @@
 //! same config trains the same network. A NaN or infinite loss stops the stage, naming the step.
 
 use crate::config::{ModelKind, Schedule, TrainConfig};
+use crate::ids::{self, files};
 use crate::model::{Network, to_unit_range};
 use crate::stage::{ProgressFn, StageContext};
 use crate::tensors;
@@ -214,7 +215,7 @@ struct TrainReport<'a> {
 /// The `train.<model>` stage: `model.safetensors` (the weights) and `train.json` (the log).
 pub fn run(ctx: &StageContext, model: ModelKind) -> Result<()> {
     let config = &ctx.config;
-    let data = ctx.input("data.cifar10", "cifar10.safetensors")?;
+    let data = ctx.input(&ids::cifar10_data(), &files::data(ids::CIFAR10))?;
     let mut split = tensors::read(data)?;
     let mut take = |name: &str| split.remove(name).with_context(|| format!("{} has no `{name}`", data.display()));
     let (train_images, train_labels) = (take("train_images")?, take("train_labels")?);
@@ -228,7 +229,7 @@ pub fn run(ctx: &StageContext, model: ModelKind) -> Result<()> {
     let seconds = started.elapsed().as_secs_f64();
     let val_accuracy = accuracy(&net, &val_images, &val_labels, config.eval.batch_size)?;
 
-    net.save(&ctx.output("model.safetensors"))?;
+    net.save(&ctx.output(files::MODEL))?;
     let report = TrainReport {
         model: model.name(),
         depth: config.model.depth,
@@ -240,6 +241,6 @@ pub fn run(ctx: &StageContext, model: ModelKind) -> Result<()> {
         seconds,
         val_accuracy,
     };
-    std::fs::write(ctx.output("train.json"), serde_json::to_string_pretty(&report)? + "\n")?;
+    std::fs::write(ctx.output(files::TRAIN_LOG), serde_json::to_string_pretty(&report)? + "\n")?;
     Ok(())
 }

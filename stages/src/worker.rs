@@ -9,7 +9,7 @@
 use crate::config::Config;
 use crate::stage::StageContext;
 use crate::table::{Task, split_seed_suffix};
-use crate::{data, methods, outputs, report, runtime, train};
+use crate::{data, detector, outputs, report, runtime, train};
 use anyhow::{Context, Result};
 use oodpipe_engine::stage_spec::InputFiles;
 use oodpipe_engine::worker::{ERROR, PROGRESS, StageRequest, WorkerError, WorkerInput};
@@ -101,13 +101,12 @@ pub fn execute(request: &StageRequest, device: &str, progress: &dyn Fn(u64, u64,
     };
     match task {
         Task::Cifar10 => data::cifar10::run(&ctx),
-        Task::Gaussian => data::gaussian::run(&ctx),
-        Task::TinyImagenet { set } => data::tiny_imagenet::run(&ctx, data::tiny_imagenet::Variant::of(set)?),
+        Task::OodData { set } => data::ood_set::run(&ctx, &set),
         Task::Train { model } => train::run(&ctx, model),
         Task::Outputs { model, set } => outputs::run(&ctx, model, &set),
-        Task::OdinGrid => methods::odin::cifar10_grid(&ctx),
-        Task::Tune { method, ood } => methods::tune(&ctx, method, ood),
-        Task::Score { method, ood } => methods::score(&ctx, method, ood),
-        Task::Report => report::run(&ctx),
+        Task::Prepare { detector } => detector::prepare(&ctx, &detector),
+        Task::Tune { detector, set } => detector::tune(&ctx, &detector, &set),
+        Task::Score { detector, set } => detector::score(&ctx, &detector, &set),
+        Task::Report { sets } => report::run(&ctx, &sets),
     }
 }

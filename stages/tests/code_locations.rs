@@ -1,28 +1,40 @@
 //! `oodpipe show` names the file and function that compute a stage (`Task::code`): each must exist.
+//! And every detector file in `detectors/` is in the registry.
 
-use oodpipe_stages::config::{ModelKind, OodSet};
-use oodpipe_stages::method::Method;
-use oodpipe_stages::table::Task;
+use oodpipe_stages::config::{Config, ModelKind};
+use oodpipe_stages::table::{Task, ood_sets, plan};
+
+fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
 
 #[test]
 fn every_task_names_a_file_and_a_function_that_exist() {
-    let tasks = [
+    let set = ood_sets(&Config::default()).unwrap().remove(0);
+    let mut tasks = vec![
         Task::Cifar10,
-        Task::Gaussian,
-        Task::TinyImagenet { set: OodSet::TinCrop },
+        Task::OodData { set: set.clone() },
         Task::Train { model: ModelKind::Softmax },
         Task::Outputs { model: ModelKind::Softmax, set: "cifar10".into() },
-        Task::OdinGrid,
-        Task::Tune { method: Method::Odin, ood: OodSet::Gaussian },
-        Task::Score { method: Method::Baseline, ood: OodSet::Gaussian },
-        Task::Report,
+        Task::Report { sets: vec![] },
     ];
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // Every detector's every stage, as the default plan makes them.
+    for spec in plan(&Config::default()).unwrap() {
+        let task: Task = serde_json::from_value(spec.task).unwrap();
+        if matches!(task, Task::Prepare { .. } | Task::Tune { .. } | Task::Score { .. }) {
+            tasks.push(task);
+        }
+    }
     for task in tasks {
-        let (file, path) = task.code().split_once(": ").unwrap();
-        let text = std::fs::read_to_string(root.join(file)).unwrap_or_else(|e| panic!("{task:?}: {file}: {e}"));
+        let code = task.code();
+        let (file, path) = code.split_once(": ").unwrap();
+        let text = std::fs::read_to_string(root().join(file)).unwrap_or_else(|e| panic!("{task:?}: {file}: {e}"));
         let function = path.rsplit("::").next().unwrap();
-        assert!(text.contains(&format!("pub fn {function}(")), "{task:?}: {file} has no `pub fn {function}`");
+        // Stage functions are `pub fn`; a detector's code implements `fn score` etc. of its trait.
+        assert!(
+            text.contains(&format!("pub fn {function}(")) || text.contains(&format!("    fn {function}(")),
+            "{task:?}: {file} has no `fn {function}`"
+        );
     }
 }
 
@@ -31,13 +43,36 @@ fn every_task_names_a_file_and_a_function_that_exist() {
 fn listed(task: &Task) {
     match task {
         Task::Cifar10
-        | Task::Gaussian
-        | Task::TinyImagenet { .. }
+        | Task::OodData { .. }
         | Task::Train { .. }
         | Task::Outputs { .. }
-        | Task::OdinGrid
+        | Task::Prepare { .. }
         | Task::Tune { .. }
         | Task::Score { .. }
-        | Task::Report => {}
+        | Task::Report { .. } => {}
+    }
+}
+
+/// A detector file left out of `registry!` would be compiled nowhere and silently missing from
+/// every plan: each `detectors/*.rs` but mod.rs must be registered, under its file's name, with
+/// code for every stage it declares.
+#[test]
+fn every_detector_file_is_registered() {
+    let mut files: Vec<String> = std::fs::read_dir(root().join("detectors"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".rs") && n != "mod.rs")
+        .map(|n| n.trim_end_matches(".rs").to_string())
+        .collect();
+    files.sort();
+    let mut registered: Vec<String> = oodpipe_stages::detectors::ALL.iter().map(|d| d.name.to_string()).collect();
+    registered.sort();
+    assert_eq!(files, registered, "detectors/: files vs the registry in detectors/mod.rs (a detector's name must be its file's)");
+    for d in oodpipe_stages::detectors::ALL {
+        assert!(oodpipe_stages::detectors::code(d.name).is_some(), "{}", d.name);
+        let text = std::fs::read_to_string(root().join(format!("detectors/{}.rs", d.name))).unwrap();
+        assert!(text.contains("fn score("), "{}: no score code", d.name);
+        assert_eq!(d.tuning.is_some(), text.contains("fn tune("), "{}: a declared tune stage needs `fn tune`, and only then", d.name);
+        assert_eq!(d.prepare.is_some(), text.contains("fn prepare("), "{}: a declared prepare stage needs `fn prepare`", d.name);
     }
 }

@@ -7,8 +7,9 @@
 //! `scripts/check_safetensors.py`).
 
 use oodpipe_stages::config::Config;
-use oodpipe_stages::data::tiny_imagenet::Variant;
-use oodpipe_stages::data::{cifar10, gaussian, tiny_imagenet};
+use oodpipe_stages::data::{cifar10, image_folder, noise, ood_set};
+use oodpipe_stages::ood::{OodSet, TINY_IMAGENET_SOURCE};
+use oodpipe_stages::table::ood_sets;
 use oodpipe_stages::stage::{Source, StageContext};
 use oodpipe_stages::tensors;
 use std::collections::{BTreeMap, BTreeSet};
@@ -50,7 +51,7 @@ fn cifar_sources(dir: &Path) -> Vec<Source> {
 }
 
 fn tin_sources(dir: &Path) -> Vec<Source> {
-    vec![source(tiny_imagenet::SOURCE, dir)]
+    vec![source(TINY_IMAGENET_SOURCE, dir)]
 }
 
 fn to_vec<T: tch::kind::Element + Copy>(t: &Tensor) -> Vec<T> {
@@ -63,6 +64,16 @@ fn ood_config(count: usize, val: usize, seed: u64) -> Config {
     c.data.ood_val = val;
     c.data.ood_seed = seed;
     c
+}
+
+/// The default config's OOD set `name` (the paper's `gaussian`, `tin_crop`, `tin_resize`), sized.
+fn paper_set(name: &str, count: usize, val: usize, seed: u64) -> OodSet {
+    ood_sets(&ood_config(count, val, seed)).unwrap().into_iter().find(|s| s.name == name).unwrap()
+}
+
+/// Runs the data stage of `set`.
+fn run_set(set: &OodSet, sources: &[Source], out_dir: &Path) -> anyhow::Result<()> {
+    run_stage(&format!("data.{}", set.name), &Config::default(), sources, out_dir, |c| ood_set::run(c, set))
 }
 
 /// A fake batch of `labels.len()` records; record i's pixel j is (7 i + j) mod 256.
@@ -249,7 +260,7 @@ const VAR_CLIPPED: f64 = 0.185_128_365_146_720_1;
 
 #[test]
 fn gaussian_values_follow_the_clipped_normal() {
-    let v = gaussian::noise(200, 11);
+    let v = noise::gaussian(200, 11);
     let n = v.len() as f64;
     assert_eq!(v.len(), 200 * 3072);
     assert!(v.iter().all(|&x| (0.0..=1.0).contains(&x)));
@@ -273,20 +284,20 @@ fn gaussian_values_follow_the_clipped_normal() {
 #[test]
 fn gaussian_stage_writes_the_splits() {
     let out = tempfile::tempdir().unwrap();
-    run_stage("data.gaussian", &ood_config(30, 10, 4), &[], out.path(), gaussian::run).unwrap();
+    run_set(&paper_set("gaussian", 30, 10, 4), &[], out.path()).unwrap();
     let t = tensors::read(&out.path().join("gaussian.safetensors")).unwrap();
     assert_eq!(t.keys().cloned().collect::<Vec<_>>(), vec!["test_images", "val_images"]);
     assert_eq!(t["test_images"].size(), vec![20, 3, 32, 32]);
     assert_eq!(t["val_images"].size(), vec![10, 3, 32, 32]);
     assert_eq!(t["test_images"].kind(), Kind::Float);
     // The test split is the first 20 images drawn, validation the last 10.
-    let all = gaussian::noise(30, 4);
+    let all = noise::gaussian(30, 4);
     let mut written = to_vec::<f32>(&t["test_images"]);
     written.extend(to_vec::<f32>(&t["val_images"]));
     assert_eq!(written, all);
     // Same seed same images, other seed other images.
-    assert_eq!(gaussian::noise(3, 4), all[..3 * 3072].to_vec());
-    assert_ne!(gaussian::noise(3, 5), all[..3 * 3072].to_vec());
+    assert_eq!(noise::gaussian(3, 4), all[..3 * 3072].to_vec());
+    assert_ne!(noise::gaussian(3, 5), all[..3 * 3072].to_vec());
 }
 
 #[test]
@@ -294,7 +305,7 @@ fn gaussian_values_are_pinned() {
     // The draws depend on rand_distr's Normal (pinned by Cargo.lock) as well as on ChaCha8: a
     // dependency upgrade that changes them would silently change the set without changing any
     // cache key. If this fails after such an upgrade, bump the data salt in table.rs.
-    let v = gaussian::noise(1, 0);
+    let v = noise::gaussian(1, 0);
     assert_eq!(&v[..16], PINNED_NOISE_SEED0);
 }
 
@@ -305,11 +316,11 @@ const PINNED_NOISE_SEED0: &[f32] = &[
 #[test]
 fn ood_sizes_are_checked() {
     let out = tempfile::tempdir().unwrap();
-    for (count, val, key) in [(30, 0, "data.ood_val"), (30, 30, "data.ood_val"), (1, 0, "data.ood_count")] {
-        let err = run_stage("data.gaussian", &ood_config(count, val, 0), &[], out.path(), gaussian::run)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains(key), "{err}");
+    for (count, val) in [(30, 0), (30, 30), (1, 0)] {
+        let err = run_set(&paper_set("gaussian", count, val, 0), &[], out.path()).unwrap_err();
+        assert!(oodpipe_engine::bad_input::is_bad_input(&err), "{err}");
+        let err = err.to_string();
+        assert!(err.contains("`gaussian`") && err.contains("data.ood_val") && err.contains(&format!("count {count}")), "{err}");
     }
 }
 
@@ -350,8 +361,7 @@ fn tin_folder(ns: &[u32], gray: &[u32]) -> tempfile::TempDir {
         std::fs::write(dir.path().join(format!("test_{n}.JPEG")), bytes).unwrap();
     }
     std::fs::write(dir.path().join("notes.txt"), "not an image").unwrap();
-    std::fs::write(dir.path().join("test_x.JPEG"), "not named test_<n>").unwrap();
-    std::fs::write(dir.path().join("test_5.jpg"), "wrong extension").unwrap();
+    std::fs::create_dir(dir.path().join("folder.JPEG")).unwrap();
     dir
 }
 
@@ -371,36 +381,38 @@ fn decode_direct(path: &Path) -> Vec<u8> {
 #[test]
 fn tin_listing_orders_by_number_and_ignores_other_files() {
     let dir = tin_folder(&[10, 2, 1], &[]);
-    let listed = tiny_imagenet::list_images(dir.path()).unwrap();
-    assert_eq!(listed.iter().map(|(n, _)| *n).collect::<Vec<_>>(), vec![1, 2, 10]);
-    assert!(listed[2].1.ends_with("test_10.JPEG"));
+    std::fs::write(dir.path().join("a.png"), "").unwrap();
+    std::fs::write(dir.path().join("test_2b.jpg"), "").unwrap();
+    let listed = image_folder::list_images(dir.path()).unwrap();
+    let names: Vec<String> = listed.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["a.png", "test_1.JPEG", "test_2.JPEG", "test_2b.jpg", "test_10.JPEG"]);
 
     let empty = tempfile::tempdir().unwrap();
     std::fs::write(empty.path().join("readme.txt"), "").unwrap();
-    let err = tiny_imagenet::list_images(empty.path()).unwrap_err().to_string();
-    assert!(err.contains("no test_<n>.JPEG"), "{err}");
+    let err = image_folder::list_images(empty.path()).unwrap_err().to_string();
+    assert!(err.contains("holds no image") && err.contains(&empty.path().display().to_string()), "{err}");
 }
 
 #[test]
 fn tin_sample_and_split_depend_only_on_the_seed() {
-    let a = tiny_imagenet::sample(10_000, 1_500, 0).unwrap();
+    let a = image_folder::sample(10_000, 1_500, 0, Path::new("f")).unwrap();
     assert_eq!(a.len(), 1_500);
     assert_eq!(a.iter().collect::<BTreeSet<_>>().len(), 1_500, "without replacement");
     assert!(a.iter().all(|&i| i < 10_000));
-    assert_eq!(a, tiny_imagenet::sample(10_000, 1_500, 0).unwrap());
+    assert_eq!(a, image_folder::sample(10_000, 1_500, 0, Path::new("f")).unwrap());
     // Pinned (checked against an independent Python reimplementation of ChaCha8 + the shuffle).
     assert_eq!(&a[..5], &[391, 489, 2334, 4369, 7035]);
-    assert_ne!(a, tiny_imagenet::sample(10_000, 1_500, 1).unwrap());
-    let err = tiny_imagenet::sample(10, 11, 0).unwrap_err().to_string();
-    assert!(err.contains("data.ood_count"), "{err}");
+    assert_ne!(a, image_folder::sample(10_000, 1_500, 1, Path::new("f")).unwrap());
+    let err = image_folder::sample(10, 11, 0, Path::new("f")).unwrap_err().to_string();
+    assert!(err.contains("11 images") && err.contains("only 10"), "{err}");
 
-    let (test, val) = tiny_imagenet::split(1_500, 500, 0).unwrap();
+    let (test, val) = image_folder::split(1_500, 500, 0);
     assert_eq!((test.len(), val.len()), (1_000, 500));
     let all: BTreeSet<usize> = test.iter().chain(&val).copied().collect();
     assert_eq!(all, (0..1_500).collect());
-    assert_eq!((test.clone(), val.clone()), tiny_imagenet::split(1_500, 500, 0).unwrap());
+    assert_eq!((test.clone(), val.clone()), image_folder::split(1_500, 500, 0));
 
-    let offsets = tiny_imagenet::crop_offsets(2_000, 0);
+    let offsets = image_folder::crop_offsets(&vec![(64, 64); 2_000], 0);
     assert!(offsets.iter().all(|&(r, c)| r <= 32 && c <= 32));
     // Both ends of 0..=32 occur, for rows and for columns.
     for end in [0, 32] {
@@ -435,16 +447,11 @@ fn read_tin(path: &Path, split: &str) -> TinOutput {
 fn tin_crop_and_resize_match_a_direct_computation() {
     let ns = [0, 3, 7, 12, 40, 41];
     let dir = tin_folder(&ns, &[7]);
-    let config = ood_config(5, 2, 9);
     let crop_out = tempfile::tempdir().unwrap();
     let resize_out = tempfile::tempdir().unwrap();
     let sources = tin_sources(dir.path());
-    run_stage("data.tin_crop", &config, &sources, crop_out.path(), |c| tiny_imagenet::run(c, Variant::Crop))
-        .unwrap();
-    run_stage("data.tin_resize", &config, &sources, resize_out.path(), |c| {
-        tiny_imagenet::run(c, Variant::Resize)
-    })
-    .unwrap();
+    run_set(&paper_set("tin_crop", 5, 2, 9), &sources, crop_out.path()).unwrap();
+    run_set(&paper_set("tin_resize", 5, 2, 9), &sources, resize_out.path()).unwrap();
     let crop_file = crop_out.path().join("tin_crop.safetensors");
     let resize_file = resize_out.path().join("tin_resize.safetensors");
     let names: Vec<String> = tensors::read(&resize_file).unwrap().into_keys().collect();
@@ -457,7 +464,9 @@ fn tin_crop_and_resize_match_a_direct_computation() {
         assert_eq!(crop.sources.len(), count);
         assert_eq!(crop.sources, resize.sources, "crop and resize use the same images and split");
         assert!(crop.sources.windows(2).all(|w| w[0] < w[1]), "ordered by n within a split");
-        for (k, &n) in crop.sources.iter().enumerate() {
+        for (k, &index) in crop.sources.iter().enumerate() {
+            // The source is the position in the folder's listing (natural order).
+            let n = ns[index as usize];
             assert!(seen.insert(n), "image {n} in two splits");
             let planes = decode_direct(&dir.path().join(format!("test_{n}.JPEG")));
             let (row, col) = (crop.offsets[2 * k] as usize, crop.offsets[2 * k + 1] as usize);
@@ -501,7 +510,7 @@ fn tin_crop_and_resize_match_a_direct_computation() {
 #[test]
 fn tin_grayscale_jpeg_decodes_to_three_equal_channels() {
     let bytes = jpeg(pattern_gray(3));
-    let planes = tiny_imagenet::decode(&bytes, "gray.JPEG").unwrap();
+    let planes = image_folder::decode(&bytes, "gray.JPEG").unwrap().bytes;
     assert_eq!(planes.len(), 3 * 4096);
     assert_eq!(planes[..4096], planes[4096..8192]);
     assert_eq!(planes[..4096], planes[8192..]);
@@ -513,8 +522,14 @@ fn tin_grayscale_jpeg_decodes_to_three_equal_channels() {
 
 #[test]
 fn tin_refuses_bad_images_naming_the_file() {
-    let err = tiny_imagenet::decode(&jpeg(pattern_rgb(1, 32)), "test_3.JPEG").unwrap_err().to_string();
-    assert!(err.contains("test_3.JPEG") && err.contains("32x32") && err.contains("64x64"), "{err}");
+    // An image too small to crop.
+    let small = tin_folder(&[0, 1], &[]);
+    std::fs::write(small.path().join("test_1.JPEG"), jpeg(pattern_rgb(1, 20))).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let err = run_set(&paper_set("tin_crop", 2, 1, 0), &tin_sources(small.path()), out.path()).unwrap_err();
+    assert!(oodpipe_engine::bad_input::is_bad_input(&err));
+    let err = err.to_string();
+    assert!(err.contains("test_1.JPEG") && err.contains("20x20") && err.contains("32x32"), "{err}");
 
     // A corrupt file inside the sampled set: the stage names it.
     let dir = tin_folder(&[0, 1, 2], &[]);
@@ -522,20 +537,123 @@ fn tin_refuses_bad_images_naming_the_file() {
     bytes.truncate(20);
     std::fs::write(dir.path().join("test_1.JPEG"), bytes).unwrap();
     let out = tempfile::tempdir().unwrap();
-    let err = run_stage("data.tin_resize", &ood_config(3, 1, 0), &tin_sources(dir.path()), out.path(), |c| {
-        tiny_imagenet::run(c, Variant::Resize)
-    })
-    .unwrap_err()
-    .to_string();
+    let err = run_set(&paper_set("tin_resize", 3, 1, 0), &tin_sources(dir.path()), out.path()).unwrap_err().to_string();
     assert!(err.contains("test_1.JPEG"), "{err}");
 
-    // Too few images for data.ood_count.
-    let err = run_stage("data.tin_crop", &ood_config(4, 1, 0), &tin_sources(dir.path()), out.path(), |c| {
-        tiny_imagenet::run(c, Variant::Crop)
-    })
-    .unwrap_err()
-    .to_string();
-    assert!(err.contains("data.ood_count") && err.contains("only 3"), "{err}");
+    // Too few images for the set's count; an empty folder.
+    let err = run_set(&paper_set("tin_crop", 4, 1, 0), &tin_sources(dir.path()), out.path()).unwrap_err().to_string();
+    assert!(err.contains("4 images") && err.contains("only 3"), "{err}");
+    let empty = tempfile::tempdir().unwrap();
+    let err = run_set(&paper_set("tin_crop", 4, 1, 0), &tin_sources(empty.path()), out.path()).unwrap_err().to_string();
+    assert!(err.contains("holds no image") && err.contains(&empty.path().display().to_string()), "{err}");
+}
+
+fn png(img: impl Into<image::DynamicImage>) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    img.into().write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
+    bytes
+}
+
+/// The exact area average of channel-major bytes (h x w) down to 32 x 32, by an independent
+/// route: every source pixel repeated into a 32 x 32 block (an image of 32h x 32w, exactly the
+/// same picture), then each output pixel the integer mean of its h x w block.
+fn area_average_by_upsampling(planes: &[u8], h: usize, w: usize) -> Vec<f64> {
+    let mut out = Vec::new();
+    for c in 0..3 {
+        for r in 0..32 {
+            for col in 0..32 {
+                let mut sum = 0u64;
+                for y in r * h..(r + 1) * h {
+                    for x in col * w..(col + 1) * w {
+                        sum += planes[c * h * w + (y / 32) * w + x / 32] as u64;
+                    }
+                }
+                out.push(sum as f64 / (h * w) as f64 / 255.0);
+            }
+        }
+    }
+    out
+}
+
+/// An image folder of PNGs and JPEGs of other sizes, greyscale, with alpha and 16-bit: decoded
+/// as the `image` crate decodes them, averaged down exactly, cropped inside the image.
+#[test]
+fn image_folders_of_any_size_and_format_match_a_direct_computation() {
+    let dir = tempfile::tempdir().unwrap();
+    let rgb = |w: u32, h: u32, seed: u32| {
+        image::RgbImage::from_fn(w, h, |x, y| image::Rgb([((x * 7 + y * 3 + seed) % 256) as u8, ((x * y + seed) % 256) as u8, ((x + 5 * y) % 256) as u8]))
+    };
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("img1.png", png(rgb(50, 40, 1))),
+        ("img2.png", png(image::DynamicImage::ImageRgb8(rgb(33, 70, 2)).to_luma_alpha8())),
+        ("img3.png", png(image::DynamicImage::ImageRgb8(rgb(48, 36, 3)).to_rgba16())),
+        ("img10.jpg", jpeg(rgb(96, 64, 4))),
+    ];
+    for (name, bytes) in &files {
+        std::fs::write(dir.path().join(name), bytes).unwrap();
+    }
+    let mut config = ood_config(4, 1, 3);
+    config.ood.insert(
+        "mine".into(),
+        toml::from_str("kind = \"image_folder\"\ntransform = \"resize\"\nfolder = \"x\"").unwrap(),
+    );
+    let mut set = ood_sets(&config).unwrap().into_iter().find(|s| s.name == "mine").unwrap();
+    let sources = vec![source("ood.mine.folder", dir.path())];
+    let out = tempfile::tempdir().unwrap();
+    run_set(&set, &sources, out.path()).unwrap();
+    let file = out.path().join("mine.safetensors");
+    // Each image as the `image` crate decodes it (16-bit: the high byte; alpha dropped).
+    let direct = |name: &str| {
+        let img = image::load_from_memory(&files.iter().find(|f| f.0 == name).unwrap().1).unwrap();
+        let rgb = match img {
+            image::DynamicImage::ImageRgba16(ref i) => image::DynamicImage::ImageRgba8(image::ImageBuffer::from_fn(
+                i.width(),
+                i.height(),
+                |x, y| image::Rgba(i.get_pixel(x, y).0.map(|v| (v >> 8) as u8)),
+            ))
+            .to_rgb8(),
+            other => other.to_rgb8(),
+        };
+        let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+        let mut planes = vec![0u8; 3 * w * h];
+        for (x, y, p) in rgb.enumerate_pixels() {
+            for c in 0..3 {
+                planes[c * w * h + y as usize * w + x as usize] = p[c];
+            }
+        }
+        (planes, h, w)
+    };
+    let order = ["img1.png", "img2.png", "img3.png", "img10.jpg"];
+    for split in ["test", "val"] {
+        let got = read_tin(&file, split);
+        for (k, &index) in got.sources.iter().enumerate() {
+            let (planes, h, w) = direct(order[index as usize]);
+            let want = area_average_by_upsampling(&planes, h, w);
+            for (i, v) in want.iter().enumerate() {
+                let g = got.images[k * 3072 + i] as f64;
+                assert!((g - v).abs() < 1e-6, "{} value {i}: {g} vs {v}", order[index as usize]);
+            }
+        }
+    }
+    // Cropped: a 32 x 32 window inside each image, exactly its bytes.
+    set.generator = oodpipe_stages::ood::Generator::ImageFolder { transform: oodpipe_stages::ood::Transform::Crop };
+    run_set(&set, &sources, out.path()).unwrap();
+    for split in ["test", "val"] {
+        let got = read_tin(&file, split);
+        for (k, &index) in got.sources.iter().enumerate() {
+            let (planes, h, w) = direct(order[index as usize]);
+            let (row, col) = (got.offsets[2 * k] as usize, got.offsets[2 * k + 1] as usize);
+            assert!(row + 32 <= h && col + 32 <= w);
+            for c in 0..3 {
+                for r in 0..32 {
+                    for x in 0..32 {
+                        let want = planes[c * h * w + (row + r) * w + col + x] as f32 / 255.0;
+                        assert_eq!(got.images[k * 3072 + c * 1024 + r * 32 + x], want);
+                    }
+                }
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -615,7 +733,7 @@ fn real_data_stages() {
 
     // Gaussian (no source files).
     let start = Instant::now();
-    run_stage("data.gaussian", &config, &[], &out_dir, gaussian::run).unwrap();
+    run_set(&paper_set("gaussian", 1500, 500, 0), &[], &out_dir).unwrap();
     println!("data.gaussian: {:.2} s", start.elapsed().as_secs_f64());
     let t = tensors::read(&out_dir.join("gaussian.safetensors")).unwrap();
     assert_eq!(t["test_images"].size(), vec![1000, 3, 32, 32]);
@@ -625,11 +743,11 @@ fn real_data_stages() {
     let tin = tin_dir();
     if tin.is_dir() {
         let mut outs = Vec::new();
-        for (variant, id) in [(Variant::Crop, "data.tin_crop"), (Variant::Resize, "data.tin_resize")] {
+        for name in ["tin_crop", "tin_resize"] {
             let start = Instant::now();
-            run_stage(id, &config, &tin_sources(&tin), &out_dir, |c| tiny_imagenet::run(c, variant)).unwrap();
-            println!("{id}: {:.2} s", start.elapsed().as_secs_f64());
-            let file = out_dir.join(format!("{}.safetensors", variant.ood_set().name()));
+            run_set(&paper_set(name, 1500, 500, 0), &tin_sources(&tin), &out_dir).unwrap();
+            println!("data.{name}: {:.2} s", start.elapsed().as_secs_f64());
+            let file = out_dir.join(format!("{name}.safetensors"));
             let test = read_tin(&file, "test");
             let val = read_tin(&file, "val");
             assert_eq!((test.sources.len(), val.sources.len()), (1000, 500));

@@ -178,7 +178,7 @@ fn cifar10_grid_stage_writes_the_grid() {
         device: "cpu",
         progress: &|_, _, _| {},
     };
-    odin::cifar10_grid(&ctx).unwrap();
+    oodpipe_stages::detector::prepare(&ctx, "odin").unwrap();
     let grid = tensors::read(&out_dir.join("grid.safetensors")).unwrap();
     assert_eq!(grid["scores"].size(), [3, 2, 6]);
     assert_eq!(grid["scores"].kind(), Kind::Double);

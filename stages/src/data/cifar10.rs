@@ -206,7 +206,7 @@ pub fn run(ctx: &StageContext) -> Result<()> {
     let (train_index, val_index) = (index(&train), index(&val));
 
     tensors::write(
-        &ctx.output("cifar10.safetensors"),
+        &ctx.output(&crate::ids::files::data(crate::ids::CIFAR10)),
         &[
             ("train_images", &train_images),
             ("train_labels", &train_labels),

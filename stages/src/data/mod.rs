@@ -1,4 +1,4 @@
-//! The data stages: CIFAR-10's splits and the three OOD sets (SPEC.md "Data").
+//! The data stages: CIFAR-10's splits and the configured OOD sets (SPEC.md "Data").
 //!
 //! Every random choice here (the CIFAR-10 train/validation split, the Gaussian draws, the Tiny
 //! ImageNet sample, crops and splits) comes from a ChaCha8 generator seeded with
@@ -9,26 +9,29 @@
 //! depends only on its seed.
 
 pub mod cifar10;
-pub mod gaussian;
-pub mod tiny_imagenet;
+pub mod image_folder;
+pub mod noise;
+pub mod ood_set;
 
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 
 /// The ChaCha8 stream of each random choice, so that no two choices share random numbers even
-/// when they share a seed (the OOD sets all use `data.ood_seed`).
+/// when they share a seed (the OOD sets share `data.ood_seed` by default).
 pub mod streams {
     /// The CIFAR-10 train/validation permutation (seed `data.split_seed`).
     pub const CIFAR10_SPLIT: u64 = 0;
-    /// The Gaussian set's pixel values (seed `data.ood_seed`).
+    /// A Gaussian set's pixel values (the set's seed).
     pub const GAUSSIAN_PIXELS: u64 = 1;
-    /// Which Tiny ImageNet test images are used: shared by crop and resize, so both variants see
-    /// the same 1,500 images (seed `data.ood_seed`).
-    pub const TIN_SAMPLE: u64 = 3;
-    /// The Tiny ImageNet test/validation split, shared by crop and resize (seed `data.ood_seed`).
-    pub const TIN_SPLIT: u64 = 4;
-    /// The crop variant's patch positions (seed `data.ood_seed`).
-    pub const TIN_CROP: u64 = 5;
+    /// A uniform set's pixel values.
+    pub const UNIFORM_PIXELS: u64 = 2;
+    /// Which images of a folder are used: shared by crop and resize, so that the paper's two
+    /// Tiny ImageNet sets see the same 1,500 images.
+    pub const FOLDER_SAMPLE: u64 = 3;
+    /// An image folder's test/validation split, shared by crop and resize.
+    pub const FOLDER_SPLIT: u64 = 4;
+    /// A cropped folder's patch positions.
+    pub const FOLDER_CROP: u64 = 5;
 }
 
 /// The generator of one random choice: `seed` on stream `stream`.
@@ -79,22 +82,6 @@ pub fn sorted_split(n: usize, second: usize, rng: &mut impl RngCore) -> (Vec<usi
     a.sort_unstable();
     b.sort_unstable();
     (a, b)
-}
-
-/// Checks the OOD sets' sizes: 1 <= `data.ood_val` < `data.ood_count`, so both splits are non-empty.
-pub fn check_ood_sizes(count: usize, val: usize) -> anyhow::Result<()> {
-    if count < 2 {
-        anyhow::bail!(
-            "config key data.ood_count = {count}: an OOD set needs at least 2 images (paper: 1500)"
-        );
-    }
-    if val == 0 || val >= count {
-        anyhow::bail!(
-            "config key data.ood_val = {val} must be in 1..{count} (data.ood_count = {count}), so that \
-             both the validation and the test split are non-empty (paper: 500 of 1500)"
-        );
-    }
-    Ok(())
 }
 
 /// Packs `n` images of 3 x 32 x 32 f32 values into a tensor `[n, 3, 32, 32]`.

@@ -10,7 +10,8 @@
 
 use crate::methods::temperature::max_softmax;
 use crate::model::{Network, mean_tensor, normalise, std_tensor, to_unit_range};
-use crate::stage::{ProgressFn, StageContext};
+use crate::detector::{CIFAR10, DetectorStage, VAL, files};
+use crate::stage::ProgressFn;
 use crate::tensors;
 use anyhow::Result;
 use tch::{Device, Kind, Tensor};
@@ -96,20 +97,19 @@ pub fn scores(net: &Network, images01: &Tensor, temperature: f64, epsilon: f64, 
     grid_scores(net, images01, &[temperature], &[epsilon], batch, &|_, _, _| {}).remove(0).remove(0)
 }
 
-/// The `tune.odin.cifar10` stage: ODIN scores of the CIFAR-10 validation split over the whole
-/// (T, eps) grid, shared by the three OOD sets' tune stages. Writes `grid.safetensors` with
+/// ODIN's shared stage `tune.odin.cifar10`: ODIN scores of the CIFAR-10 validation split over the
+/// whole (T, eps) grid, shared by every OOD set's tune stage. Writes `grid.safetensors` with
 /// `scores` f64 [nT, nEps, N_val], `temperatures` f64 [nT] and `epsilons` f64 [nEps].
-pub fn cifar10_grid(ctx: &StageContext) -> Result<()> {
-    let tune = &ctx.config.tune;
-    let weights = ctx.input("train.softmax", "model.safetensors")?;
-    let net = Network::load(weights, crate::config::ModelKind::Softmax, &ctx.config, ctx.tch_device())?;
-    let images = tensors::read_one(ctx.input("data.cifar10", "cifar10.safetensors")?, "val_images")?;
-    let grid = grid_scores(&net, &images, &tune.temperatures, &tune.odin_epsilons, ctx.config.eval.batch_size, ctx.progress);
+pub fn cifar10_grid(stage: &DetectorStage) -> Result<()> {
+    let tune = &stage.config().tune;
+    let net = stage.network()?;
+    let images = stage.images(CIFAR10, VAL)?;
+    let grid = grid_scores(&net, &images, &tune.temperatures, &tune.odin_epsilons, stage.config().eval.batch_size, stage.progress());
     let flat: Vec<f64> = grid.iter().flatten().flatten().copied().collect();
     let shape = [tune.temperatures.len() as i64, tune.odin_epsilons.len() as i64, images.size()[0]];
     let scores = Tensor::from_slice(&flat).view(shape);
     tensors::write(
-        &ctx.output("grid.safetensors"),
+        &stage.output_path(files::ODIN_GRID),
         &[
             ("scores", &scores),
             ("temperatures", &Tensor::from_slice(&tune.temperatures)),

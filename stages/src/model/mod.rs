@@ -147,6 +147,22 @@ impl Network {
         HeadOutput { logits, extras: extras.into_iter().map(|(n, parts)| (n, Tensor::cat(&parts, 0))).collect() }
     }
 
+    /// The backbone's pooled features [N, D] (the head's input) of a whole image set, in eval
+    /// mode without gradients, `batch` images at a time, on the CPU (as [`Self::eval_outputs`]).
+    pub fn eval_features(&self, images: &Tensor, batch: usize) -> Tensor {
+        let _no_grad = tch::no_grad_guard();
+        let device = self.vs.device();
+        let n = images.size()[0];
+        let mut parts = Vec::new();
+        for start in (0..n).step_by(batch.max(1)) {
+            let len = (batch as i64).min(n - start);
+            let x = normalise(&to_unit_range(&images.narrow(0, start, len).to_device(device)));
+            let x = if self.channels_last { to_channels_last(&x) } else { x };
+            parts.push(self.backbone.forward_t(&x, false).to_device(Device::Cpu));
+        }
+        Tensor::cat(&parts, 0)
+    }
+
     /// The mean training loss of a batch (see [`Head::loss`]).
     pub fn loss(&self, out: &HeadOutput, labels: &Tensor, label_smoothing: f64) -> Result<Tensor> {
         self.head.loss(out, labels, label_smoothing)

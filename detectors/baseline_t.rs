@@ -1,0 +1,44 @@
+//! Baseline+T: the maximum softmax probability at the temperature T of `tune.temperatures` that
+//! gives the lowest FPR at 95% TPR on the validation splits (SPEC.md "Tuning").
+
+use crate::detector::*;
+
+pub const DETECTOR: Detector = Detector {
+    name: "baseline_t",
+    label: "Baseline+T",
+    model: ModelKind::Softmax,
+    table: ReportTable::Paper,
+    version: "score-1",
+    reads: &[],
+    network: false,
+    tuning: Some(ExtraStage { kind: "tune", version: "tune-1", reads: &["tune.temperatures"], network: false }),
+    prepare: None,
+};
+
+#[cfg(oodpipe_compute)]
+pub mod code {
+    use crate::detector::*;
+    use crate::methods::temperature::max_softmax;
+
+    pub struct Code;
+    impl Compute for Code {
+        fn tune(&self, s: &DetectorStage) -> Result<Vec<GridPoint>> {
+            let (cin, cout) = (s.logits(CIFAR10, VAL)?, s.logits(s.ood(), VAL)?);
+            s.config()
+                .tune
+                .temperatures
+                .iter()
+                .map(|&t| {
+                    let f = fpr(&max_softmax(&cin, t), &max_softmax(&cout, t))?;
+                    Ok(GridPoint { temperature: t, epsilon: None, fpr_at_95_tpr: f })
+                })
+                .collect()
+        }
+
+        fn score(&self, s: &DetectorStage) -> Result<Scored> {
+            let t = s.tuned()?.temperature;
+            let of = |set: &str| Ok::<_, anyhow::Error>(max_softmax(&s.logits(set, TEST)?, t));
+            Ok(Scored::new(of(CIFAR10)?, of(s.ood())?).with("temperature", t))
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! BIN (the paper's section 3.1): one sigmoid per class trained with a weighted binary
+//! cross-entropy; the score is log max_y sigmoid(logit_y) (see `stages/src/methods/sigmoid.rs`).
+
+use crate::detector::*;
+
+pub const DETECTOR: Detector = Detector {
+    name: "bin",
+    label: "BIN",
+    model: ModelKind::Bin,
+    table: ReportTable::Paper,
+    version: "score-1",
+    reads: &[],
+    network: false,
+    tuning: None,
+    prepare: None,
+};
+
+#[cfg(oodpipe_compute)]
+pub mod code {
+    use crate::detector::*;
+    use crate::methods::sigmoid::max_log_sigmoid;
+
+    pub struct Code;
+    impl Compute for Code {
+        fn score(&self, s: &DetectorStage) -> Result<Scored> {
+            let of = |set: &str| Ok::<_, anyhow::Error>(max_log_sigmoid(&s.output(set, TEST, "logits")?));
+            Ok(Scored::new(of(CIFAR10)?, of(s.ood())?))
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! BINC (the paper's section 3.1): BIN with an MMCE calibration term and a shared output space;
+//! the score is log max_y sigmoid of its BIN head's logits.
+
+use crate::detector::*;
+
+pub const DETECTOR: Detector = Detector {
+    name: "binc",
+    label: "BINC",
+    model: ModelKind::Binc,
+    table: ReportTable::Paper,
+    version: "score-1",
+    reads: &[],
+    network: false,
+    tuning: None,
+    prepare: None,
+};
+
+#[cfg(oodpipe_compute)]
+pub mod code {
+    use crate::detector::*;
+    use crate::methods::sigmoid::max_log_sigmoid;
+
+    pub struct Code;
+    impl Compute for Code {
+        fn score(&self, s: &DetectorStage) -> Result<Scored> {
+            let of = |set: &str| Ok::<_, anyhow::Error>(max_log_sigmoid(&s.output(set, TEST, "bin_logits")?));
+            Ok(Scored::new(of(CIFAR10)?, of(s.ood())?))
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! MaxLogit (Hendrycks et al., ICML 2022): the largest logit of the softmax model.
+
+use crate::detector::*;
+
+pub const DETECTOR: Detector = Detector {
+    name: "max_logit",
+    label: "MaxLogit",
+    model: ModelKind::Softmax,
+    table: ReportTable::Beyond,
+    version: "max-logit-1",
+    reads: &[],
+    network: false,
+    tuning: None,
+    prepare: None,
+};
+
+#[cfg(oodpipe_compute)]
+pub mod code {
+    use crate::detector::*;
+
+    pub struct Code;
+    impl Compute for Code {
+        fn score(&self, s: &DetectorStage) -> Result<Scored> {
+            let of = |set: &str| Ok::<_, anyhow::Error>(max_logit(&s.logits(set, TEST)?));
+            Ok(Scored::new(of(CIFAR10)?, of(s.ood())?))
+        }
+    }
+
+    /// max_k logits[n, k] of each row, in f64.
+    pub fn max_logit(logits: &Tensor) -> Vec<f64> {
+        let best = logits.to_device(tch::Device::Cpu).to_kind(tch::Kind::Double).amax(-1, false);
+        Vec::<f64>::try_from(&best).expect("a 1-d f64 tensor converts to Vec<f64>")
+    }
+}

@@ -1,0 +1,66 @@
+//! ODIN (Liang et al., 2018): the maximum softmax probability at temperature T of the input
+//! perturbed by epsilon against the gradient of that score (SPEC.md "ODIN"). T and epsilon are
+//! tuned per OOD set on the validation splits; the CIFAR-10 side of the grid is computed once, by
+//! the shared stage `tune.odin.cifar10`.
+
+use crate::detector::*;
+
+const GRID: &[&str] = &["eval.batch_size", "tune.temperatures", "tune.odin_epsilons"];
+
+pub const DETECTOR: Detector = Detector {
+    name: "odin",
+    label: "ODIN",
+    model: ModelKind::Softmax,
+    table: ReportTable::Paper,
+    version: "score-1",
+    reads: &["eval.batch_size"],
+    network: true,
+    tuning: Some(ExtraStage { kind: "tune", version: "tune-1", reads: GRID, network: true }),
+    prepare: Some(ExtraStage { kind: "tune", version: "tune-1", reads: GRID, network: true }),
+};
+
+#[cfg(oodpipe_compute)]
+pub mod code {
+    use crate::detector::*;
+    use crate::methods::odin;
+
+    pub struct Code;
+    impl Compute for Code {
+        /// Every (T, epsilon) of the grid on CIFAR-10's validation split.
+        fn prepare(&self, s: &DetectorStage) -> Result<()> {
+            odin::cifar10_grid(s)
+        }
+
+        fn tune(&self, s: &DetectorStage) -> Result<Vec<GridPoint>> {
+            let tune = &s.config().tune;
+            let in_grid = crate::tensors::read_one(s.prepared(files::ODIN_GRID)?, "scores")?;
+            let net = s.network()?;
+            let out_grid = odin::grid_scores(
+                &net,
+                &s.images(s.ood(), VAL)?,
+                &tune.temperatures,
+                &tune.odin_epsilons,
+                s.config().eval.batch_size,
+                s.progress(),
+            );
+            let mut grid = Vec::new();
+            for (ti, &t) in tune.temperatures.iter().enumerate() {
+                for (ei, &e) in tune.odin_epsilons.iter().enumerate() {
+                    let in_scores = Vec::<f64>::try_from(in_grid.get(ti as i64).get(ei as i64))
+                        .context("reading the CIFAR-10 validation grid")?;
+                    grid.push(GridPoint { temperature: t, epsilon: Some(e), fpr_at_95_tpr: fpr(&in_scores, &out_grid[ti][ei])? });
+                }
+            }
+            Ok(grid)
+        }
+
+        fn score(&self, s: &DetectorStage) -> Result<Scored> {
+            let chosen = s.tuned()?;
+            let eps = chosen.epsilon.context("ODIN's tuning chose no epsilon")?;
+            let net = s.network()?;
+            let batch = s.config().eval.batch_size;
+            let of = |set: &str| Ok::<_, anyhow::Error>(odin::scores(&net, &s.images(set, TEST)?, chosen.temperature, eps, batch));
+            Ok(Scored::new(of(CIFAR10)?, of(s.ood())?).with("temperature", chosen.temperature).with("epsilon", eps))
+        }
+    }
+}

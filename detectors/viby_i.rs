@@ -1,0 +1,31 @@
+//! VIBY-I (the paper's section 3.2): the KL to each class's prior, weighted by the predicted
+//! class probabilities (see `stages/src/methods/kl.rs`).
+
+use crate::detector::*;
+
+pub const DETECTOR: Detector = Detector {
+    name: "viby_i",
+    label: "VIBY-I",
+    model: ModelKind::Viby,
+    table: ReportTable::Paper,
+    version: "score-1",
+    reads: &[],
+    network: false,
+    tuning: None,
+    prepare: None,
+};
+
+#[cfg(oodpipe_compute)]
+pub mod code {
+    use crate::detector::*;
+
+    pub struct Code;
+    impl Compute for Code {
+        fn score(&self, s: &DetectorStage) -> Result<Scored> {
+            let of = |set: &str| {
+                Ok::<_, anyhow::Error>(crate::methods::kl::viby_expected(&s.logits(set, TEST)?, &s.output(set, TEST, "kl")?))
+            };
+            Ok(Scored::new(of(CIFAR10)?, of(s.ood())?))
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! VIBY-II (the paper's section 3.2): the smallest KL to any class's prior (see
+//! `stages/src/methods/kl.rs`).
+
+use crate::detector::*;
+
+pub const DETECTOR: Detector = Detector {
+    name: "viby_ii",
+    label: "VIBY-II",
+    model: ModelKind::Viby,
+    table: ReportTable::Paper,
+    version: "score-1",
+    reads: &[],
+    network: false,
+    tuning: None,
+    prepare: None,
+};
+
+#[cfg(oodpipe_compute)]
+pub mod code {
+    use crate::detector::*;
+
+    pub struct Code;
+    impl Compute for Code {
+        fn score(&self, s: &DetectorStage) -> Result<Scored> {
+            let of = |set: &str| Ok::<_, anyhow::Error>(crate::methods::kl::viby_min(&s.output(set, TEST, "kl")?));
+            Ok(Scored::new(of(CIFAR10)?, of(s.ood())?))
+        }
+    }
+}

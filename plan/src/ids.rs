@@ -1,0 +1,71 @@
+//! Stage ids and output file names, made in one place.
+//!
+//! The table names its stages with these functions, and the stages name their inputs with the
+//! same ones, so a producer and its consumers cannot disagree on a spelling. Ids are the plain
+//! (first seed's) ones; the table appends a seed suffix ([`crate::table::seed_suffix`]) and the
+//! worker maps it away for a seed's stages.
+
+use crate::config::ModelKind;
+
+/// The CIFAR-10 splits.
+pub fn cifar10_data() -> String {
+    data(CIFAR10)
+}
+
+/// The in-distribution set's name among the data stages and outputs.
+pub const CIFAR10: &str = "cifar10";
+
+/// A data stage: `data.cifar10` or `data.<ood set>`.
+pub fn data(set: &str) -> String {
+    format!("data.{set}")
+}
+
+pub fn train(model: ModelKind) -> String {
+    format!("train.{}", model.name())
+}
+
+/// A network's outputs on a data set: `outputs.<model>.<set>`.
+pub fn outputs(model: ModelKind, set: &str) -> String {
+    format!("outputs.{}.{set}", model.name())
+}
+
+/// A detector's stage shared by every OOD set, on CIFAR-10: `<kind>.<detector>.cifar10`
+/// (`tune.odin.cifar10`, `features.mahalanobis.cifar10`).
+pub fn prepare(kind: &str, detector: &str) -> String {
+    format!("{kind}.{detector}.{CIFAR10}")
+}
+
+/// A detector's tuning on one OOD set's validation split: `tune.<detector>.<set>`.
+pub fn tune(detector: &str, set: &str) -> String {
+    format!("tune.{detector}.{set}")
+}
+
+/// A detector's scores and metrics on one OOD set: `score.<detector>.<set>`.
+pub fn score(detector: &str, set: &str) -> String {
+    format!("score.{detector}.{set}")
+}
+
+pub const REPORT: &str = "report";
+
+/// Output files, by the stage kind that writes them.
+pub mod files {
+    /// A data stage's images: `<set>.safetensors` (`test_images`, `val_images`, ...).
+    pub fn data(set: &str) -> String {
+        format!("{set}.safetensors")
+    }
+    /// A train stage's weights and log.
+    pub const MODEL: &str = "model.safetensors";
+    pub const TRAIN_LOG: &str = "train.json";
+    /// An outputs stage's tensors (`<split>_logits`, ...) and, on CIFAR-10, its accuracy.
+    pub const OUTPUTS: &str = "outputs.safetensors";
+    pub const ACCURACY: &str = "accuracy.json";
+    /// A tune stage's grid and choice.
+    pub const TUNE: &str = "tune.json";
+    /// A detector's shared stage on CIFAR-10.
+    pub const PREPARED: &str = "prepared.safetensors";
+    /// ODIN's shared grid (kept under its first name, so the stage's key and files stay).
+    pub const ODIN_GRID: &str = "grid.safetensors";
+    /// A score stage's record and scores.
+    pub const METRICS: &str = "metrics.json";
+    pub const SCORES: &str = "scores.safetensors";
+}

@@ -1,0 +1,185 @@
+//! The detectors' side of the stages: what a detector's code (in `detectors/`, `mod code`) is
+//! given ([`DetectorStage`]) and gives back ([`Scored`], a tuning grid), and the three stage
+//! functions that run it and write the files every detector shares: `tune.json`, `metrics.json`
+//! and `scores.safetensors`. A detector computes scores; it does not write the record, compute the
+//! metrics or name a file.
+//!
+//! Higher scores mean "more in-distribution" throughout.
+
+pub use crate::config::ModelKind;
+pub use crate::methods::tuner::GridPoint;
+pub use anyhow::{Context, Result, bail};
+pub use oodpipe_plan::detector::*;
+pub use oodpipe_plan::ids::{self, CIFAR10, files};
+pub use tch::Tensor;
+
+use crate::config::Config;
+use crate::methods::tuner::{self, Tuned};
+use crate::model::{Network, to_unit_range};
+use crate::stage::StageContext;
+use crate::tensors;
+use oodpipe_metrics::ood_metrics;
+use oodpipe_plan::ood::OodSet;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+/// The splits of a data set.
+pub const TEST: &str = "test";
+pub const VAL: &str = "val";
+
+/// The score code of a detector. Each stage kind the detector declares calls one method.
+pub trait Compute: Sync {
+    /// The scores of CIFAR-10's and the OOD set's test splits.
+    fn score(&self, stage: &DetectorStage) -> Result<Scored>;
+
+    /// The grid of its hyper-parameters on the validation splits (when it declares `tuning`).
+    fn tune(&self, stage: &DetectorStage) -> Result<Vec<GridPoint>> {
+        bail!("detector {} has no tuning code, but its stage {} asks for it", stage.detector.name, stage.ctx.id)
+    }
+
+    /// Its shared stage on CIFAR-10 (when it declares `prepare`): writes its files with
+    /// [`DetectorStage::output_path`].
+    fn prepare(&self, stage: &DetectorStage) -> Result<()> {
+        bail!("detector {} has no prepare code, but its stage {} asks for it", stage.detector.name, stage.ctx.id)
+    }
+}
+
+/// A detector's scores and the hyper-parameters they were computed with (for `metrics.json`).
+pub struct Scored {
+    pub in_scores: Vec<f64>,
+    pub out_scores: Vec<f64>,
+    pub hyperparameters: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Scored {
+    pub fn new(in_scores: Vec<f64>, out_scores: Vec<f64>) -> Scored {
+        Scored { in_scores, out_scores, hyperparameters: Default::default() }
+    }
+
+    pub fn with(mut self, name: &str, value: f64) -> Scored {
+        self.hyperparameters.insert(name.to_string(), json!(value));
+        self
+    }
+}
+
+/// What a detector's code sees: its stage's context, itself, and the OOD set (none for the
+/// shared stage on CIFAR-10). Inputs are named through [`ids`] here, so detectors never spell one.
+pub struct DetectorStage<'a> {
+    pub ctx: &'a StageContext<'a>,
+    pub detector: &'static Detector,
+    pub set: Option<&'a OodSet>,
+}
+
+impl DetectorStage<'_> {
+    pub fn config(&self) -> &Config {
+        &self.ctx.config
+    }
+
+    /// The OOD set's name (for inputs such as [`Self::logits`]).
+    pub fn ood(&self) -> &str {
+        self.set.map(|s| s.name.as_str()).unwrap_or(CIFAR10)
+    }
+
+    /// The tensor `<split>_<name>` of the detector's model's outputs on `set`.
+    pub fn output(&self, set: &str, split: &str, name: &str) -> Result<Tensor> {
+        let path = self.ctx.input(&ids::outputs(self.detector.model, set), files::OUTPUTS)?;
+        tensors::read_one(path, &format!("{split}_{name}"))
+    }
+
+    /// The prediction logits [N, 10] of the detector's model on a split of `set`.
+    pub fn logits(&self, set: &str, split: &str) -> Result<Tensor> {
+        self.output(set, split, "logits")
+    }
+
+    /// A tensor of a data set's file (`train_labels`, `test_images`, ...), as stored.
+    pub fn data(&self, set: &str, name: &str) -> Result<Tensor> {
+        tensors::read_one(self.ctx.input(&ids::data(set), &files::data(set))?, name)
+    }
+
+    /// The images of a split of `set`, f32 in [0, 1].
+    pub fn images(&self, set: &str, split: &str) -> Result<Tensor> {
+        Ok(to_unit_range(&self.data(set, &format!("{split}_images"))?))
+    }
+
+    /// The trained model (when the detector declares `network`).
+    pub fn network(&self) -> Result<Network> {
+        let path = self.ctx.input(&ids::train(self.detector.model), files::MODEL)?;
+        Network::load(path, self.detector.model, &self.ctx.config, self.ctx.tch_device())
+    }
+
+    /// What the detector's tune stage chose for this OOD set.
+    pub fn tuned(&self) -> Result<GridPoint> {
+        let path = self.ctx.input(&ids::tune(self.detector.name, self.ood()), files::TUNE)?;
+        let tuned: Tuned = serde_json::from_slice(&std::fs::read(path)?).with_context(|| format!("reading {}", path.display()))?;
+        Ok(tuned.chosen)
+    }
+
+    /// A file of the detector's shared stage on CIFAR-10.
+    pub fn prepared(&self, file: &str) -> Result<&Path> {
+        let kind = self.detector.prepare.map(|p| p.kind).context("the detector declares no prepare stage")?;
+        self.ctx.input(&ids::prepare(kind, self.detector.name), file)
+    }
+
+    /// Where this stage writes `file`.
+    pub fn output_path(&self, file: &str) -> PathBuf {
+        self.ctx.output(file)
+    }
+
+    pub fn progress(&self) -> crate::stage::ProgressFn<'_> {
+        self.ctx.progress
+    }
+
+    pub fn report_progress(&self, done: u64, total: u64, message: &str) {
+        (self.ctx.progress)(done, total, message)
+    }
+}
+
+/// The registered detector called `name`, with its code.
+fn lookup(name: &str) -> Result<(&'static Detector, &'static dyn Compute)> {
+    let detector = find(name).with_context(|| format!("no registered detector is called `{name}` (detectors/mod.rs)"))?;
+    let code = crate::detectors::code(name).with_context(|| format!("detector `{name}` has no code"))?;
+    Ok((detector, code))
+}
+
+/// FPR at 95% TPR of in- vs out-of-distribution scores: what tuning minimises.
+pub fn fpr(in_scores: &[f64], out_scores: &[f64]) -> Result<f64> {
+    Ok(ood_metrics(in_scores, out_scores)?.fpr_at_95_tpr)
+}
+
+/// The `<kind>.<detector>.cifar10` stage.
+pub fn prepare(ctx: &StageContext, detector: &str) -> Result<()> {
+    let (detector, code) = lookup(detector)?;
+    code.prepare(&DetectorStage { ctx, detector, set: None })
+}
+
+/// The `tune.<detector>.<set>` stage: writes `tune.json` (the grid and the choice).
+pub fn tune(ctx: &StageContext, detector: &str, set: &OodSet) -> Result<()> {
+    let (detector, code) = lookup(detector)?;
+    let grid = code.tune(&DetectorStage { ctx, detector, set: Some(set) })?;
+    if grid.is_empty() {
+        bail!("{}: the tuning grid is empty", ctx.id);
+    }
+    let tuned = Tuned { method: detector.label.into(), ood_set: set.label.clone(), chosen: tuner::choose(&grid), grid };
+    std::fs::write(ctx.output(files::TUNE), serde_json::to_vec_pretty(&tuned)?)?;
+    Ok(())
+}
+
+/// The `score.<detector>.<set>` stage: test-split scores of CIFAR-10 and the OOD set
+/// (`scores.safetensors`: `in_scores`, `out_scores`) and their five metrics (`metrics.json`).
+pub fn score(ctx: &StageContext, detector: &str, set: &OodSet) -> Result<()> {
+    let (detector, code) = lookup(detector)?;
+    let scored = code.score(&DetectorStage { ctx, detector, set: Some(set) })?;
+    let metrics = ood_metrics(&scored.in_scores, &scored.out_scores).with_context(|| format!("metrics of {}", ctx.id))?;
+    tensors::write(
+        &ctx.output(files::SCORES),
+        &[("in_scores", &Tensor::from_slice(&scored.in_scores)), ("out_scores", &Tensor::from_slice(&scored.out_scores))],
+    )?;
+    let record = json!({
+        "method": detector.label,
+        "ood_set": set.label,
+        "hyperparameters": scored.hyperparameters,
+        "metrics": metrics,
+    });
+    std::fs::write(ctx.output(files::METRICS), serde_json::to_vec_pretty(&record)?)?;
+    Ok(())
+}
