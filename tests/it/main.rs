@@ -2,5 +2,6 @@
 //! configs/smoke.toml and on synthetic crashes. The engine's own tests are in engine/tests/.
 
 mod cli;
+mod extend;
 mod resilience;
 mod slurm;

@@ -1,0 +1,157 @@
+//! Extending as the README says (issue #13): in a scratch copy of the repository, add the README's
+//! detector (its file and its registry line) and its OOD-set table (an image folder, here of PNGs
+//! of several sizes, colour and greyscale), build, and run the smoke config end to end. The code
+//! blocks are taken from README.md, so the README cannot drift from what works.
+
+use crate::cli::repo;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The README's blocks marked `<!-- extend: WHAT -->`: (WHAT, the code block's text).
+fn readme_blocks() -> Vec<(String, String)> {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let mut blocks = Vec::new();
+    let mut rest = readme.as_str();
+    while let Some(start) = rest.find("<!-- extend: ") {
+        rest = &rest[start + "<!-- extend: ".len()..];
+        let what = rest[..rest.find(" -->").unwrap()].to_string();
+        let fence = rest.find("```").unwrap();
+        let body_start = fence + rest[fence..].find('\n').unwrap() + 1;
+        let body_end = body_start + rest[body_start..].find("```").unwrap();
+        blocks.push((what, rest[body_start..body_end].to_string()));
+        rest = &rest[body_end + 3..];
+    }
+    blocks
+}
+
+fn block(blocks: &[(String, String)], what: &str) -> String {
+    blocks.iter().find(|(w, _)| w.starts_with(what)).unwrap_or_else(|| panic!("README has no `extend: {what}` block")).1.clone()
+}
+
+/// Copies the repository's tracked files (what a clone has) into `to`.
+fn copy_repository(to: &Path) {
+    let out = Command::new("git").arg("-C").arg(repo()).args(["ls-files", "-z"]).output().unwrap();
+    assert!(out.status.success(), "git ls-files: {}", String::from_utf8_lossy(&out.stderr));
+    for file in out.stdout.split(|&b| b == 0).filter(|f| !f.is_empty()) {
+        let rel = Path::new(std::str::from_utf8(file).unwrap());
+        let from = repo().join(rel);
+        if !from.is_file() {
+            continue; // deleted in the working tree, not yet committed
+        }
+        std::fs::create_dir_all(to.join(rel).parent().unwrap()).unwrap();
+        std::fs::copy(&from, to.join(rel)).unwrap();
+    }
+    // What `make` installs: libtorch and CIFAR-10.
+    for installed in [".libtorch", "data"] {
+        std::os::unix::fs::symlink(repo().join(installed), to.join(installed)).unwrap();
+    }
+}
+
+/// A folder of 130 PNGs of several sizes, colour and greyscale (the set's default count is the
+/// smoke config's data.ood_count, 120).
+fn photos(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 0..130u32 {
+        let (w, h) = [(40, 48), (64, 64), (33, 90), (100, 70)][i as usize % 4];
+        let rgb = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([((x * 5 + i) % 256) as u8, ((y * 3 + 2 * i) % 256) as u8, ((x * y + i) % 256) as u8]));
+        let img = if i % 3 == 0 { image::DynamicImage::ImageRgb8(rgb).grayscale() } else { image::DynamicImage::ImageRgb8(rgb) };
+        img.save(dir.join(format!("photo_{i}.png"))).unwrap();
+    }
+}
+
+/// A target folder for the copy that starts from this build's compiled dependencies (hard links
+/// of target/debug's deps, build and .fingerprint), so that only the workspace's own crates are
+/// compiled; the copy's crates have other paths, hence other artifact names.
+fn scratch_target() -> PathBuf {
+    let target = repo().join("target/extend-test");
+    let debug = repo().join("target/debug");
+    if !target.join("debug").exists() && debug.join("deps").is_dir() {
+        std::fs::create_dir_all(target.join("debug")).unwrap();
+        for part in ["deps", "build", ".fingerprint"] {
+            let status = Command::new("cp").arg("-al").arg(debug.join(part)).arg(target.join("debug")).status().unwrap();
+            assert!(status.success(), "cp -al {part}");
+        }
+    }
+    target
+}
+
+#[test]
+fn a_detector_and_an_image_folder_set_added_as_the_readme_says_run_end_to_end() {
+    let blocks = readme_blocks();
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("repo");
+    copy_repository(&copy);
+
+    // The detector: its file and its registry line, as the README says.
+    std::fs::write(copy.join("detectors/neg_entropy.rs"), block(&blocks, "detectors/neg_entropy.rs")).unwrap();
+    let (what, line) = blocks.iter().find(|(w, _)| w.starts_with("detectors/mod.rs after")).unwrap();
+    let after = what.split('"').nth(1).unwrap();
+    let registry = std::fs::read_to_string(copy.join("detectors/mod.rs")).unwrap();
+    assert!(registry.contains(&format!("{after}\n")), "detectors/mod.rs has no line {after:?}");
+    std::fs::write(copy.join("detectors/mod.rs"), registry.replacen(&format!("{after}\n"), &format!("{after}\n{line}"), 1)).unwrap();
+
+    // The OOD set: the README's table appended to the smoke config, and its folder.
+    let mut config = std::fs::read_to_string(copy.join("configs/smoke.toml")).unwrap();
+    config.push('\n');
+    config.push_str(&block(&blocks, "config"));
+    std::fs::write(copy.join("configs/smoke.toml"), config).unwrap();
+    photos(&copy.join("my-photos"));
+
+    // Build the copy.
+    let target = scratch_target();
+    let build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&copy)
+        .args(["build", "--bin", "oodpipe", "--bin", "oodpipe-worker"])
+        .env("CARGO_TARGET_DIR", &target)
+        // As this build's: the dependencies' build scripts see the same libtorch and stay fresh.
+        .env("LIBTORCH", repo().join(".libtorch/torch"))
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "building the copy failed:\n{}", String::from_utf8_lossy(&build.stderr));
+    let oodpipe = target.join("debug/oodpipe");
+    let run = |args: &[&str]| {
+        Command::new(&oodpipe)
+            .current_dir(&copy)
+            .args(["-c", "configs/smoke.toml", "--cache"])
+            .arg(tmp.path().join("cache"))
+            .args(args)
+            .env_remove("OODPIPE_WORKER")
+            .output()
+            .unwrap()
+    };
+
+    // The plan has the new stages; they run end to end.
+    let status = String::from_utf8(run(&["status"]).stdout).unwrap();
+    for id in ["data.my_photos", "score.neg_entropy.my_photos", "score.neg_entropy.gaussian", "score.baseline.my_photos", "outputs.vib.my_photos"] {
+        assert!(status.lines().any(|l| l.split_whitespace().nth(1) == Some(id)), "status lists no {id}:\n{status}");
+    }
+    let out = run(&["run"]);
+    assert!(out.status.success(), "the run failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let show = String::from_utf8(run(&["show", "score.neg_entropy.my_photos"]).stdout).unwrap();
+    assert!(show.contains("detectors/neg_entropy.rs"), "{show}");
+
+    // Every table shows the new set after the paper's, and Table 3 the new detector.
+    let reports = copy.join("reports-smoke");
+    let table1 = std::fs::read_to_string(reports.join("table1.md")).unwrap();
+    let table3 = std::fs::read_to_string(reports.join("table3.md")).unwrap();
+    // Rows of a detector table (not of the AUPR chance table below it).
+    let rows = |table: &str, set: &str| {
+        table.split("AUPR depends").next().unwrap().lines().filter(|l| l.starts_with(&format!("| {set} |"))).count()
+    };
+    assert_eq!(rows(&table1, "My photos"), 8, "{table1}");
+    assert_eq!(rows(&table3, "My photos"), 4, "{table3}");
+    assert!(table3.contains("| Tiny ImageNet (resize) | Neg. entropy |") && table3.contains("| My photos | Neg. entropy |"), "{table3}");
+    let order: Vec<&str> = table1.lines().filter_map(|l| l.strip_prefix("| ")?.split(" | ").next()).collect();
+    let first = |set: &str| order.iter().position(|s| *s == set).unwrap();
+    assert!(first("Gaussian Noise") < first("Tiny ImageNet (resize)") && first("Tiny ImageNet (resize)") < first("My photos"));
+    // No paper number for a set the paper does not have.
+    let baseline_row = table1.lines().find(|l| l.starts_with("| My photos | Baseline |")).unwrap();
+    assert!(!baseline_row.contains(" / "), "{baseline_row}");
+    let results = std::fs::read_to_string(reports.join("results.csv")).unwrap();
+    let auroc = results
+        .lines()
+        .find(|l| l.starts_with("My photos,Neg. entropy,auroc,all,"))
+        .unwrap_or_else(|| panic!("no My photos / Neg. entropy row:\n{results}"));
+    let value: f64 = auroc.split(',').nth(4).unwrap().parse().unwrap();
+    assert!((0.0..=100.0).contains(&value), "{auroc}");
+}
