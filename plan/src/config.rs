@@ -414,6 +414,15 @@ mod tests {
     }
 }
 
+/// A value already formatted for an error message, shown as it is (not quoted again).
+struct Shown<'a>(&'a str);
+
+impl std::fmt::Debug for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
 /// A value of the right type but outside what the pipeline accepts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InvalidValue {
@@ -449,7 +458,7 @@ impl Config {
         check(!self.ood.is_empty(), "ood", &self.ood.len(), "at least one [ood.<name>] table");
         for (name, table) in &self.ood {
             for (key, value, expected) in table.problems(name) {
-                check(false, &key, &value, &expected);
+                check(false, &key, &Shown(&value), &expected);
             }
             let (count, val) = (table.count.unwrap_or(self.data.ood_count), table.val.unwrap_or(self.data.ood_val));
             check(val >= 1 && val < count, &format!("ood.{name}.val"), &val, &format!("at least 1 and below the set's count ({count})"));

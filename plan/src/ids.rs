@@ -68,4 +68,7 @@ pub mod files {
     /// A score stage's record and scores.
     pub const METRICS: &str = "metrics.json";
     pub const SCORES: &str = "scores.safetensors";
+    /// The report's long-format frame (read back by `oodpipe diff`) and its headline (printed by `oodpipe run`).
+    pub const RESULTS: &str = "results.csv";
+    pub const SUMMARY: &str = "summary.txt";
 }

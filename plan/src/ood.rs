@@ -149,7 +149,7 @@ impl OodSetConfig {
         })
     }
 
-    /// Every problem of the table, as (dotted key, value, expected); `name` is the table's.
+    /// Every problem of the table, as (dotted key, value as shown, expected); `name` is the table's.
     pub fn problems(&self, name: &str) -> Vec<(String, String, String)> {
         let mut out = Vec::new();
         let key = |field: &str| format!("ood.{name}.{field}");
@@ -159,13 +159,13 @@ impl OodSetConfig {
         if !name_ok {
             out.push((
                 format!("ood.{name}"),
-                format!("{name:?}"),
+                format!("\"{name}\""),
                 "a name of lowercase letters, digits and _ other than \"cifar10\" (it becomes stage ids and file names)".into(),
             ));
         }
         let only = |present: bool, field: &str, kind: &str, out: &mut Vec<_>| {
             if present && self.kind != kind_of(kind) {
-                out.push((key(field), "set".into(), format!("no `{field}`: it applies to kind = \"{kind}\" only")));
+                out.push((key(field), "present".into(), format!("no `{field}`: it applies to kind = \"{kind}\" only")));
             }
         };
         only(self.mean.is_some(), "mean", "gaussian", &mut out);
@@ -176,7 +176,7 @@ impl OodSetConfig {
         only(self.folder.is_some(), "folder", "image_folder", &mut out);
         only(self.transform.is_some(), "transform", "image_folder", &mut out);
         if self.kind == OodKind::ImageFolder && self.transform.is_none() {
-            out.push((key("transform"), "missing".into(), "\"crop\" or \"resize\" for an image_folder set".into()));
+            out.push((key("transform"), "absent".into(), "\"crop\" or \"resize\" for an image_folder set".into()));
         }
         if let Some(m) = self.mean
             && !m.is_finite()
@@ -197,11 +197,7 @@ impl OodSetConfig {
         {
             out.push((key("count"), c.to_string(), "2 to 100000".into()));
         }
-        if let (Some(v), c) = (self.val, self.count)
-            && (v == 0 || c.is_some_and(|c| v >= c))
-        {
-            out.push((key("val"), v.to_string(), "at least 1 and below the set's count".into()));
-        }
+        // `val` against the count is checked with the inherited values (Config::validate).
         if self.label.as_deref().is_some_and(|l| l.trim().is_empty() || l.contains(['\n', '|'])) {
             out.push((key("label"), format!("{:?}", self.label), "a one-line label without |".into()));
         }

@@ -61,7 +61,7 @@ fn no_config(why: &str) -> BTreeMap<String, Value> {
 }
 
 fn resolve(spec: Option<&str>, cache: &Path, report_dir: &Path, config: &Path) -> Result<Side, Unresolvable> {
-    let results_path = report_dir.join("results.csv");
+    let results_path = report_dir.join(oodpipe_plan::ids::files::RESULTS);
     let fail = |e: anyhow::Error| Unresolvable(format!("{e:#}"));
     let Some(spec) = spec else {
         let text = std::fs::read_to_string(&results_path)
@@ -81,7 +81,7 @@ fn resolve(spec: Option<&str>, cache: &Path, report_dir: &Path, config: &Path) -
     if let Some(record) = RunRecord::find(cache, spec) {
         let path = record
             .published
-            .get("results.csv")
+            .get(oodpipe_plan::ids::files::RESULTS)
             .ok_or_else(|| Unresolvable(format!("run {} published no results.csv", record.id)))?;
         let text = std::fs::read_to_string(path).map_err(|e| {
             Unresolvable(format!("the results of run {} are gone from the store ({e}); was it collected by gc?", record.id))

@@ -60,7 +60,7 @@ pub fn run(config: &Path, cache: &Path, targets: &[String], dry_run: bool, as_js
                 append_run_section(&session, entry, dir, &record)?;
             }
             draw_dag(&session.pipeline.graph, dir);
-            if let Ok(summary) = std::fs::read_to_string(dir.join("summary.txt")) {
+            if let Ok(summary) = std::fs::read_to_string(dir.join(oodpipe_plan::ids::files::SUMMARY)) {
                 eprintln!("\nThe report is in {}/ (README.md, table1.md, table2.md, results.csv).\n{summary}", dir.display());
             }
         }

@@ -419,7 +419,7 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)]) -> Result<()> {
     let models: Vec<ModelKind> = ModelKind::ALL.into_iter().filter(|m| present(m.label(), true)).collect();
     let note = interval_note(collected.seeds.len(), ctx.config.report.bootstrap);
 
-    std::fs::write(ctx.output("results.csv"), to_csv(&compared)?)?;
+    std::fs::write(ctx.output(files::RESULTS), to_csv(&compared)?)?;
     let mut hyper_csv = String::from("ood_set,method,seed,parameter,value\n");
     for (o, m, seed, p, v) in &collected.hyper {
         writeln!(hyper_csv, "{o},{m},{seed},{p},{v}").unwrap();
@@ -483,7 +483,7 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)]) -> Result<()> {
             }
         }
     }
-    std::fs::write(ctx.output("summary.txt"), summary)?;
+    std::fs::write(ctx.output(files::SUMMARY), summary)?;
     Ok(())
 }
 

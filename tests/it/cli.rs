@@ -469,7 +469,7 @@ fn seeds_build_per_seed_stages_and_a_new_seed_runs_only_its_own() {
     let plain = ids(&one["executed"]);
     assert!(plain.iter().all(|id| !id.contains('@')), "{plain:?}");
     let seed_dependent: BTreeSet<String> =
-        plain.iter().filter(|id| ["train.", "outputs.", "tune.", "score."].iter().any(|p| id.starts_with(p))).cloned().collect();
+        plain.iter().filter(|id| !id.starts_with("data.") && *id != "report").cloned().collect();
     let with_suffix = |n: u64| -> BTreeSet<String> { seed_dependent.iter().map(|id| format!("{id}@seed{n}")).collect() };
 
     let set_seeds = |seeds: &[i64]| {
@@ -535,6 +535,23 @@ fn every_bad_value_of_a_file_is_refused_at_once_non_finite_numbers_included() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("2 problems") && err.contains("key `model.depth`") && err.contains("key `train.gamma`"), "{err}");
+}
+
+#[test]
+fn bad_ood_set_tables_are_refused_at_once_naming_each_key() {
+    let s = Scratch::new(|c| {
+        let ood = c["ood"].as_table_mut().unwrap();
+        ood.insert("mine".into(), toml::toml! { kind = "image_folder" std = 0.5 }.into());
+        ood.insert("Bad".into(), toml::toml! { kind = "gaussian" std = -1.0 }.into());
+        ood.insert("u".into(), toml::toml! { kind = "uniform" count = 10 val = 10 }.into());
+    });
+    let out = s.oodpipe(&["status"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in ["ood.mine.std", "ood.mine.transform", "ood.Bad", "ood.Bad.std", "ood.u.val"] {
+        assert!(err.contains(&format!("key `{key}`")), "{key}: {err}");
+    }
+    assert!(err.contains("5 problems"), "{err}");
 }
 
 /// The store object of output `name` of stage `id`, made writable so that a test can damage it.

@@ -61,7 +61,7 @@ fn photos(dir: &Path) {
 
 /// A target folder for the copy that starts from this build's compiled dependencies (hard links
 /// of target/debug's deps, build and .fingerprint), so that only the workspace's own crates are
-/// compiled; the copy's crates have other paths, hence other artifact names.
+/// compiled; the copy's crates have another path, hence other artifact names.
 fn scratch_target() -> PathBuf {
     let target = repo().join("target/extend-test");
     let debug = repo().join("target/debug");
@@ -79,7 +79,12 @@ fn scratch_target() -> PathBuf {
 fn a_detector_and_an_image_folder_set_added_as_the_readme_says_run_end_to_end() {
     let blocks = readme_blocks();
     let tmp = tempfile::tempdir().unwrap();
-    let copy = tmp.path().join("repo");
+    // The copy lives at one place, so that its crates keep their artifact names from one run to
+    // the next (a new path each time would leave a new set of debug binaries behind every run).
+    let copy = repo().join("target/extend-test/repo");
+    if copy.exists() {
+        std::fs::remove_dir_all(&copy).unwrap();
+    }
     copy_repository(&copy);
 
     // The detector: its file and its registry line, as the README says.
