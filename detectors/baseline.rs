@@ -8,10 +8,7 @@ pub const DETECTOR: Detector = Detector {
     model: ModelKind::Softmax,
     table: ReportTable::Paper,
     version: "score-1",
-    reads: &[],
-    network: false,
-    tuning: None,
-    prepare: None,
+    ..Detector::FROM_OUTPUTS
 };
 
 #[cfg(oodpipe_compute)]
@@ -22,8 +19,7 @@ pub mod code {
     pub struct Code;
     impl Compute for Code {
         fn score(&self, s: &DetectorStage) -> Result<Scored> {
-            let of = |set: &str| Ok::<_, anyhow::Error>(max_softmax(&s.logits(set, TEST)?, 1.0));
-            Ok(Scored::new(of(CIFAR10)?, of(s.ood())?).with("temperature", 1.0))
+            s.score_each(|set| Ok(max_softmax(&s.logits(set, TEST)?, 1.0))).map(|scored| scored.with("temperature", 1.0))
         }
     }
 }

@@ -37,8 +37,7 @@ pub mod code {
 
         fn score(&self, s: &DetectorStage) -> Result<Scored> {
             let t = s.tuned()?.temperature;
-            let of = |set: &str| Ok::<_, anyhow::Error>(max_softmax(&s.logits(set, TEST)?, t));
-            Ok(Scored::new(of(CIFAR10)?, of(s.ood())?).with("temperature", t))
+            s.score_each(|set| Ok(max_softmax(&s.logits(set, TEST)?, t))).map(|scored| scored.with("temperature", t))
         }
     }
 }

@@ -9,10 +9,7 @@ pub const DETECTOR: Detector = Detector {
     model: ModelKind::Bin,
     table: ReportTable::Paper,
     version: "score-1",
-    reads: &[],
-    network: false,
-    tuning: None,
-    prepare: None,
+    ..Detector::FROM_OUTPUTS
 };
 
 #[cfg(oodpipe_compute)]
@@ -23,8 +20,7 @@ pub mod code {
     pub struct Code;
     impl Compute for Code {
         fn score(&self, s: &DetectorStage) -> Result<Scored> {
-            let of = |set: &str| Ok::<_, anyhow::Error>(max_log_sigmoid(&s.output(set, TEST, "logits")?));
-            Ok(Scored::new(of(CIFAR10)?, of(s.ood())?))
+            s.score_each(|set| Ok(max_log_sigmoid(&s.output(set, TEST, "logits")?)))
         }
     }
 }

@@ -9,10 +9,7 @@ pub const DETECTOR: Detector = Detector {
     model: ModelKind::Softmax,
     table: ReportTable::Beyond,
     version: "energy-1",
-    reads: &[],
-    network: false,
-    tuning: None,
-    prepare: None,
+    ..Detector::FROM_OUTPUTS
 };
 
 /// The temperature of the score.
@@ -25,8 +22,7 @@ pub mod code {
     pub struct Code;
     impl Compute for Code {
         fn score(&self, s: &DetectorStage) -> Result<Scored> {
-            let of = |set: &str| Ok::<_, anyhow::Error>(energy(&s.logits(set, TEST)?, super::TEMPERATURE));
-            Ok(Scored::new(of(CIFAR10)?, of(s.ood())?).with("temperature", super::TEMPERATURE))
+            s.score_each(|set| Ok(energy(&s.logits(set, TEST)?, super::TEMPERATURE))).map(|scored| scored.with("temperature", super::TEMPERATURE))
         }
     }
 

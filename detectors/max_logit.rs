@@ -8,10 +8,7 @@ pub const DETECTOR: Detector = Detector {
     model: ModelKind::Softmax,
     table: ReportTable::Beyond,
     version: "max-logit-1",
-    reads: &[],
-    network: false,
-    tuning: None,
-    prepare: None,
+    ..Detector::FROM_OUTPUTS
 };
 
 #[cfg(oodpipe_compute)]
@@ -21,8 +18,7 @@ pub mod code {
     pub struct Code;
     impl Compute for Code {
         fn score(&self, s: &DetectorStage) -> Result<Scored> {
-            let of = |set: &str| Ok::<_, anyhow::Error>(max_logit(&s.logits(set, TEST)?));
-            Ok(Scored::new(of(CIFAR10)?, of(s.ood())?))
+            s.score_each(|set| Ok(max_logit(&s.logits(set, TEST)?)))
         }
     }
 

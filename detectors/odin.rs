@@ -59,8 +59,7 @@ pub mod code {
             let eps = chosen.epsilon.context("ODIN's tuning chose no epsilon")?;
             let net = s.network()?;
             let batch = s.config().eval.batch_size;
-            let of = |set: &str| Ok::<_, anyhow::Error>(odin::scores(&net, &s.images(set, TEST)?, chosen.temperature, eps, batch));
-            Ok(Scored::new(of(CIFAR10)?, of(s.ood())?).with("temperature", chosen.temperature).with("epsilon", eps))
+            s.score_each(|set| Ok(odin::scores(&net, &s.images(set, TEST)?, chosen.temperature, eps, batch))).map(|scored| scored.with("temperature", chosen.temperature).with("epsilon", eps))
         }
     }
 }

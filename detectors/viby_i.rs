@@ -9,10 +9,7 @@ pub const DETECTOR: Detector = Detector {
     model: ModelKind::Viby,
     table: ReportTable::Paper,
     version: "score-1",
-    reads: &[],
-    network: false,
-    tuning: None,
-    prepare: None,
+    ..Detector::FROM_OUTPUTS
 };
 
 #[cfg(oodpipe_compute)]

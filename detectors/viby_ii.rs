@@ -9,10 +9,7 @@ pub const DETECTOR: Detector = Detector {
     model: ModelKind::Viby,
     table: ReportTable::Paper,
     version: "score-1",
-    reads: &[],
-    network: false,
-    tuning: None,
-    prepare: None,
+    ..Detector::FROM_OUTPUTS
 };
 
 #[cfg(oodpipe_compute)]
@@ -22,8 +19,7 @@ pub mod code {
     pub struct Code;
     impl Compute for Code {
         fn score(&self, s: &DetectorStage) -> Result<Scored> {
-            let of = |set: &str| Ok::<_, anyhow::Error>(crate::methods::kl::viby_min(&s.output(set, TEST, "kl")?));
-            Ok(Scored::new(of(CIFAR10)?, of(s.ood())?))
+            s.score_each(|set| Ok(crate::methods::kl::viby_min(&s.output(set, TEST, "kl")?)))
         }
     }
 }

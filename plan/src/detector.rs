@@ -59,6 +59,24 @@ pub struct Detector {
     pub prepare: Option<ExtraStage>,
 }
 
+impl Detector {
+    /// The common case to start from with struct update syntax: a detector that scores its model's
+    /// stored outputs, reads no config field, runs no network, is not tuned and has no stage of its
+    /// own. `Detector { name: "x", label: "X", model: .., table: .., version: "x-1", ..Detector::FROM_OUTPUTS }`;
+    /// its empty name and version never pass the registry's test.
+    pub const FROM_OUTPUTS: Detector = Detector {
+        name: "",
+        label: "",
+        model: ModelKind::Softmax,
+        table: ReportTable::Beyond,
+        version: "",
+        reads: &[],
+        network: false,
+        tuning: None,
+        prepare: None,
+    };
+}
+
 pub use crate::detectors::ALL;
 
 /// The registered detector called `name`.

@@ -80,6 +80,11 @@ impl DetectorStage<'_> {
         self.set.map(|s| s.name.as_str()).unwrap_or(CIFAR10)
     }
 
+    /// The scores of CIFAR-10's test split and of the OOD set's, by one function of a set's name.
+    pub fn score_each(&self, of: impl Fn(&str) -> Result<Vec<f64>>) -> Result<Scored> {
+        Ok(Scored::new(of(CIFAR10)?, of(self.ood())?))
+    }
+
     /// The tensor `<split>_<name>` of the detector's model's outputs on `set`.
     pub fn output(&self, set: &str, split: &str, name: &str) -> Result<Tensor> {
         let path = self.ctx.input(&ids::outputs(self.detector.model, set), files::OUTPUTS)?;

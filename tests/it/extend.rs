@@ -106,7 +106,10 @@ fn a_detector_and_an_image_folder_set_added_as_the_readme_says_run_end_to_end() 
     let target = scratch_target();
     let build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(&copy)
-        .args(["build", "--bin", "oodpipe", "--bin", "oodpipe-worker"])
+        // `--test it` too: with the integration test's dev-dependencies the shared crates get the
+        // features `cargo test` gave them here (bitflags/std, ...), so their compiled artifacts
+        // are reused; without it polars and torch-sys would be rebuilt for the bins alone.
+        .args(["build", "--bin", "oodpipe", "--bin", "oodpipe-worker", "--test", "it"])
         .env("CARGO_TARGET_DIR", &target)
         // As this build's: the dependencies' build scripts see the same libtorch and stay fresh.
         .env("LIBTORCH", repo().join(".libtorch/torch"))

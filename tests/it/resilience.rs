@@ -107,6 +107,62 @@ fn a_full_disk_fails_the_stage_with_the_path_writes_no_entry_and_the_next_run_co
     assert_eq!(ids(&next["executed"]), ["data.cifar10".to_string()].into_iter().collect());
 }
 
+/// A tmpfs mounted on a folder for the length of a test (unmounted when dropped).
+struct Mounted(std::path::PathBuf);
+
+impl Mounted {
+    /// Mounts a tmpfs of `size` on `dir`, or says why it cannot (no privilege to mount).
+    fn tmpfs(dir: &std::path::Path, size: &str) -> Result<Mounted, String> {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() { Ok(Mounted(dir.to_path_buf())) } else { Err(String::from_utf8_lossy(&out.stderr).into_owned()) }
+    }
+
+    fn resize(&self, size: &str) {
+        let out = std::process::Command::new("mount").args(["-o", &format!("remount,size={size}")]).arg(&self.0).output().unwrap();
+        assert!(out.status.success(), "remount: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_file_system_fails_the_stage_with_the_path_writes_no_entry_and_the_next_run_completes() {
+    let s = Scratch::new(|_| {});
+    // A real full disk: the cache on a 1 MiB tmpfs, where CIFAR-10's smoke splits (about 2 MB)
+    // do not fit. Mounting needs the privilege to; CI machines have it (.ci/run runs as root),
+    // elsewhere the RLIMIT_FSIZE test above stands in.
+    let mount = match Mounted::tmpfs(&s.path("cache"), "1m") {
+        Ok(m) => m,
+        Err(why) if std::env::var_os("CI").is_none() => {
+            println!("skipped: cannot mount a tmpfs here ({why}); set CI to make this a failure");
+            return;
+        }
+        Err(why) => panic!("cannot mount a tmpfs under CI: {why}"),
+    };
+    let out = s.oodpipe(&["run", "data.cifar10"]);
+    assert_eq!(out.status.code(), Some(1), "a failed stage exits 1: {}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("data.cifar10") && err.contains("cifar10.safetensors"), "names the stage and the file: {err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    let store = oodpipe_engine::store::Store::open(&s.path("cache")).unwrap();
+    assert!(store.all_entries().is_empty(), "no entry written");
+    assert_eq!(std::fs::read_dir(s.path("cache/tmp")).unwrap().count(), 0, "the stage's temporary folder is removed");
+    // Space again: the next run completes.
+    mount.resize("64m");
+    let next = last_json(&s.oodpipe(&["run", "--json", "data.cifar10"]));
+    assert_eq!(ids(&next["executed"]), ["data.cifar10".to_string()].into_iter().collect());
+    drop(mount);
+}
+
 #[test]
 fn ctrl_c_stops_the_run_records_it_as_interrupted_and_the_next_run_resumes() {
     let s = Scratch::new(|_| {});
