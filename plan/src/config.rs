@@ -398,6 +398,18 @@ mod tests {
     }
 
     #[test]
+    fn two_ood_sets_may_not_share_a_label() {
+        let mut c = Config::default();
+        let mut twin = c.ood["tin_crop"].clone();
+        twin.label = Some("Gaussian Noise".into());
+        c.ood.insert("twin".into(), twin);
+        let problems = c.validate().unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "ood.twin.label");
+        assert!(problems[0].message.contains("ood.gaussian"), "{problems:?}");
+    }
+
+    #[test]
     fn restriction_keeps_only_the_named_fields() {
         let mut c = Config::default();
         c.tune.odin_epsilons = vec![0.0, 0.001];
@@ -456,6 +468,14 @@ impl Config {
             }
         }
         check(!self.ood.is_empty(), "ood", &self.ood.len(), "at least one [ood.<name>] table");
+        // Results are keyed by a set's label (results.csv, the tables): two sets may not share one.
+        let mut labels = std::collections::BTreeMap::new();
+        for (name, table) in &self.ood {
+            let label = table.label.clone().unwrap_or_else(|| name.clone());
+            if let Some(first) = labels.insert(label.clone(), name.clone()) {
+                check(false, &format!("ood.{name}.label"), &label, &format!("a label no other set has (ood.{first} has it)"));
+            }
+        }
         for (name, table) in &self.ood {
             for (key, value, expected) in table.problems(name) {
                 check(false, &key, &Shown(&value), &expected);
