@@ -471,7 +471,7 @@ impl Config {
         // Results are keyed by a set's label (results.csv, the tables): two sets may not share one.
         let mut labels = std::collections::BTreeMap::new();
         for (name, table) in &self.ood {
-            let label = table.label.clone().unwrap_or_else(|| name.clone());
+            let label = table.label_or(name);
             if let Some(first) = labels.insert(label.clone(), name.clone()) {
                 check(false, &format!("ood.{name}.label"), &label, &format!("a label no other set has (ood.{first} has it)"));
             }

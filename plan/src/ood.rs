@@ -149,6 +149,11 @@ impl OodSetConfig {
         })
     }
 
+    /// The set's label: `label`, else the table's name.
+    pub fn label_or(&self, name: &str) -> String {
+        self.label.clone().unwrap_or_else(|| name.to_string())
+    }
+
     /// Every problem of the table, as (dotted key, value as shown, expected); `name` is the table's.
     pub fn problems(&self, name: &str) -> Vec<(String, String, String)> {
         let mut out = Vec::new();
@@ -227,7 +232,7 @@ impl OodSet {
         };
         Ok(OodSet {
             name: name.to_string(),
-            label: table.label.clone().unwrap_or_else(|| name.to_string()),
+            label: table.label_or(name),
             count: table.count.unwrap_or(data.ood_count),
             val: table.val.unwrap_or(data.ood_val),
             seed: table.seed.unwrap_or(data.ood_seed),

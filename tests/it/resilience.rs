@@ -96,13 +96,23 @@ fn a_full_disk_fails_the_stage_with_the_path_writes_no_entry_and_the_next_run_co
         });
     }
     let out = cmd.output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "a failed stage exits 1");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.to_lowercase().contains("too large") || err.contains("EFBIG") || err.contains("No space"), "{err}");
+    the_write_failed_cleanly(&s, &out);
+    the_next_run_builds_exactly_data_cifar10(&s);
+}
+
+/// A stage whose write failed: exit 1, the stage and the file named, no entry, no temporary folder.
+fn the_write_failed_cleanly(s: &Scratch, out: &std::process::Output) {
+    assert_eq!(out.status.code(), Some(1), "a failed stage exits 1: {}", String::from_utf8_lossy(&out.stderr));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("data.cifar10") && err.contains("cifar10.safetensors"), "names the stage and the file: {err}");
-    assert!(err.to_lowercase().contains("too large") || err.contains("EFBIG") || err.contains("No space"), "{err}");
     let store = oodpipe_engine::store::Store::open(&s.path("cache")).unwrap();
     assert!(store.all_entries().is_empty(), "no entry written");
     assert_eq!(std::fs::read_dir(s.path("cache/tmp")).unwrap().count(), 0, "the stage's temporary folder is removed");
+}
+
+fn the_next_run_builds_exactly_data_cifar10(s: &Scratch) {
     let next = last_json(&s.oodpipe(&["run", "--json", "data.cifar10"]));
     assert_eq!(ids(&next["executed"]), ["data.cifar10".to_string()].into_iter().collect());
 }
@@ -149,17 +159,11 @@ fn a_full_file_system_fails_the_stage_with_the_path_writes_no_entry_and_the_next
         Err(why) => panic!("cannot mount a tmpfs under CI: {why}"),
     };
     let out = s.oodpipe(&["run", "data.cifar10"]);
-    assert_eq!(out.status.code(), Some(1), "a failed stage exits 1: {}", String::from_utf8_lossy(&out.stderr));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("data.cifar10") && err.contains("cifar10.safetensors"), "names the stage and the file: {err}");
-    assert!(err.contains("No space left on device"), "{err}");
-    let store = oodpipe_engine::store::Store::open(&s.path("cache")).unwrap();
-    assert!(store.all_entries().is_empty(), "no entry written");
-    assert_eq!(std::fs::read_dir(s.path("cache/tmp")).unwrap().count(), 0, "the stage's temporary folder is removed");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No space left on device"), "{}", String::from_utf8_lossy(&out.stderr));
+    the_write_failed_cleanly(&s, &out);
     // Space again: the next run completes.
     mount.resize("64m");
-    let next = last_json(&s.oodpipe(&["run", "--json", "data.cifar10"]));
-    assert_eq!(ids(&next["executed"]), ["data.cifar10".to_string()].into_iter().collect());
+    the_next_run_builds_exactly_data_cifar10(&s);
     drop(mount);
 }
 

@@ -248,12 +248,14 @@ pub fn make(dir: &Path, set: &OodSet, transform: Transform, progress: ProgressFn
     let chosen = sample(images.len(), set.count, set.seed, dir).map_err(super::bad_input)?;
     let name_of = |path: &Path| path.display().to_string();
     let read = |path: &Path| std::fs::read(path).with_context(|| format!("reading {}", path.display())).map_err(super::bad_input);
+    // Each sampled file is read once (in sample order): its header for the crop, then its pixels.
+    let files = chosen.iter().map(|&i| read(&images[i])).collect::<Result<Vec<_>>>()?;
     let offsets = match transform {
         Transform::Crop => {
             let mut sizes = Vec::with_capacity(chosen.len());
-            for &i in &chosen {
+            for (&i, bytes) in chosen.iter().zip(&files) {
                 let path = &images[i];
-                let (h, w) = dimensions(&read(path)?, &name_of(path)).map_err(super::bad_input)?;
+                let (h, w) = dimensions(bytes, &name_of(path)).map_err(super::bad_input)?;
                 if h < OUT || w < OUT {
                     return Err(super::bad_input(anyhow::anyhow!(
                         "{}: is {w}x{h}; a crop needs at least {OUT}x{OUT} (use transform = \"resize\")",
@@ -279,7 +281,7 @@ pub fn make(dir: &Path, set: &OodSet, transform: Transform, progress: ProgressFn
         let mut corners = Vec::with_capacity(positions.len() * 2);
         for &k in positions {
             let path = &images[chosen[k]];
-            let planes = decode(&read(path)?, &name_of(path)).map_err(super::bad_input)?;
+            let planes = decode(&files[k], &name_of(path)).map_err(super::bad_input)?;
             match transform {
                 Transform::Crop => {
                     let (row, col) = offsets[k];

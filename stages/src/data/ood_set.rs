@@ -15,7 +15,7 @@ use crate::ids::files;
 use crate::ood::{Generator, OodSet};
 use crate::stage::StageContext;
 use crate::tensors;
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 /// The stage.
 pub fn run(ctx: &StageContext, set: &OodSet) -> Result<()> {
@@ -29,7 +29,7 @@ pub fn run(ctx: &StageContext, set: &OodSet) -> Result<()> {
             vec![("test_images".to_string(), super::f32_images(test, n_test)), ("val_images".to_string(), super::f32_images(val, set.val))]
         }
         Generator::ImageFolder { transform } => {
-            let label = set.folder_source.as_deref().unwrap_or(crate::ood::TINY_IMAGENET_SOURCE);
+            let label = set.folder_source.as_deref().context("an image_folder set without its folder's source label")?;
             let dir = ctx.source(label)?;
             super::image_folder::make(dir, set, *transform, ctx.progress)?
         }
