@@ -11,7 +11,7 @@ pub const DETECTOR: Detector = Detector {
     version: "score-1",
     reads: &[],
     network: false,
-    tuning: Some(ExtraStage { kind: "tune", version: "tune-1", reads: &["tune.temperatures"], network: false }),
+    tuning: Some(ExtraStage { kind: "tune", version: "tune-1", reads: &[reads::<Temperatures>()], network: false }),
     prepare: None,
 };
 
@@ -24,7 +24,7 @@ pub mod code {
     impl Compute for Code {
         fn tune(&self, s: &DetectorStage) -> Result<Vec<GridPoint>> {
             let (cin, cout) = (s.logits(CIFAR10, VAL)?, s.logits(s.ood(), VAL)?);
-            s.config()
+            s.config::<Temperatures>()?
                 .tune
                 .temperatures
                 .iter()

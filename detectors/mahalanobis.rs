@@ -17,10 +17,10 @@ pub const DETECTOR: Detector = Detector {
     model: ModelKind::Softmax,
     table: ReportTable::Beyond,
     version: "mahalanobis-1",
-    reads: &["eval.batch_size"],
+    reads: &[reads::<EvalBatch>()],
     network: true,
     tuning: None,
-    prepare: Some(ExtraStage { kind: "features", version: "mahalanobis-1", reads: &["eval.batch_size"], network: true }),
+    prepare: Some(ExtraStage { kind: "features", version: "mahalanobis-1", reads: &[reads::<EvalBatch>()], network: true }),
 };
 
 #[cfg(oodpipe_compute)]
@@ -34,7 +34,7 @@ pub mod code {
         /// `test_scores` f64 [N]: the scores of CIFAR-10's test split.
         fn prepare(&self, s: &DetectorStage) -> Result<()> {
             let net = s.network()?;
-            let batch = s.config().eval.batch_size;
+            let batch = s.config::<EvalBatch>()?.eval.batch_size;
             s.report_progress(0, 3, "features of the training split");
             let train = net.eval_features(&s.data(CIFAR10, "train_images")?, batch);
             let labels = s.data(CIFAR10, "train_labels")?;
@@ -54,7 +54,7 @@ pub mod code {
             let (means, precision) = (read("means")?, read("precision")?);
             let in_scores = Vec::<f64>::try_from(&read("test_scores")?).context("reading CIFAR-10's test scores")?;
             let net = s.network()?;
-            let features = net.eval_features(&s.images(s.ood(), TEST)?, s.config().eval.batch_size);
+            let features = net.eval_features(&s.images(s.ood(), TEST)?, s.config::<EvalBatch>()?.eval.batch_size);
             Ok(Scored::new(in_scores, score(&features, &means, &precision)))
         }
     }

@@ -5,7 +5,20 @@
 
 use crate::detector::*;
 
-const GRID: &[&str] = &["eval.batch_size", "tune.temperatures", "tune.odin_epsilons"];
+/// What the grid's stages read: `eval.batch_size`, `tune.temperatures` and `tune.odin_epsilons`.
+const GRID: &[Reads] = &[reads::<EvalBatch>(), reads::<Grid>()];
+
+/// The grid of `tune.temperatures` x `tune.odin_epsilons`.
+#[derive(Serialize, Deserialize)]
+pub struct Grid {
+    pub tune: GridFields,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct GridFields {
+    pub temperatures: Vec<f64>,
+    pub odin_epsilons: Vec<f64>,
+}
 
 pub const DETECTOR: Detector = Detector {
     name: "odin",
@@ -13,7 +26,7 @@ pub const DETECTOR: Detector = Detector {
     model: ModelKind::Softmax,
     table: ReportTable::Paper,
     version: "score-1",
-    reads: &["eval.batch_size"],
+    reads: &[reads::<EvalBatch>()],
     network: true,
     tuning: Some(ExtraStage { kind: "tune", version: "tune-1", reads: GRID, network: true }),
     prepare: Some(ExtraStage { kind: "tune", version: "tune-1", reads: GRID, network: true }),
@@ -28,11 +41,12 @@ pub mod code {
     impl Compute for Code {
         /// Every (T, epsilon) of the grid on CIFAR-10's validation split.
         fn prepare(&self, s: &DetectorStage) -> Result<()> {
-            odin::cifar10_grid(s)
+            let tune = s.config::<super::Grid>()?.tune;
+            odin::cifar10_grid(s, &tune.temperatures, &tune.odin_epsilons, s.config::<EvalBatch>()?.eval.batch_size)
         }
 
         fn tune(&self, s: &DetectorStage) -> Result<Vec<GridPoint>> {
-            let tune = &s.config().tune;
+            let tune = s.config::<super::Grid>()?.tune;
             let in_grid = crate::tensors::read_one(s.prepared(files::ODIN_GRID)?, "scores")?;
             let net = s.network()?;
             let out_grid = odin::grid_scores(
@@ -40,7 +54,7 @@ pub mod code {
                 &s.images(s.ood(), VAL)?,
                 &tune.temperatures,
                 &tune.odin_epsilons,
-                s.config().eval.batch_size,
+                s.config::<EvalBatch>()?.eval.batch_size,
                 s.progress(),
             );
             let mut grid = Vec::new();
@@ -58,7 +72,7 @@ pub mod code {
             let chosen = s.tuned()?;
             let eps = chosen.epsilon.context("ODIN's tuning chose no epsilon")?;
             let net = s.network()?;
-            let batch = s.config().eval.batch_size;
+            let batch = s.config::<EvalBatch>()?.eval.batch_size;
             s.score_each(|set| Ok(odin::scores(&net, &s.images(set, TEST)?, chosen.temperature, eps, batch))).map(|scored| scored.with("temperature", chosen.temperature).with("epsilon", eps))
         }
     }

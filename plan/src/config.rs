@@ -4,10 +4,9 @@
 //! short and a missing key never means "undefined". Unknown keys are refused (`deny_unknown_fields`)
 //! because a typo such as `tune.odin_epsilon` would otherwise silently run the default grid.
 //!
-//! Stages never see the whole config: the stage table lists the dotted fields each stage reads, and
-//! the worker builds its stage's config with [`Config::from_params`] from those fields alone (the
-//! rest are defaults). A stage that reads a field its key does not cover therefore sees the default,
-//! which the smoke tests (whose values are not the defaults) catch.
+//! Stages never see the whole config: each reads views of it ([`crate::view`]), structs with only
+//! the fields it reads, which the stage table declares and which alone make its key and reach its
+//! worker. Reading a field outside them does not compile.
 
 use crate::ood::OodSetConfig;
 use indexmap::IndexMap;
@@ -354,33 +353,11 @@ impl Config {
         c.train.seeds = None;
         c
     }
-
-    /// The config a stage is given: every field its default, but for the declared `params` (dotted
-    /// leaf paths, as the engine keys them), which carry the run's values. Params under `ood` are
-    /// skipped: an OOD set's definition reaches its stages in their task (they are keyed all the same).
-    pub fn from_params(params: &std::collections::BTreeMap<String, serde_json::Value>) -> anyhow::Result<Config> {
-        let mut out = serde_json::to_value(Config::default()).expect("config serialises");
-        for (field, value) in params {
-            if field == "ood" || field.starts_with("ood.") {
-                continue;
-            }
-            set(&mut out, field, value.clone());
-        }
-        serde_json::from_value(out).map_err(|e| anyhow::anyhow!("the stage's declared config fields do not form a config: {e}"))
-    }
 }
 
 /// The value at a dotted path of a JSON tree.
 pub fn lookup<'a>(tree: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
     path.split('.').try_fold(tree, |node, part| node.get(part))
-}
-
-fn set(tree: &mut serde_json::Value, path: &str, value: serde_json::Value) {
-    let mut node = tree;
-    for part in path.split('.') {
-        node = &mut node[part];
-    }
-    *node = value;
 }
 
 #[cfg(test)]
@@ -407,22 +384,6 @@ mod tests {
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert_eq!(problems[0].key, "ood.twin.label");
         assert!(problems[0].message.contains("ood.gaussian"), "{problems:?}");
-    }
-
-    #[test]
-    fn restriction_keeps_only_the_named_fields() {
-        let mut c = Config::default();
-        c.tune.odin_epsilons = vec![0.0, 0.001];
-        c.train.epochs = 3;
-        let full = serde_json::to_value(&c).unwrap();
-        let restricted = |field: &str| {
-            Config::from_params(&oodpipe_engine::stage_spec::flatten_fields(&full, &[field.to_string()])).unwrap()
-        };
-        let r = restricted("tune.odin_epsilons");
-        assert_eq!(r.tune.odin_epsilons, vec![0.0, 0.001]);
-        assert_eq!(r.train.epochs, 200);
-        let r = restricted("train");
-        assert_eq!(r.train.epochs, 3);
     }
 }
 

@@ -15,6 +15,8 @@
 //!   (Mahalanobis's fit).
 
 pub use crate::config::ModelKind;
+pub use crate::view::{EvalBatch, Reads, Temperatures, reads};
+pub use serde::{Deserialize, Serialize};
 
 /// Which of the report's tables a detector's rows go to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,8 +34,9 @@ pub struct ExtraStage {
     pub kind: &'static str,
     /// Its code version (the key's salt).
     pub version: &'static str,
-    /// Config fields it reads (besides the network's when it runs the network).
-    pub reads: &'static [&'static str],
+    /// The config views it reads (besides the network's when it runs the network), e.g.
+    /// `&[reads::<EvalBatch>()]`; its code reads them with `stage.config::<EvalBatch>()`.
+    pub reads: &'static [Reads],
     /// Whether it runs the network (then it gets the trained model and the data, and every core).
     pub network: bool,
 }
@@ -49,8 +52,8 @@ pub struct Detector {
     pub table: ReportTable,
     /// The code version of its score stages; bump it when its score code changes.
     pub version: &'static str,
-    /// Config fields its score stages read.
-    pub reads: &'static [&'static str],
+    /// The config views its score stages read (besides the network's when it runs the network).
+    pub reads: &'static [Reads],
     /// Whether its score stages run the network (not only read stored outputs).
     pub network: bool,
     /// Its tune stage per OOD set, if it has hyper-parameters chosen on the validation splits.
@@ -61,7 +64,7 @@ pub struct Detector {
 
 impl Detector {
     /// The common case to start from with struct update syntax: a detector that scores its model's
-    /// stored outputs, reads no config field, runs no network, is not tuned and has no stage of its
+    /// stored outputs, reads no config view, runs no network, is not tuned and has no stage of its
     /// own. `Detector { name: "x", label: "X", model: .., table: .., version: "x-1", ..Detector::FROM_OUTPUTS }`;
     /// its empty name and version never pass the registry's test.
     pub const FROM_OUTPUTS: Detector = Detector {

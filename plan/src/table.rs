@@ -1,14 +1,15 @@
 //! The stage table: which stages the config asks for, what each reads, and which task computes it.
 //!
 //! This is the one place that knows the shape of the pipeline. It produces the engine's
-//! [`StageSpec`]s directly: each stage's key covers exactly the config fields it declares here,
-//! and those fields are all the config its worker is given ([`Config::from_params`]).
+//! [`StageSpec`]s directly: each stage's key covers exactly the fields of the config views it
+//! declares here ([`crate::view`]), and those fields are all the config its worker is given.
 
 use crate::config::{Config, ModelKind};
-use crate::detector::{Detector, ExtraStage};
+use crate::detector::Detector;
 use crate::ids::{self, CIFAR10};
 use crate::ood::OodSet;
-use oodpipe_engine::stage_spec::{SourceSpec as Source, StageSpec, Uses, flatten_fields};
+use crate::view::{self, Reads, reads};
+use oodpipe_engine::stage_spec::{SourceSpec as Source, StageSpec, Uses};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -81,10 +82,12 @@ struct StageDef {
     id: String,
     kind: &'static str,
     salt: &'static str,
-    /// Dotted config fields (or whole tables) that the stage reads; nothing else reaches it.
-    reads: Vec<String>,
+    /// The config views its code reads ([`crate::view`]); nothing else reaches it.
+    reads: Vec<Reads>,
+    /// The model whose stage it is: its `methods.<model>` table is the only one it can see.
+    model: Option<ModelKind>,
     /// Params keyed beside the `reads` whose values reach the worker in the task, not the config
-    /// (an OOD set's definition, its label): `ood` and `ood.*` ([`Config::from_params`] skips them).
+    /// (an OOD set's definition, its label): `ood` and `ood.*` (no view reads them).
     extra: BTreeMap<String, Value>,
     /// The config the `reads` are taken from: the run's, with `train.seed` set to the stage's seed.
     config: Config,
@@ -169,6 +172,7 @@ fn stage(id: String, kind: &'static str, salt: &'static str, task: Task) -> Stag
         kind,
         salt,
         reads: Vec::new(),
+        model: None,
         extra: BTreeMap::new(),
         config: Config::default(),
         inputs: Vec::new(),
@@ -178,39 +182,27 @@ fn stage(id: String, kind: &'static str, salt: &'static str, task: Task) -> Stag
     }
 }
 
-fn strings(items: &[&str]) -> Vec<String> {
-    items.iter().map(|s| s.to_string()).collect()
-}
-
-/// The config table of a model's own hyper-parameters, if it has one.
-fn method_table(model: ModelKind) -> Option<String> {
-    match model {
-        ModelKind::Softmax => None,
-        other => Some(format!("methods.{}", other.name())),
-    }
-}
-
-/// The fields that define a trained network's computation at inference time.
-fn network_reads(model: ModelKind) -> Vec<String> {
-    let mut reads = strings(&["model", "train.channels_last"]);
-    reads.extend(method_table(model));
-    reads
-}
-
-/// Every stage the config asks for, in an order where inputs come first. Fails if a stage
-/// declares a config field the schema does not have (a bug in this table or in a detector's
-/// description: its key would cover nothing and the stage would get the default).
+/// Every stage the config asks for, in an order where inputs come first. Fails if a stage's
+/// view has a field the config schema does not have (a bug in [`crate::view`] or in a detector's
+/// file: its key would cover nothing and the stage would get a default).
 pub fn plan(config: &Config) -> anyhow::Result<Vec<StageSpec>> {
-    let defs = table(config)?;
-    check_declared_reads(&defs)?;
-    Ok(defs.into_iter().map(spec).collect())
+    table(config)?.into_iter().map(spec).collect()
 }
 
-fn spec(def: StageDef) -> StageSpec {
-    let view = serde_json::to_value(&def.config).expect("config serialises");
-    let mut params = flatten_fields(&view, &def.reads);
+fn spec(def: StageDef) -> anyhow::Result<StageSpec> {
+    let tree = view::for_model(serde_json::to_value(&def.config).expect("config serialises"), def.model);
+    let mut params = BTreeMap::new();
+    for r in &def.reads {
+        let whose = match &def.task {
+            Task::Prepare { detector } | Task::Tune { detector, .. } | Task::Score { detector, .. } => {
+                format!("detectors/{detector}.rs")
+            }
+            _ => "plan/src/view.rs".into(),
+        };
+        params.extend(r.select(&tree).map_err(|e| anyhow::anyhow!("stage {}: {e:#} (a bug in {whose})", def.id))?);
+    }
     params.extend(def.extra);
-    StageSpec {
+    Ok(StageSpec {
         params,
         id: def.id,
         kind: def.kind.to_string(),
@@ -221,31 +213,7 @@ fn spec(def: StageDef) -> StageSpec {
         code: def.task.code(),
         uses: def.task.uses(),
         task: serde_json::to_value(&def.task).expect("a task serialises"),
-    }
-}
-
-/// Every field a stage declares it reads must exist in the config schema.
-fn check_declared_reads(defs: &[StageDef]) -> anyhow::Result<()> {
-    // Optional fields are written out (as null) so that they count as existing.
-    let schema = serde_json::to_value(Config::default()).expect("config serialises");
-    for def in defs {
-        for field in &def.reads {
-            if crate::config::lookup(&schema, field).is_none() {
-                let whose = match &def.task {
-                    Task::Prepare { detector } | Task::Tune { detector, .. } | Task::Score { detector, .. } => {
-                        format!("detectors/{detector}.rs")
-                    }
-                    _ => "plan/src/table.rs".into(),
-                };
-                anyhow::bail!(
-                    "stage {} declares that it reads the config field `{field}`, which the config schema does not have \
-                     (a bug in {whose})",
-                    def.id
-                );
-            }
-        }
-    }
-    Ok(())
+    })
 }
 
 /// The detectors the config asks for: `detectors` if given, else every registered one, in the
@@ -284,7 +252,7 @@ fn table(config: &Config) -> anyhow::Result<Vec<StageDef>> {
     let names: Vec<(String, String)> = sets.iter().map(|s| (s.name.clone(), s.label.clone())).collect();
     let mut r = stage(ids::REPORT.into(), "report", salt::REPORT, Task::Report { sets: names.clone() });
     r.config = shared.clone();
-    r.reads = strings(&["train.seed", "report.bootstrap", "report.bootstrap_seed"]);
+    r.reads = vec![reads::<view::Report>()];
     r.extra.insert("ood".into(), serde_json::to_value(&names).expect("names serialise"));
     r.inputs = report_inputs;
     r.sources = vec![Source {
@@ -302,7 +270,7 @@ fn data_stages(config: &Config, sets: &[OodSet]) -> Vec<StageDef> {
     let mut stages = Vec::new();
     let cifar_dir = &config.data.cifar10_dir;
     let mut cifar = stage(ids::cifar10_data(), "data", salt::DATA, Task::Cifar10);
-    cifar.reads = strings(&["data.split_seed", "data.val_size", "data.train_limit", "data.test_limit"]);
+    cifar.reads = vec![reads::<view::Cifar10Split>()];
     cifar.sources = CIFAR10_FILES
         .iter()
         .map(|f| Source {
@@ -343,11 +311,11 @@ fn data_stages(config: &Config, sets: &[OodSet]) -> Vec<StageDef> {
     stages
 }
 
-/// A detector's extra stage's reads: its own, and the network's when it runs the network.
-fn extra_reads(model: ModelKind, extra: &ExtraStage) -> Vec<String> {
-    let mut reads = if extra.network { network_reads(model) } else { Vec::new() };
-    reads.extend(strings(extra.reads));
-    reads
+/// A detector's stage's reads: its own, and the network's when it runs the network.
+fn detector_reads(own: &[Reads], network: bool) -> Vec<Reads> {
+    let mut r = if network { vec![reads::<view::Network>()] } else { Vec::new() };
+    r.extend_from_slice(own);
+    r
 }
 
 /// One training seed's stages: training, network outputs, and each detector's stages. `config`
@@ -361,17 +329,16 @@ fn seed_stages(config: &Config, suffix: &str, models: &[ModelKind], detectors: &
     let data_sets: Vec<&str> = std::iter::once(CIFAR10).chain(sets.iter().map(|s| s.name.as_str())).collect();
     for &model in models {
         let mut t = stage(id(ids::train(model)), "train", train_salt(model), Task::Train { model });
-        // eval.batch_size: the validation accuracy in train.json is computed in batches of it.
-        t.reads = strings(&["model", "train", "eval.batch_size"]);
-        t.reads.extend(method_table(model));
+        t.reads = vec![reads::<view::Network>(), reads::<view::Training>()];
+        t.model = Some(model);
         t.inputs = vec![ids::cifar10_data()];
         stages.push(t);
 
         for &set in &data_sets {
             let mut o =
                 stage(id(ids::outputs(model, set)), "outputs", salt::OUTPUTS, Task::Outputs { model, set: set.to_string() });
-            o.reads = network_reads(model);
-            o.reads.push("eval.batch_size".into());
+            o.reads = vec![reads::<view::Network>(), reads::<view::EvalBatch>()];
+            o.model = Some(model);
             o.inputs = vec![id(ids::train(model)), ids::data(set)];
             stages.push(o);
         }
@@ -382,7 +349,8 @@ fn seed_stages(config: &Config, suffix: &str, models: &[ModelKind], detectors: &
         // Its stage on CIFAR-10, shared by every set.
         let prepared = d.prepare.map(|p| {
             let mut s = stage(id(ids::prepare(p.kind, d.name)), p.kind, p.version, Task::Prepare { detector: d.name.into() });
-            s.reads = extra_reads(model, &p);
+            s.reads = detector_reads(p.reads, p.network);
+            s.model = Some(model);
             s.inputs = vec![id(ids::train(model)), ids::cifar10_data()];
             let prepared = s.id.clone();
             stages.push(s);
@@ -397,7 +365,8 @@ fn seed_stages(config: &Config, suffix: &str, models: &[ModelKind], detectors: &
                     t.version,
                     Task::Tune { detector: d.name.into(), set: set.clone() },
                 );
-                s.reads = extra_reads(model, &t);
+                s.reads = detector_reads(t.reads, t.network);
+                s.model = Some(model);
                 s.extra = set.label_params();
                 s.inputs = if t.network {
                     vec![id(ids::train(model)), ids::data(&set.name)]
@@ -412,8 +381,8 @@ fn seed_stages(config: &Config, suffix: &str, models: &[ModelKind], detectors: &
             // Scores and metrics on the test splits.
             let mut s =
                 stage(id(ids::score(d.name, &set.name)), "score", d.version, Task::Score { detector: d.name.into(), set: set.clone() });
-            s.reads = if d.network { network_reads(model) } else { Vec::new() };
-            s.reads.extend(strings(d.reads));
+            s.reads = detector_reads(d.reads, d.network);
+            s.model = Some(model);
             s.extra = set.label_params();
             s.inputs = vec![id(ids::outputs(model, CIFAR10)), id(ids::outputs(model, &set.name))];
             // The shared stage feeds the tune stages when there are, else the score stages.
@@ -439,11 +408,23 @@ mod tests {
 
     #[test]
     fn a_declared_field_that_does_not_exist_is_caught_when_the_plan_is_built() {
+        #[derive(Serialize, Deserialize)]
+        struct Epoch {
+            train: EpochTypo,
+        }
+        #[derive(Serialize, Deserialize)]
+        struct EpochTypo {
+            epoch: usize,
+        }
         let mut defs = table(&Config::default()).unwrap();
-        check_declared_reads(&defs).unwrap();
-        defs[0].reads.push("train.epoch".into());
-        let err = check_declared_reads(&defs).unwrap_err().to_string();
-        assert!(err.contains("data.cifar10") && err.contains("`train.epoch`"), "{err}");
+        defs[0].reads.push(reads::<Epoch>());
+        let odin = defs.iter().position(|d| d.id == "score.odin.gaussian").unwrap();
+        defs[odin].reads.push(reads::<Epoch>());
+        let mut specs = defs.into_iter().map(spec);
+        let err = specs.next().unwrap().unwrap_err().to_string();
+        assert!(err.contains("data.cifar10") && err.contains("`epoch`") && err.contains("plan/src/view.rs"), "{err}");
+        let err = specs.find_map(|s| s.err()).unwrap().to_string();
+        assert!(err.contains("score.odin.gaussian") && err.contains("detectors/odin.rs"), "{err}");
     }
 
     /// The stages of the paper's sets keep the ids, params and inputs they had before OOD sets and
@@ -479,17 +460,38 @@ mod tests {
     fn every_task_survives_its_trip_to_the_worker() {
         let mut config = Config::default();
         config.train.seeds = Some(vec![0, 3]);
-        for spec in plan(&config).unwrap() {
+        for def in table(&config).unwrap() {
+            let declared = def.reads.clone();
+            let spec = spec(def).unwrap();
             let task: Task = serde_json::from_value(spec.task.clone()).unwrap();
             assert_eq!(serde_json::to_value(&task).unwrap(), spec.task, "{}", spec.id);
-            // The worker rebuilds the config from the params alone; they must form one. (The `ood`
-            // params travel in the task.)
-            let given = Config::from_params(&spec.params).unwrap();
-            let config_params: BTreeMap<String, Value> =
-                spec.params.iter().filter(|(k, _)| *k != "ood" && !k.starts_with("ood.")).map(|(k, v)| (k.clone(), v.clone())).collect();
-            let again =
-                flatten_fields(&serde_json::to_value(&given).unwrap(), &config_params.keys().cloned().collect::<Vec<_>>());
-            assert_eq!(again, config_params, "{}", spec.id);
+            // The worker reads each declared view from the params alone, values unchanged.
+            for r in declared {
+                r.given(&spec.params).unwrap_or_else(|e| panic!("{}: {e:#}", spec.id));
+            }
         }
+    }
+
+    /// A model's stages see its own method table only: softmax's none, BIN's `methods.bin`.
+    #[test]
+    fn a_models_stages_key_its_own_method_table_only() {
+        let specs = plan(&Config::default()).unwrap();
+        for s in &specs {
+            let task: Task = serde_json::from_value(s.task.clone()).unwrap();
+            let model = match &task {
+                Task::Train { model } | Task::Outputs { model, .. } => *model,
+                Task::Prepare { detector } | Task::Tune { detector, .. } | Task::Score { detector, .. } => {
+                    crate::detector::find(detector).unwrap().model
+                }
+                _ => {
+                    assert!(!s.params.keys().any(|k| k.starts_with("methods")), "{}", s.id);
+                    continue;
+                }
+            };
+            let own = format!("methods.{}.", model.name());
+            assert!(s.params.keys().filter(|k| k.starts_with("methods")).all(|k| k.starts_with(&own)), "{}: {:?}", s.id, s.params);
+        }
+        let train_vib = specs.iter().find(|s| s.id == "train.vib").unwrap();
+        assert!(train_vib.params.contains_key("methods.vib.beta") && !train_vib.params.contains_key("methods.viby.beta"));
     }
 }

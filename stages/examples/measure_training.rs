@@ -86,7 +86,7 @@ fn main() -> Result<()> {
         t.channels_last, t.augment
     );
     tch::manual_seed(t.seed as i64);
-    let net = Network::new(ModelKind::Softmax, &config, Device::Cpu)?;
+    let net = Network::new(ModelKind::Softmax, &oodpipe_stages::view::of_config(&config, Some(ModelKind::Softmax))?, Device::Cpu)?;
     let last_print = std::cell::Cell::new(Instant::now());
     let progress = |done: u64, total: u64, msg: &str| {
         if last_print.get().elapsed().as_secs() >= 30 || done == total {

@@ -13,7 +13,6 @@ pub use oodpipe_plan::detector::*;
 pub use oodpipe_plan::ids::{self, CIFAR10, files};
 pub use tch::Tensor;
 
-use crate::config::Config;
 use crate::methods::tuner::{self, Tuned};
 use crate::model::{Network, to_unit_range};
 use crate::stage::StageContext;
@@ -71,8 +70,9 @@ pub struct DetectorStage<'a> {
 }
 
 impl DetectorStage<'_> {
-    pub fn config(&self) -> &Config {
-        &self.ctx.config
+    /// A config view the stage declares (`s.config::<EvalBatch>()`): its `reads`, or the network's.
+    pub fn config<V: oodpipe_plan::view::View>(&self) -> Result<V> {
+        self.ctx.view().with_context(|| format!("detector {} (detectors/{}.rs)", self.detector.name, self.detector.name))
     }
 
     /// The OOD set's name (for inputs such as [`Self::logits`]).
@@ -109,7 +109,7 @@ impl DetectorStage<'_> {
     /// The trained model (when the detector declares `network`).
     pub fn network(&self) -> Result<Network> {
         let path = self.ctx.input(&ids::train(self.detector.model), files::MODEL)?;
-        Network::load(path, self.detector.model, &self.ctx.config, self.ctx.tch_device())
+        Network::load(path, self.detector.model, &self.config()?, self.ctx.tch_device())
     }
 
     /// What the detector's tune stage chose for this OOD set.

@@ -6,7 +6,7 @@
 //! binary `oodpipe-worker` ([`worker`]) computes one stage per process. This is the only crate
 //! that links libtorch.
 
-pub use oodpipe_plan::{config, ids, ood, table};
+pub use oodpipe_plan::{config, ids, ood, table, view};
 
 pub mod data;
 pub mod detector;

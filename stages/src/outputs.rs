@@ -3,6 +3,7 @@
 //! that the methods that need no gradients never touch the network again.
 
 use crate::config::ModelKind;
+use oodpipe_plan::view;
 use crate::ids::{self, files};
 use crate::model::{HeadOutput, Network};
 use crate::stage::StageContext;
@@ -38,10 +39,10 @@ pub fn accuracy_of(logits: &Tensor, labels: &Tensor) -> Result<f64> {
 /// CIFAR-10 also `accuracy.json` with the validation and test accuracies (fractions).
 pub fn run(ctx: &StageContext, model: ModelKind, set: &str) -> Result<()> {
     let weights = ctx.input(&ids::train(model), files::MODEL)?;
-    let net = Network::load(weights, model, &ctx.config, ctx.tch_device())?;
+    let net = Network::load(weights, model, &ctx.view()?, ctx.tch_device())?;
     let data_path = ctx.input(&ids::data(set), &files::data(set))?;
     let mut data = tensors::read(data_path)?;
-    let batch = ctx.config.eval.batch_size;
+    let batch = ctx.view::<view::EvalBatch>()?.eval.batch_size;
     let mut named = Vec::new();
     let mut accuracy = serde_json::Map::new();
     for split in ["val", "test"] {

@@ -19,6 +19,7 @@
 //! The paper's numbers are data (`configs/paper_results.csv`, a source of this stage), not code.
 
 use crate::config::ModelKind;
+use oodpipe_plan::view;
 use crate::detector::{ALL, Detector, ReportTable, files, ids};
 use crate::stage::StageContext;
 use crate::table::split_seed_suffix;
@@ -113,8 +114,8 @@ pub fn read_paper(path: &Path) -> Result<DataFrame> {
 }
 
 /// The training seeds behind the inputs, first seed first: (seed, id suffix).
-fn seeds(ctx: &StageContext) -> Vec<(u64, String)> {
-    let mut seeds: Vec<(u64, String)> = vec![(ctx.config.train.seed, String::new())];
+fn seeds(ctx: &StageContext, first: u64) -> Vec<(u64, String)> {
+    let mut seeds: Vec<(u64, String)> = vec![(first, String::new())];
     let more: std::collections::BTreeSet<u64> = ctx.inputs.keys().filter_map(|k| split_seed_suffix(k).1).collect();
     seeds.extend(more.into_iter().map(|s| (s, format!("@seed{s}"))));
     seeds
@@ -135,9 +136,9 @@ struct Collected {
 }
 
 /// Our numbers, in percent, in the tables' order, each seed's with its bootstrap interval.
-fn collect(ctx: &StageContext, sets: &[(String, String)]) -> Result<Collected> {
-    let (resamples, boot_seed) = (ctx.config.report.bootstrap, ctx.config.report.bootstrap_seed);
-    let seeds = seeds(ctx);
+fn collect(ctx: &StageContext, config: &view::Report, sets: &[(String, String)]) -> Result<Collected> {
+    let (resamples, boot_seed) = (config.report.bootstrap, config.report.bootstrap_seed);
+    let seeds = seeds(ctx, config.train.seed);
     let mut values: Vec<((String, String, String), Vec<(u64, Estimate)>)> = Vec::new();
     let mut hyper = Vec::new();
     let mut sizes = BTreeMap::new();
@@ -404,7 +405,8 @@ fn seeds_table(collected: &Collected) -> String {
 /// The report of the OOD sets `sets` (name, label), in their order.
 pub fn run(ctx: &StageContext, sets: &[(String, String)]) -> Result<()> {
     let paper = read_paper(ctx.source("paper_results.csv")?)?;
-    let collected = collect(ctx, sets)?;
+    let config: view::Report = ctx.view()?;
+    let collected = collect(ctx, &config, sets)?;
     let rows = rows(&collected);
     let ours = rows_to_frame(&rows)?;
     let compared = compare(&ours, &paper)?;
@@ -417,7 +419,7 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)]) -> Result<()> {
     };
     let (paper_detectors, beyond) = (detectors(ReportTable::Paper), detectors(ReportTable::Beyond));
     let models: Vec<ModelKind> = ModelKind::ALL.into_iter().filter(|m| present(m.label(), true)).collect();
-    let note = interval_note(collected.seeds.len(), ctx.config.report.bootstrap);
+    let note = interval_note(collected.seeds.len(), config.report.bootstrap);
 
     std::fs::write(ctx.output(files::RESULTS), to_csv(&compared)?)?;
     let mut hyper_csv = String::from("ood_set,method,seed,parameter,value\n");

@@ -1,12 +1,13 @@
 //! What a running stage sees: [`StageContext`], the typed view of the worker's request.
 //!
 //! A stage is declared in the table (`oodpipe-plan`) and computed by a plain function here, which
-//! gets only what its key covers through [`StageContext`] (its declared config fields, its inputs'
+//! gets only what its key covers through [`StageContext`] (its declared config views, its inputs'
 //! files, its sources) and writes its outputs into a fresh folder; it never learns where they end
-//! up, whether a result was cached, or that a cache exists.
+//! up, whether a result was cached, or that a cache exists. It has no config: it reads views of
+//! it ([`StageContext::view`], `oodpipe_plan::view`), so a field outside them does not compile.
 
-use crate::config::Config;
 use anyhow::{Context, Result, bail};
+use oodpipe_plan::view::{self, Params, View};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -19,8 +20,8 @@ pub type ProgressFn<'a> = &'a dyn Fn(u64, u64, &str);
 /// Everything a running stage may look at.
 pub struct StageContext<'a> {
     pub id: &'a str,
-    /// The config restricted to the stage's `reads` (every other field is its default).
-    pub config: Config,
+    /// The stage's config params: the leaves of the views it declares, by dotted name.
+    pub params: &'a Params,
     /// Output files of each input stage: stage id -> output name -> path (read-only).
     pub inputs: &'a BTreeMap<String, BTreeMap<String, PathBuf>>,
     pub sources: &'a [Source],
@@ -32,6 +33,12 @@ pub struct StageContext<'a> {
 }
 
 impl StageContext<'_> {
+    /// The config view `V` (`view::Training`, `view::EvalBatch`, ...) from the stage's params.
+    /// Fails naming the fields when `V` has one the stage does not declare.
+    pub fn view<V: View>(&self) -> Result<V> {
+        view::from_params(self.params).with_context(|| format!("stage {}", self.id))
+    }
+
     /// The path of output `name` of input stage `stage`.
     pub fn input(&self, stage: &str, name: &str) -> Result<&Path> {
         let outputs = self

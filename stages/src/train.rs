@@ -7,6 +7,7 @@
 //! same config trains the same network. A NaN or infinite loss stops the stage, naming the step.
 
 use crate::config::{ModelKind, Schedule, TrainConfig};
+use oodpipe_plan::view;
 use crate::ids::{self, files};
 use crate::model::{Network, to_unit_range};
 use crate::stage::{ProgressFn, StageContext};
@@ -214,7 +215,7 @@ struct TrainReport<'a> {
 
 /// The `train.<model>` stage: `model.safetensors` (the weights) and `train.json` (the log).
 pub fn run(ctx: &StageContext, model: ModelKind) -> Result<()> {
-    let config = &ctx.config;
+    let (network, config): (view::Network, view::Training) = (ctx.view()?, ctx.view()?);
     let data = ctx.input(&ids::cifar10_data(), &files::data(ids::CIFAR10))?;
     let mut split = tensors::read(data)?;
     let mut take = |name: &str| split.remove(name).with_context(|| format!("{} has no `{name}`", data.display()));
@@ -222,7 +223,7 @@ pub fn run(ctx: &StageContext, model: ModelKind) -> Result<()> {
     let (val_images, val_labels) = (take("val_images")?, take("val_labels")?);
 
     tch::manual_seed(config.train.seed as i64);
-    let net = Network::new(model, config, ctx.tch_device())?;
+    let net = Network::new(model, &network, ctx.tch_device())?;
     let started = Instant::now();
     let epochs = train_network(&net, &train_images, &train_labels, &config.train, ctx.progress)
         .with_context(|| format!("training the {} model", model.name()))?;
@@ -232,8 +233,8 @@ pub fn run(ctx: &StageContext, model: ModelKind) -> Result<()> {
     net.save(&ctx.output(files::MODEL))?;
     let report = TrainReport {
         model: model.name(),
-        depth: config.model.depth,
-        widen: config.model.widen,
+        depth: network.model.depth,
+        widen: network.model.widen,
         parameters: net.parameter_count(),
         device: ctx.device.to_string(),
         threads: tch::get_num_threads(),

@@ -1,12 +1,11 @@
 //! The worker's side of the engine's protocol (`oodpipe_engine::worker`): build one stage from a
 //! request, or answer the engine's probe of this machine's runtime.
 //!
-//! `oodpipe-worker run` reads a [`WorkerInput`] on stdin, rebuilds the stage's config from its
-//! declared fields alone, matches its [`Task`] to the function that computes it, and reports
+//! `oodpipe-worker run` reads a [`WorkerInput`] on stdin (the stage's declared config fields among
+//! it; the stage reads them through its views), matches its [`Task`] to the function that computes it, and reports
 //! progress and errors as `@progress` / `@error` lines on stdout. A panic, an abort or a crash ends
 //! this process only; the engine reports it as the stage's failure.
 
-use crate::config::Config;
 use crate::stage::StageContext;
 use crate::table::{Task, split_seed_suffix};
 use crate::{data, detector, outputs, report, runtime, train};
@@ -81,7 +80,6 @@ fn run_from_stdin() -> Result<()> {
 pub fn execute(request: &StageRequest, device: &str, progress: &dyn Fn(u64, u64, &str)) -> Result<()> {
     let task: Task = serde_json::from_value(request.task.clone())
         .with_context(|| format!("stage {}: a task this worker does not know: {}", request.id, request.task))?;
-    let config = Config::from_params(&request.params).with_context(|| format!("stage {}", request.id))?;
     // A seed's stage names its inputs by their plain ids; its inputs are all of one seed (or shared).
     let plain: InputFiles;
     let inputs = if task.is_per_seed() {
@@ -92,7 +90,7 @@ pub fn execute(request: &StageRequest, device: &str, progress: &dyn Fn(u64, u64,
     };
     let ctx = StageContext {
         id: &request.id,
-        config,
+        params: &request.params,
         inputs,
         sources: &request.sources,
         out_dir: &request.out_dir,

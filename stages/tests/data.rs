@@ -10,6 +10,7 @@ use oodpipe_stages::config::Config;
 use oodpipe_stages::data::{cifar10, image_folder, noise, ood_set};
 use oodpipe_stages::ood::{OodSet, TINY_IMAGENET_SOURCE};
 use oodpipe_stages::table::ood_sets;
+use oodpipe_stages::view;
 use oodpipe_stages::stage::{Source, StageContext};
 use oodpipe_stages::tensors;
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,9 +31,10 @@ fn run_stage(
 ) -> anyhow::Result<()> {
     let inputs = BTreeMap::new();
     let progress = |_: u64, _: u64, _: &str| {};
+    let params = every_field(config);
     let ctx = StageContext {
         id,
-        config: config.clone(),
+        params: &params,
         inputs: &inputs,
         sources,
         out_dir,
@@ -761,4 +763,9 @@ fn real_data_stages() {
     } else {
         missing_data("Tiny ImageNet", &tin);
     }
+}
+
+/// Every field of a config as a stage's params: the stage functions take the views they need.
+fn every_field(c: &Config) -> view::Params {
+    view::leaves(&serde_json::to_value(c).unwrap())
 }

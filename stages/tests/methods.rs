@@ -366,7 +366,7 @@ fn every_new_head_trains_with_finite_loss_and_gradients_reaching_every_variable(
     for kind in [ModelKind::Bin, ModelKind::Binc, ModelKind::Vib, ModelKind::Viby] {
         tch::manual_seed(1);
         let vs = nn::VarStore::new(Device::Cpu);
-        let head = Head::new(vs.root() / "head", kind, 8, &small_methods()).unwrap();
+        let head = Head::new(vs.root() / "head", kind, 8, &(&small_methods()).into()).unwrap();
         let out = head.forward_t(&features, true);
         assert_eq!(out.logits.size(), [16, 10]);
         let loss = head.loss(&out, &y, 0.1).unwrap();
@@ -411,7 +411,7 @@ fn a_nan_in_the_features_gives_a_nan_loss_the_training_loop_refuses() {
     let y = labels(&[0, 1, 2, 3]);
     for kind in [ModelKind::Bin, ModelKind::Binc, ModelKind::Vib, ModelKind::Viby] {
         let vs = nn::VarStore::new(Device::Cpu);
-        let head = Head::new(vs.root() / "head", kind, 8, &small_methods()).unwrap();
+        let head = Head::new(vs.root() / "head", kind, 8, &(&small_methods()).into()).unwrap();
         let loss = head.loss(&head.forward_t(&features, true), &y, 0.0).unwrap();
         assert!(scalar(&loss).is_nan(), "{kind:?}");
     }

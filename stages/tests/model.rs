@@ -2,6 +2,7 @@
 
 use oodpipe_stages::config::{Config, ModelKind, Schedule, TrainConfig};
 use oodpipe_stages::model::{self, Network, is_channels_last, normalise};
+use oodpipe_stages::view;
 use oodpipe_stages::stage::StageContext;
 use oodpipe_stages::{outputs, tensors, train};
 use std::collections::BTreeMap;
@@ -70,9 +71,10 @@ fn run_stage(
     f: impl Fn(&StageContext) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(out_dir).unwrap();
+    let params = every_field(config);
     let ctx = StageContext {
         id,
-        config: config.clone(),
+        params: &params,
         inputs,
         sources: &[],
         out_dir,
@@ -94,7 +96,7 @@ fn parameter_counts_match_the_published_wide_resnets() {
         let mut c = Config::default();
         c.model.depth = depth;
         c.model.widen = widen;
-        let net = Network::new(ModelKind::Softmax, &c, Device::Cpu).unwrap();
+        let net = Network::new(ModelKind::Softmax, &shape(&c, ModelKind::Softmax), Device::Cpu).unwrap();
         let count = net.parameter_count();
         assert!(((count as f64 - published) / 1e5).abs() < 0.5, "WRN-{depth}-{widen}: {count} parameters");
         assert_eq!(count, exact, "WRN-{depth}-{widen} (the PyTorch WRN code's count)");
@@ -106,7 +108,7 @@ fn depth_must_be_6n_plus_4() {
     let _rng = global_rng();
     let mut c = tiny_config();
     c.model.depth = 12;
-    let err = Network::new(ModelKind::Softmax, &c, Device::Cpu).unwrap_err().to_string();
+    let err = Network::new(ModelKind::Softmax, &shape(&c, ModelKind::Softmax), Device::Cpu).unwrap_err().to_string();
     assert!(err.contains("6n + 4"), "{err}");
 }
 
@@ -117,7 +119,7 @@ fn every_head_gives_prediction_logits_in_both_modes() {
     let x = Tensor::rand([3, 3, 32, 32], (Kind::Float, Device::Cpu));
     for kind in ModelKind::ALL {
         tch::manual_seed(3);
-        let net = Network::new(kind, &tiny_config(), Device::Cpu).unwrap();
+        let net = Network::new(kind, &shape(&tiny_config(), kind), Device::Cpu).unwrap();
         for train in [false, true] {
             assert_eq!(net.forward(&x, train).logits.size(), [3, 10], "{kind:?}");
         }
@@ -129,7 +131,7 @@ fn output_shape_and_channels_last_give_the_same_logits() {
     let _rng = global_rng();
     let c = tiny_config();
     tch::manual_seed(7);
-    let net = Network::new(ModelKind::Softmax, &c, Device::Cpu).unwrap();
+    let net = Network::new(ModelKind::Softmax, &shape(&c, ModelKind::Softmax), Device::Cpu).unwrap();
     let x = Tensor::rand([3, 3, 32, 32], (Kind::Float, Device::Cpu));
     let out = net.forward(&x, false);
     assert_eq!(out.logits.size(), [3, 10]);
@@ -138,7 +140,7 @@ fn output_shape_and_channels_last_give_the_same_logits() {
     let mut c_last = c.clone();
     c_last.train.channels_last = true;
     tch::manual_seed(7);
-    let net_last = Network::new(ModelKind::Softmax, &c_last, Device::Cpu).unwrap();
+    let net_last = Network::new(ModelKind::Softmax, &shape(&c_last, ModelKind::Softmax), Device::Cpu).unwrap();
     let conv_weights: Vec<Tensor> = net_last.vs.variables().into_values().filter(|t| t.dim() == 4).collect();
     assert!(!conv_weights.is_empty() && conv_weights.iter().all(is_channels_last));
     let logits_last = net_last.forward(&x, false).logits;
@@ -246,7 +248,7 @@ fn a_tiny_network_learns_separable_images() {
     c.train.schedule = Schedule::OneCycle;
     let (x, y) = separable_images(64, 4, 5);
     tch::manual_seed(0);
-    let net = Network::new(ModelKind::Softmax, &c, Device::Cpu).unwrap();
+    let net = Network::new(ModelKind::Softmax, &shape(&c, ModelKind::Softmax), Device::Cpu).unwrap();
     let before = train::accuracy(&net, &x, &y, 32).unwrap();
     let logs = train::train_network(&net, &x, &y, &c.train, &|_, _, _| {}).unwrap();
     assert_eq!(logs.len(), 6);
@@ -305,7 +307,7 @@ fn train_and_outputs_stages_end_to_end() {
 
     // The saved weights reload into a network (either memory format) giving the same logits.
     config.train.channels_last = false;
-    let net = Network::load(&train_dir.join("model.safetensors"), ModelKind::Softmax, &config, Device::Cpu).unwrap();
+    let net = Network::load(&train_dir.join("model.safetensors"), ModelKind::Softmax, &shape(&config, ModelKind::Softmax), Device::Cpu).unwrap();
     let val = tensors::read_one(&cifar, "val_images").unwrap();
     let logits = net.eval_outputs(&val, 4).logits;
     let diff = f64::try_from((logits - &out["val_logits"]).abs().max()).unwrap();
@@ -335,7 +337,17 @@ fn a_diverging_loss_stops_training_naming_the_step() {
     c.train.augment = false;
     let (x, y) = separable_images(32, 4, 9);
     tch::manual_seed(0);
-    let net = Network::new(ModelKind::Softmax, &c, Device::Cpu).unwrap();
+    let net = Network::new(ModelKind::Softmax, &shape(&c, ModelKind::Softmax), Device::Cpu).unwrap();
     let err = train::train_network(&net, &x, &y, &c.train, &|_, _, _| {}).unwrap_err().to_string();
     assert!(err.contains("epoch") && err.contains("step") && err.contains("diverged"), "{err}");
+}
+
+/// The network's view of a config, as a stage of `kind` is given it.
+fn shape(c: &Config, kind: ModelKind) -> view::Network {
+    view::of_config(c, Some(kind)).unwrap()
+}
+
+/// Every field of a config as a stage's params: the stage functions take the views they need.
+fn every_field(c: &Config) -> view::Params {
+    view::leaves(&serde_json::to_value(c).unwrap())
 }

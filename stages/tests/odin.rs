@@ -3,6 +3,7 @@
 use oodpipe_stages::config::{Config, ModelKind};
 use oodpipe_stages::methods::{odin, temperature};
 use oodpipe_stages::model::{Network, STD, normalise};
+use oodpipe_stages::view;
 use oodpipe_stages::stage::StageContext;
 use oodpipe_stages::tensors;
 use std::collections::BTreeMap;
@@ -127,7 +128,7 @@ fn odin_on_a_wide_resnet_matches_single_runs_and_batching() {
     c.model.widen = 1;
     c.train.channels_last = true;
     tch::manual_seed(3);
-    let net = Network::new(ModelKind::Softmax, &c, Device::Cpu).unwrap();
+    let net = Network::new(ModelKind::Softmax, &shape(&c, ModelKind::Softmax), Device::Cpu).unwrap();
     let x = Tensor::rand([5, 3, 32, 32], (Kind::Float, Device::Cpu));
     let temps = [1.0, 100.0];
     let eps = [0.0, 0.004];
@@ -157,7 +158,7 @@ fn cifar10_grid_stage_writes_the_grid() {
     c.tune.temperatures = vec![1.0, 10.0, 1000.0];
     c.tune.odin_epsilons = vec![0.0, 0.002];
     tch::manual_seed(1);
-    let net = Network::new(ModelKind::Softmax, &c, Device::Cpu).unwrap();
+    let net = Network::new(ModelKind::Softmax, &shape(&c, ModelKind::Softmax), Device::Cpu).unwrap();
     let weights = dir.path().join("model.safetensors");
     net.save(&weights).unwrap();
     let val = (Tensor::rand([6, 3, 32, 32], (Kind::Float, Device::Cpu)) * 255.0).to_kind(Kind::Uint8);
@@ -169,9 +170,10 @@ fn cifar10_grid_stage_writes_the_grid() {
     ]);
     let out_dir = dir.path().join("out");
     std::fs::create_dir_all(&out_dir).unwrap();
+    let params = view::leaves(&serde_json::to_value(&c).unwrap());
     let ctx = StageContext {
         id: "tune.odin.cifar10",
-        config: c.clone(),
+        params: &params,
         inputs: &inputs,
         sources: &[],
         out_dir: &out_dir,
@@ -189,4 +191,9 @@ fn cifar10_grid_stage_writes_the_grid() {
     for (a, b) in direct.iter().zip(&stored) {
         assert!(close(*a, *b, 1e-6));
     }
+}
+
+/// The network's view of a config, as a stage of `kind` is given it.
+fn shape(c: &Config, kind: ModelKind) -> view::Network {
+    view::of_config(c, Some(kind)).unwrap()
 }

@@ -19,6 +19,7 @@
 //! Within each split the images stay in file order.
 
 use crate::stage::StageContext;
+use oodpipe_plan::view;
 use crate::tensors;
 use anyhow::{Context, Result, bail, ensure};
 use sha2::{Digest, Sha256};
@@ -170,7 +171,7 @@ pub fn to_tensors(records: &[Record], select: &[usize]) -> (Tensor, Tensor) {
 
 /// The stage: verify the six files, parse them, split, write `cifar10.safetensors`.
 pub fn run(ctx: &StageContext) -> Result<()> {
-    let cfg = &ctx.config.data;
+    let cfg = ctx.view::<view::Cifar10Split>()?.data;
     let total = FILES.len() as u64 + 1;
     let mut contents = Vec::with_capacity(FILES.len());
     for (i, (name, _)) in FILES.iter().enumerate() {

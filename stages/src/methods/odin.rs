@@ -100,20 +100,19 @@ pub fn scores(net: &Network, images01: &Tensor, temperature: f64, epsilon: f64, 
 /// ODIN's shared stage `tune.odin.cifar10`: ODIN scores of the CIFAR-10 validation split over the
 /// whole (T, eps) grid, shared by every OOD set's tune stage. Writes `grid.safetensors` with
 /// `scores` f64 [nT, nEps, N_val], `temperatures` f64 [nT] and `epsilons` f64 [nEps].
-pub fn cifar10_grid(stage: &DetectorStage) -> Result<()> {
-    let tune = &stage.config().tune;
+pub fn cifar10_grid(stage: &DetectorStage, temperatures: &[f64], epsilons: &[f64], batch: usize) -> Result<()> {
     let net = stage.network()?;
     let images = stage.images(CIFAR10, VAL)?;
-    let grid = grid_scores(&net, &images, &tune.temperatures, &tune.odin_epsilons, stage.config().eval.batch_size, stage.progress());
+    let grid = grid_scores(&net, &images, temperatures, epsilons, batch, stage.progress());
     let flat: Vec<f64> = grid.iter().flatten().flatten().copied().collect();
-    let shape = [tune.temperatures.len() as i64, tune.odin_epsilons.len() as i64, images.size()[0]];
+    let shape = [temperatures.len() as i64, epsilons.len() as i64, images.size()[0]];
     let scores = Tensor::from_slice(&flat).view(shape);
     tensors::write(
         &stage.output_path(files::ODIN_GRID),
         &[
             ("scores", &scores),
-            ("temperatures", &Tensor::from_slice(&tune.temperatures)),
-            ("epsilons", &Tensor::from_slice(&tune.odin_epsilons)),
+            ("temperatures", &Tensor::from_slice(temperatures)),
+            ("epsilons", &Tensor::from_slice(epsilons)),
         ],
     )
 }

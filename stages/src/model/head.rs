@@ -14,7 +14,8 @@
 //!   decoder at mu, the prediction, in both modes.
 
 use super::losses::{at_labels, binc_loss, gaussian_kl, gaussian_kl_per_class, posterior, vib_loss, weighted_bce};
-use crate::config::{MethodsConfig, ModelKind};
+use crate::config::ModelKind;
+use oodpipe_plan::view::MethodTables;
 use anyhow::{Context, Result};
 use tch::nn;
 use tch::{Kind, Tensor};
@@ -91,13 +92,17 @@ pub fn linear(vs: nn::Path, c_in: i64, c_out: i64) -> nn::Linear {
 pub const CLASSES: i64 = 10;
 
 impl Head {
-    /// Declares the head of `kind` on a feature of size `feature_dim`.
-    pub fn new(vs: nn::Path, kind: ModelKind, feature_dim: i64, methods: &MethodsConfig) -> Result<Head> {
+    /// Declares the head of `kind` on a feature of size `feature_dim`, with its `methods.<kind>`
+    /// table (the stage's view has its own model's only).
+    pub fn new(vs: nn::Path, kind: ModelKind, feature_dim: i64, methods: &MethodTables) -> Result<Head> {
+        fn table<'t, T>(t: &'t Option<T>, kind: ModelKind) -> Result<&'t T> {
+            t.as_ref().with_context(|| format!("the {} network needs its config table methods.{}, which was not given", kind.name(), kind.name()))
+        }
         Ok(match kind {
             ModelKind::Softmax => Head::Softmax { fc: linear(&vs / "fc", feature_dim, CLASSES) },
-            ModelKind::Bin => Head::Bin { fc: linear(&vs / "fc", feature_dim, CLASSES), zeta: methods.bin.zeta },
+            ModelKind::Bin => Head::Bin { fc: linear(&vs / "fc", feature_dim, CLASSES), zeta: table(&methods.bin, kind)?.zeta },
             ModelKind::Binc => {
-                let c = &methods.binc;
+                let c = table(&methods.binc, kind)?;
                 Head::Binc {
                     shared: linear(&vs / "shared", feature_dim, c.z),
                     softmax: linear(&vs / "softmax", c.z, CLASSES),
@@ -107,21 +112,23 @@ impl Head {
                 }
             }
             ModelKind::Vib => {
-                let z = methods.vib.z;
+                let vib = table(&methods.vib, kind)?;
+                let z = vib.z;
                 Head::Vib {
                     encoder: linear(&vs / "encoder", feature_dim, 2 * z),
                     decoder: linear(&vs / "decoder", z, CLASSES),
                     prior: Prior::new(&vs / "prior", &[z]),
-                    beta: methods.vib.beta,
+                    beta: vib.beta,
                 }
             }
             ModelKind::Viby => {
-                let z = methods.viby.z;
+                let viby = table(&methods.viby, kind)?;
+                let z = viby.z;
                 Head::Viby {
                     encoder: linear(&vs / "encoder", feature_dim, 2 * z),
                     decoder: linear(&vs / "decoder", z, CLASSES),
                     prior: Prior::new(&vs / "prior", &[CLASSES, z]),
-                    beta: methods.viby.beta,
+                    beta: viby.beta,
                 }
             }
         })

@@ -10,7 +10,8 @@ pub mod memory_format;
 pub mod mmce;
 pub mod wrn;
 
-use crate::config::{Config, ModelKind};
+use crate::config::ModelKind;
+use oodpipe_plan::view;
 use anyhow::{Context, Result};
 use std::path::Path;
 use tch::nn;
@@ -63,7 +64,7 @@ pub struct Network {
 impl Network {
     /// A freshly initialised network for `kind`, shaped by `config.model` (and the kind's
     /// `methods.*` table); seed libtorch (`tch::manual_seed`) first for a reproducible init.
-    pub fn new(kind: ModelKind, config: &Config, device: Device) -> Result<Network> {
+    pub fn new(kind: ModelKind, config: &view::Network, device: Device) -> Result<Network> {
         let vs = nn::VarStore::new(device);
         let root = vs.root();
         let backbone = WideResNet::new(&root / "backbone", config.model.depth, config.model.widen)?;
@@ -76,7 +77,7 @@ impl Network {
     }
 
     /// A network for `kind` with the weights saved by [`Network::save`] at `path`.
-    pub fn load(path: &Path, kind: ModelKind, config: &Config, device: Device) -> Result<Network> {
+    pub fn load(path: &Path, kind: ModelKind, config: &view::Network, device: Device) -> Result<Network> {
         let mut net = Network::new(kind, config, device)?;
         net.vs.load(path).with_context(|| {
             format!(
