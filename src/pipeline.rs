@@ -191,11 +191,10 @@ fn all_fields(config_json: &serde_json::Value) -> BTreeMap<String, serde_json::V
 
 /// Every value of `config` that types alone do not refuse: numbers that are NaN or infinite, and
 /// values out of range; all of them in one error, each with the file, line and key.
-fn check_values(config: &Config, config_path: &Path) -> Result<(), config_file::ConfigErrors> {
-    let text = std::fs::read_to_string(config_path).unwrap_or_default();
+fn check_values(config: &Config, config_path: &Path, text: &str) -> Result<(), config_file::ConfigErrors> {
     let error = |key: String, message: String| config_file::ConfigError {
         file: config_path.to_path_buf(),
-        position: config_file::position_of_key(&text, key.split('[').next().unwrap_or(&key)),
+        position: config_file::position_of_key(text, key.split('[').next().unwrap_or(&key)),
         key: Some(key),
         message,
     };
@@ -214,8 +213,9 @@ fn check_values(config: &Config, config_path: &Path) -> Result<(), config_file::
 }
 
 pub fn load(config_path: &Path) -> anyhow::Result<Pipeline> {
-    let config: Config = config_file::load(config_path)?;
-    check_values(&config, config_path)?;
+    let text = config_file::read(config_path)?;
+    let config: Config = config_file::parse(&text, config_path)?;
+    check_values(&config, config_path, &text)?;
     let config_json = serde_json::to_value(&config).expect("config serialises");
     let config_key = blake3::hash(&serde_json::to_vec(&config_json).expect("config serialises")).to_hex().to_string();
     let specs = table::plan(&config)?;

@@ -87,13 +87,17 @@ pub fn non_finite_paths(value: &serde_json::Value, default: &serde_json::Value) 
 
 /// Reads and parses `path` into `T`.
 pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    parse(&read(path)?, path)
+}
+
+/// The text of the config file at `path` (for [`parse`], and for [`position_of_key`] after it).
+pub fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: path.to_path_buf(),
         position: None,
         key: None,
         message: format!("cannot read the config file: {e}"),
-    })?;
-    parse(&text, path)
+    })
 }
 
 /// Parses TOML `text` (read from `path`, named in errors) into `T`.
