@@ -170,17 +170,29 @@ fn cifar10_grid_stage_writes_the_grid() {
     ]);
     let out_dir = dir.path().join("out");
     std::fs::create_dir_all(&out_dir).unwrap();
-    let params = view::leaves(&serde_json::to_value(&c).unwrap());
-    let ctx = StageContext {
+    // The params the plan declares for the stage: exactly what its code reads.
+    let specs = oodpipe_stages::table::plan(&c).unwrap();
+    let params = specs.into_iter().find(|s| s.id == "tune.odin.cifar10").unwrap().params;
+    let ctx = |params, out_dir| StageContext {
         id: "tune.odin.cifar10",
-        params: &params,
+        params,
         inputs: &inputs,
         sources: &[],
-        out_dir: &out_dir,
+        out_dir,
         device: "cpu",
         progress: &|_, _, _| {},
     };
-    oodpipe_stages::detector::prepare(&ctx, "odin").unwrap();
+    oodpipe_stages::detector::prepare(&ctx(&params, &out_dir), "odin").unwrap();
+
+    // Without one of them (as if the description did not declare what the code reads): refused
+    // at the stage's start, naming the field and the detector's file; nothing written.
+    let mut fewer = params.clone();
+    fewer.remove("tune.odin_epsilons").unwrap();
+    let none_dir = dir.path().join("none");
+    std::fs::create_dir_all(&none_dir).unwrap();
+    let err = format!("{:#}", oodpipe_stages::detector::prepare(&ctx(&fewer, &none_dir), "odin").unwrap_err());
+    assert!(err.contains("tune.odin_epsilons") && err.contains("detectors/odin.rs") && err.contains("tune.odin.cifar10"), "{err}");
+    assert!(std::fs::read_dir(&none_dir).unwrap().next().is_none());
     let grid = tensors::read(&out_dir.join("grid.safetensors")).unwrap();
     assert_eq!(grid["scores"].size(), [3, 2, 6]);
     assert_eq!(grid["scores"].kind(), Kind::Double);
