@@ -1,5 +1,6 @@
 //! The shape of oodpipe's pipeline, without libtorch: the config schema ([`config`]), the detectors
-//! ([`detector`], registered in `detectors/`), the OOD sets ([`ood`]), the config views stages read ([`view`]) and the stage table ([`table`]), which turns a config into the engine's stage
+//! ([`detector`], registered in `detectors/`), the OOD sets ([`ood`]), the config views stages
+//! read ([`view`]) and the stage table ([`table`]), which turns a config into the engine's stage
 //! specs, each with a [`table::Task`] that the worker (in `oodpipe-stages`) knows how to compute.
 //!
 //! The `oodpipe` command plans, keys and schedules with this crate alone; only the worker links

@@ -89,9 +89,7 @@ impl Reads {
         }
         Ok(params)
     }
-}
 
-impl Reads {
     /// Whether a worker given `params` can read this view from them.
     pub fn given(&self, params: &Params) -> anyhow::Result<()> {
         (self.given)(params)
@@ -189,10 +187,6 @@ pub fn for_model(mut tree: Value, model: Option<crate::config::ModelKind>) -> Va
 }
 
 // The views of the stages of the stage table, and views that detectors share.
-
-/// Reads nothing.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Nothing {}
 
 /// `eval.batch_size`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -96,7 +96,8 @@ impl Head {
     /// table (the stage's view has its own model's only).
     pub fn new(vs: nn::Path, kind: ModelKind, feature_dim: i64, methods: &MethodTables) -> Result<Head> {
         fn table<'t, T>(t: &'t Option<T>, kind: ModelKind) -> Result<&'t T> {
-            t.as_ref().with_context(|| format!("the {} network needs its config table methods.{}, which was not given", kind.name(), kind.name()))
+            let name = kind.name();
+            t.as_ref().with_context(|| format!("the {name} network needs its config table methods.{name}, which was not given"))
         }
         Ok(match kind {
             ModelKind::Softmax => Head::Softmax { fc: linear(&vs / "fc", feature_dim, CLASSES) },
