@@ -9,7 +9,7 @@
 use oodpipe_engine::config_file;
 use oodpipe_engine::graph::Graph;
 use oodpipe_engine::stage_key::Platform;
-use oodpipe_engine::stage_spec::flatten_fields;
+use oodpipe_engine::stage_spec::flatten_all as all_fields;
 use oodpipe_engine::executor::StageRunner;
 use oodpipe_engine::slurm::SlurmRunner;
 use oodpipe_engine::worker::{self, WorkerRunner};
@@ -184,10 +184,6 @@ fn remove_dotted(table: &mut toml::Table, key: &str) -> Option<toml::Value> {
     node.remove(last)
 }
 
-fn all_fields(config_json: &serde_json::Value) -> BTreeMap<String, serde_json::Value> {
-    let top: Vec<String> = config_json.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
-    flatten_fields(config_json, &top)
-}
 
 /// Every value of `config` that types alone do not refuse: numbers that are NaN or infinite, and
 /// values out of range; all of them in one error, each with the file, line and key.

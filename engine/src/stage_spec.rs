@@ -71,6 +71,13 @@ pub fn flatten_fields(config: &Value, fields: &[String]) -> BTreeMap<String, Val
     out
 }
 
+/// Every leaf of `tree` under its dotted path (an empty table is a leaf): [`flatten_fields`] of all
+/// its top-level fields.
+pub fn flatten_all(tree: &Value) -> BTreeMap<String, Value> {
+    let top: Vec<String> = tree.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+    flatten_fields(tree, &top)
+}
+
 fn flatten_into(prefix: &str, value: &Value, out: &mut BTreeMap<String, Value>) {
     match value {
         Value::Object(map) if !map.is_empty() => {

@@ -191,14 +191,12 @@ pub fn plan(config: &Config) -> anyhow::Result<Vec<StageSpec>> {
 
 fn spec(def: StageDef) -> anyhow::Result<StageSpec> {
     let tree = view::for_model(serde_json::to_value(&def.config).expect("config serialises"), def.model);
+    let whose = match &def.task {
+        Task::Prepare { detector } | Task::Tune { detector, .. } | Task::Score { detector, .. } => format!("detectors/{detector}.rs"),
+        _ => "plan/src/view.rs".into(),
+    };
     let mut params = BTreeMap::new();
     for r in &def.reads {
-        let whose = match &def.task {
-            Task::Prepare { detector } | Task::Tune { detector, .. } | Task::Score { detector, .. } => {
-                format!("detectors/{detector}.rs")
-            }
-            _ => "plan/src/view.rs".into(),
-        };
         params.extend(r.select(&tree).map_err(|e| anyhow::anyhow!("stage {}: {e:#} (a bug in {whose})", def.id))?);
     }
     params.extend(def.extra);

@@ -115,26 +115,8 @@ fn select_leaves<V: View>(config: &Value) -> Result<Params, String> {
     Ok(leaves(&serde_json::to_value(&view).map_err(|e| e.to_string())?))
 }
 
-/// Every leaf of a tree under its dotted path (an empty table has none: a softmax stage's
-/// `methods`).
-pub fn leaves(tree: &Value) -> Params {
-    fn walk(prefix: &str, value: &Value, out: &mut Params) {
-        match value {
-            Value::Object(map) => {
-                for (k, v) in map {
-                    let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                    walk(&path, v, out);
-                }
-            }
-            other => {
-                out.insert(prefix.to_string(), other.clone());
-            }
-        }
-    }
-    let mut out = Params::new();
-    walk("", tree, &mut out);
-    out
-}
+/// Every leaf of a tree under its dotted path, as the engine keys params.
+pub use oodpipe_engine::stage_spec::flatten_all as leaves;
 
 /// The view `V` of a stage's params (what its worker is given). Fails naming the fields when `V`
 /// reads one the params do not have: the stage's code asks for more than the stage declares.
@@ -230,7 +212,8 @@ pub struct SplitFields {
 pub struct Network {
     pub model: ModelConfig,
     pub train: ChannelsLast,
-    #[serde(default)]
+    /// Absent for softmax, which has no table (an empty table would be a param of its own).
+    #[serde(default, skip_serializing_if = "MethodTables::is_empty")]
     pub methods: MethodTables,
 }
 
@@ -250,6 +233,12 @@ pub struct MethodTables {
     pub vib: Option<VibConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub viby: Option<VibyConfig>,
+}
+
+impl MethodTables {
+    pub fn is_empty(&self) -> bool {
+        self.bin.is_none() && self.binc.is_none() && self.vib.is_none() && self.viby.is_none()
+    }
 }
 
 impl From<&MethodsConfig> for MethodTables {
