@@ -1,6 +1,9 @@
 //! 95% intervals: the percentile interval of bootstrap replicates, and Student's t interval of a
 //! mean over training seeds.
 
+/// The level of every interval of the pipeline.
+pub const LEVEL: f64 = 0.95;
+
 /// The `q`-quantile of ascending `sorted` values with linear interpolation between order
 /// statistics (numpy's default, Hyndman and Fan's type 7): h = (n - 1) q.
 pub fn quantile(sorted: &[f64], q: f64) -> f64 {
@@ -30,15 +33,11 @@ pub fn mean_std(values: &[f64]) -> (f64, f64, usize) {
     (mean, var.sqrt(), n)
 }
 
-/// The 0.975 quantile of Student's t distribution with `df` degrees of freedom (df >= 1), from
-/// the standard table to 3 decimals for df <= 30 and the normal's 1.960 beyond (off by < 0.04).
+/// The 0.975 quantile of Student's t distribution with `df` degrees of freedom (df >= 1), exact
+/// (statrs), not from a table.
 pub fn t_975(df: usize) -> f64 {
-    const TABLE: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-    ];
     assert!(df >= 1, "Student's t needs at least one degree of freedom");
-    TABLE.get(df - 1).copied().unwrap_or(1.960)
+    crate::significance::t_quantile((1.0 + LEVEL) / 2.0, df as f64)
 }
 
 /// The 95% confidence interval of the mean of `values` (at least two): mean +- t_975(n - 1) *
@@ -70,9 +69,12 @@ mod tests {
         let p: f64 = 0.975;
         let cauchy = (std::f64::consts::PI * (p - 0.5)).tan();
         let df2 = (2.0 * p - 1.0) / (2.0 * p * (1.0 - p)).sqrt();
-        assert!((t_975(1) - cauchy).abs() < 5e-4, "{cauchy}");
-        assert!((t_975(2) - df2).abs() < 5e-4, "{df2}");
-        assert_eq!(t_975(1000), 1.960);
+        assert!((t_975(1) - cauchy).abs() < 1e-9, "{cauchy}");
+        assert!((t_975(2) - df2).abs() < 1e-9, "{df2}");
+        // scipy.stats.t.ppf(0.975, df) (scipy 1.17.1): the table this replaced said 1.960 from 31 on.
+        for (df, want) in [(3, 3.1824463052837078), (30, 2.0422724563012378), (31, 2.039513446396408), (1000, 1.9623390808264083)] {
+            assert!((t_975(df) - want).abs() < 1e-9, "df {df}: {} against {want}", t_975(df));
+        }
     }
 
     #[test]
@@ -80,7 +82,7 @@ mod tests {
         let (m, s, n) = mean_std(&[1.0, 2.0, 3.0]);
         assert_eq!((m, s, n), (2.0, 1.0, 3));
         let (lo, hi) = t_interval(&[1.0, 2.0, 3.0]);
-        let half = 4.303 / 3f64.sqrt();
-        assert!((lo - (2.0 - half)).abs() < 1e-12 && (hi - (2.0 + half)).abs() < 1e-12);
+        let half = 4.302652729749462 / 3f64.sqrt();
+        assert!((lo - (2.0 - half)).abs() < 1e-9 && (hi - (2.0 + half)).abs() < 1e-9);
     }
 }

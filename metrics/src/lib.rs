@@ -38,6 +38,7 @@ use std::fmt;
 
 pub mod bootstrap;
 pub mod interval;
+pub mod significance;
 
 /// The recall (TPR) at which FPR and detection error are read, as in the paper.
 const TARGET_TPR: f64 = 0.95;
