@@ -7,7 +7,7 @@ pub const DETECTOR: Detector = Detector {
     label: "Baseline",
     model: ModelKind::Softmax,
     table: ReportTable::Paper,
-    version: "score-1",
+    version: "score-2",
     ..Detector::FROM_OUTPUTS
 };
 
@@ -19,7 +19,7 @@ pub mod code {
     pub struct Code;
     impl Compute for Code {
         fn score(&self, s: &DetectorStage) -> Result<Scored> {
-            s.score_each(|set| Ok(max_softmax(&s.logits(set, TEST)?, 1.0))).map(|scored| scored.with("temperature", 1.0))
+            s.score_each(|set| Ok(max_softmax(&s.logits(set, s.split)?, 1.0))).map(|scored| scored.with("temperature", 1.0))
         }
     }
 }

@@ -8,7 +8,7 @@ pub const DETECTOR: Detector = Detector {
     label: "Baseline+T",
     model: ModelKind::Softmax,
     table: ReportTable::Paper,
-    version: "score-1",
+    version: "score-2",
     reads: &[],
     network: false,
     tuning: Some(ExtraStage { kind: "tune", version: "tune-1", reads: &[reads::<Temperatures>()], network: false }),
@@ -37,7 +37,7 @@ pub mod code {
 
         fn score(&self, s: &DetectorStage) -> Result<Scored> {
             let t = s.tuned()?.temperature;
-            s.score_each(|set| Ok(max_softmax(&s.logits(set, TEST)?, t))).map(|scored| scored.with("temperature", t))
+            s.score_each(|set| Ok(max_softmax(&s.logits(set, s.split)?, t))).map(|scored| scored.with("temperature", t))
         }
     }
 }

@@ -8,7 +8,7 @@ pub const DETECTOR: Detector = Detector {
     label: "BIN",
     model: ModelKind::Bin,
     table: ReportTable::Paper,
-    version: "score-1",
+    version: "score-2",
     ..Detector::FROM_OUTPUTS
 };
 
@@ -20,7 +20,7 @@ pub mod code {
     pub struct Code;
     impl Compute for Code {
         fn score(&self, s: &DetectorStage) -> Result<Scored> {
-            s.score_each(|set| Ok(max_log_sigmoid(&s.output(set, TEST, "logits")?)))
+            s.score_each(|set| Ok(max_log_sigmoid(&s.output(set, s.split, "logits")?)))
         }
     }
 }

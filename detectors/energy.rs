@@ -8,7 +8,7 @@ pub const DETECTOR: Detector = Detector {
     label: "Energy",
     model: ModelKind::Softmax,
     table: ReportTable::Beyond,
-    version: "energy-1",
+    version: "energy-2",
     ..Detector::FROM_OUTPUTS
 };
 
@@ -22,7 +22,7 @@ pub mod code {
     pub struct Code;
     impl Compute for Code {
         fn score(&self, s: &DetectorStage) -> Result<Scored> {
-            s.score_each(|set| Ok(energy(&s.logits(set, TEST)?, super::TEMPERATURE))).map(|scored| scored.with("temperature", super::TEMPERATURE))
+            s.score_each(|set| Ok(energy(&s.logits(set, s.split)?, super::TEMPERATURE))).map(|scored| scored.with("temperature", super::TEMPERATURE))
         }
     }
 

@@ -7,7 +7,8 @@
 //! (The square root would not change any metric: they depend on the scores' order only.)
 //!
 //! It brings its own stage: `features.mahalanobis.cifar10` fits the means and the precision on
-//! the training split's features and scores CIFAR-10's test split once for every OOD set.
+//! the training split's features and scores CIFAR-10's test and validation splits once for every
+//! OOD set.
 
 use crate::detector::*;
 
@@ -16,11 +17,11 @@ pub const DETECTOR: Detector = Detector {
     label: "Mahalanobis",
     model: ModelKind::Softmax,
     table: ReportTable::Beyond,
-    version: "mahalanobis-1",
+    version: "mahalanobis-2",
     reads: &[reads::<EvalBatch>()],
     network: true,
     tuning: None,
-    prepare: Some(ExtraStage { kind: "features", version: "mahalanobis-1", reads: &[reads::<EvalBatch>()], network: true }),
+    prepare: Some(ExtraStage { kind: "features", version: "mahalanobis-2", reads: &[reads::<EvalBatch>()], network: true }),
 };
 
 #[cfg(oodpipe_compute)]
@@ -31,7 +32,7 @@ pub mod code {
     pub struct Code;
     impl Compute for Code {
         /// `prepared.safetensors`: `means` f64 [classes, D], `precision` f64 [D, D], and
-        /// `test_scores` f64 [N]: the scores of CIFAR-10's test split.
+        /// `test_scores`, `val_scores` f64 [N]: the scores of CIFAR-10's test and validation splits.
         fn prepare(&self, s: &DetectorStage) -> Result<()> {
             let net = s.network()?;
             let batch = s.config::<EvalBatch>()?.eval.batch_size;
@@ -39,12 +40,15 @@ pub mod code {
             let train = net.eval_features(&s.data(CIFAR10, "train_images")?, batch);
             let labels = s.data(CIFAR10, "train_labels")?;
             let (means, precision) = fit(&train, &labels)?;
-            s.report_progress(2, 3, "features of the test split");
-            let test = net.eval_features(&s.data(CIFAR10, "test_images")?, batch);
-            let scores = Tensor::from_slice(&score(&test, &means, &precision));
+            s.report_progress(2, 3, "features of the test and validation splits");
+            let scores_of = |split: &str| -> Result<Tensor> {
+                let features = net.eval_features(&s.data(CIFAR10, &format!("{split}_images"))?, batch);
+                Ok(Tensor::from_slice(&score(&features, &means, &precision)))
+            };
+            let (test, val) = (scores_of(TEST)?, scores_of(VAL)?);
             crate::tensors::write(
                 &s.output_path(files::PREPARED),
-                &[("means", &means), ("precision", &precision), ("test_scores", &scores)],
+                &[("means", &means), ("precision", &precision), ("test_scores", &test), ("val_scores", &val)],
             )
         }
 
@@ -52,9 +56,10 @@ pub mod code {
             let prepared = s.prepared(files::PREPARED)?;
             let read = |name: &str| crate::tensors::read_one(prepared, name);
             let (means, precision) = (read("means")?, read("precision")?);
-            let in_scores = Vec::<f64>::try_from(&read("test_scores")?).context("reading CIFAR-10's test scores")?;
+            let in_scores = Vec::<f64>::try_from(&read(&format!("{}_scores", s.split))?)
+                .with_context(|| format!("reading CIFAR-10's {} scores", s.split))?;
             let net = s.network()?;
-            let features = net.eval_features(&s.images(s.ood(), TEST)?, s.config::<EvalBatch>()?.eval.batch_size);
+            let features = net.eval_features(&s.images(s.ood(), s.split)?, s.config::<EvalBatch>()?.eval.batch_size);
             Ok(Scored::new(in_scores, score(&features, &means, &precision)))
         }
     }

@@ -7,7 +7,7 @@ pub const DETECTOR: Detector = Detector {
     label: "MaxLogit",
     model: ModelKind::Softmax,
     table: ReportTable::Beyond,
-    version: "max-logit-1",
+    version: "max-logit-2",
     ..Detector::FROM_OUTPUTS
 };
 
@@ -18,7 +18,7 @@ pub mod code {
     pub struct Code;
     impl Compute for Code {
         fn score(&self, s: &DetectorStage) -> Result<Scored> {
-            s.score_each(|set| Ok(max_logit(&s.logits(set, TEST)?)))
+            s.score_each(|set| Ok(max_logit(&s.logits(set, s.split)?)))
         }
     }
 

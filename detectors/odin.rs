@@ -25,7 +25,7 @@ pub const DETECTOR: Detector = Detector {
     label: "ODIN",
     model: ModelKind::Softmax,
     table: ReportTable::Paper,
-    version: "score-1",
+    version: "score-2",
     reads: &[reads::<EvalBatch>()],
     network: true,
     tuning: Some(ExtraStage { kind: "tune", version: "tune-1", reads: GRID, network: true }),
@@ -73,7 +73,7 @@ pub mod code {
             let eps = chosen.epsilon.context("ODIN's tuning chose no epsilon")?;
             let net = s.network()?;
             let batch = s.config::<EvalBatch>()?.eval.batch_size;
-            s.score_each(|set| Ok(odin::scores(&net, &s.images(set, TEST)?, chosen.temperature, eps, batch))).map(|scored| scored.with("temperature", chosen.temperature).with("epsilon", eps))
+            s.score_each(|set| Ok(odin::scores(&net, &s.images(set, s.split)?, chosen.temperature, eps, batch))).map(|scored| scored.with("temperature", chosen.temperature).with("epsilon", eps))
         }
     }
 }

@@ -8,7 +8,7 @@ pub const DETECTOR: Detector = Detector {
     label: "VIB",
     model: ModelKind::Vib,
     table: ReportTable::Paper,
-    version: "score-1",
+    version: "score-2",
     ..Detector::FROM_OUTPUTS
 };
 
@@ -19,7 +19,7 @@ pub mod code {
     pub struct Code;
     impl Compute for Code {
         fn score(&self, s: &DetectorStage) -> Result<Scored> {
-            s.score_each(|set| Ok(crate::methods::kl::vib(&s.output(set, TEST, "kl")?)))
+            s.score_each(|set| Ok(crate::methods::kl::vib(&s.output(set, s.split, "kl")?)))
         }
     }
 }

@@ -8,7 +8,7 @@ pub const DETECTOR: Detector = Detector {
     label: "VIBY-I",
     model: ModelKind::Viby,
     table: ReportTable::Paper,
-    version: "score-1",
+    version: "score-2",
     ..Detector::FROM_OUTPUTS
 };
 
@@ -20,7 +20,7 @@ pub mod code {
     impl Compute for Code {
         fn score(&self, s: &DetectorStage) -> Result<Scored> {
             let of = |set: &str| {
-                Ok::<_, anyhow::Error>(crate::methods::kl::viby_expected(&s.logits(set, TEST)?, &s.output(set, TEST, "kl")?))
+                Ok::<_, anyhow::Error>(crate::methods::kl::viby_expected(&s.logits(set, s.split)?, &s.output(set, s.split, "kl")?))
             };
             Ok(Scored::new(of(CIFAR10)?, of(s.ood())?))
         }

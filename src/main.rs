@@ -5,6 +5,7 @@
 //! by the worker binary `oodpipe-worker` (`oodpipe-stages`), one process per stage.
 
 mod cli;
+mod experiment;
 mod metrics_cmd;
 mod pipeline;
 
@@ -21,6 +22,19 @@ struct Args {
     /// The store folder (default: $OODPIPE_CACHE, else cache/).
     #[arg(long, global = true)]
     cache: Option<PathBuf>,
+    /// Set a config key for this command, the value in TOML (`--set train.epochs=3`,
+    /// `--set 'tune.temperatures=[1.0, 10.0]'`); repeatable, checked like the file.
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Sweep a config key over values (`--sweep methods.bin.zeta=0.01,0.05,0.2`); repeatable:
+    /// the cross product. Each point is the config with its values; stages that do not depend on
+    /// the swept keys are shared. The sweep's report goes to <report.dir>/sweeps/<keys>/.
+    #[arg(long = "sweep", global = true, value_name = "KEY=V1,V2,...")]
+    sweeps: Vec<String>,
+    /// How several swept keys combine: `grid` (the cross product, the default) or `zip` (their
+    /// i-th values together; lists of one length). Overrides `mode` of the file's `[sweep]`.
+    #[arg(long = "sweep-mode", global = true, value_enum)]
+    sweep_mode: Option<experiment::SweepMode>,
     #[command(subcommand)]
     command: Command,
 }
@@ -120,24 +134,28 @@ fn main() -> ExitCode {
         .cache
         .or_else(|| std::env::var_os("OODPIPE_CACHE").filter(|v| !v.is_empty()).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("cache"));
+    let config = pipeline::ConfigArgs {
+        path: args.config.clone(),
+        experiment: experiment::Experiment { sets: args.sets.clone(), sweeps: args.sweeps.clone(), mode: args.sweep_mode },
+    };
     let result = match args.command {
         Command::Metrics { in_dist, ood, json } => return metrics_cmd::run(&in_dist, &ood, json),
         Command::Run { targets, dry_run, json, jobs, gpus, executor } => {
-            cli::run::run(&args.config, &cache, &targets, dry_run, json, cli::run::Parallel { jobs, gpus, executor })
+            cli::run::run(&config, &cache, &targets, dry_run, json, cli::run::Parallel { jobs, gpus, executor })
         }
-        Command::Status { targets, json } => cli::status::run(&args.config, &cache, &targets, json),
+        Command::Status { targets, json } => cli::status::run(&config, &cache, &targets, json),
         Command::Dag { format } => cli::dag::run(
-            &args.config,
+            &config,
             match format {
                 Format::Text => oodpipe_engine::graph::DagFormat::Text,
                 Format::Dot => oodpipe_engine::graph::DagFormat::Dot,
                 Format::Mermaid => oodpipe_engine::graph::DagFormat::Mermaid,
             },
         ),
-        Command::Show { stage, json } => cli::show::run(&args.config, &cache, &stage, json),
-        Command::Gc { dry_run } => cli::gc::run(&args.config, &cache, dry_run),
+        Command::Show { stage, json } => cli::show::run(&config, &cache, &stage, json),
+        Command::Gc { dry_run } => cli::gc::run(&config, &cache, dry_run),
         Command::Runs { json } => cli::runs::run(&cache, json),
-        Command::ExecStage { stage } => cli::exec_stage::run(&args.config, &cache, &stage),
+        Command::ExecStage { stage } => cli::exec_stage::run(&config, &cache, &stage),
         Command::Verify { repair } => cli::verify::run(&cache, repair),
         Command::Diff { a, b, json } => cli::diff::run(&args.config, &cache, &a, b.as_deref(), json),
     };

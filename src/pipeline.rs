@@ -13,6 +13,9 @@ use oodpipe_engine::stage_spec::flatten_all as all_fields;
 use oodpipe_engine::executor::StageRunner;
 use oodpipe_engine::slurm::SlurmRunner;
 use oodpipe_engine::worker::{self, WorkerRunner};
+use crate::experiment::{self, Assignment, Experiment, Sweep};
+use oodpipe_engine::stage_spec::StageSpec;
+use oodpipe_engine::variants::{self, Variant};
 use oodpipe_plan::{Config, table};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,13 +23,27 @@ use std::path::{Path, PathBuf};
 /// The worker binary, built beside `oodpipe` by `cargo build`.
 pub const WORKER: &str = "oodpipe-worker";
 
+/// The config file and what the command line adds to it (`--set`, `--sweep`).
+#[derive(Debug, Clone)]
+pub struct ConfigArgs {
+    pub path: PathBuf,
+    pub experiment: Experiment,
+}
+
 pub struct Pipeline {
     pub config_path: PathBuf,
     pub config: Config,
     /// blake3 of the whole config, canonically serialised.
     pub config_key: String,
-    /// Every config field, defaults included, flattened to dotted paths.
+    /// Every config field, defaults included, flattened to dotted paths (`--set`s applied).
     pub config_fields: BTreeMap<String, serde_json::Value>,
+    /// The command line's `--set KEY=VALUE`s, as given.
+    pub overrides: Vec<String>,
+    /// A sweep's keys and their values (as TOML shows them), in order.
+    pub sweep: Option<Vec<(String, Vec<String>)>>,
+    /// A sweep's points: each one's values (`methods.bin.zeta=0.2`) and the ids of its stages in
+    /// the merged graph, in its plan's order.
+    pub points: Vec<(String, Vec<String>)>,
     pub graph: Graph,
 }
 
@@ -76,7 +93,7 @@ impl Machine {
                 runtime: self.runner.runtime.clone(),
                 options: config.executor.clone(),
                 state_dir: state_dir.join("slurm"),
-                poll: std::time::Duration::from_millis(250),
+                board: oodpipe_engine::slurm::JobBoard::new(config.executor.poll()),
             }),
         }
     }
@@ -186,13 +203,17 @@ fn remove_dotted(table: &mut toml::Table, key: &str) -> Option<toml::Value> {
 
 
 /// Every value of `config` that types alone do not refuse: numbers that are NaN or infinite, and
-/// values out of range; all of them in one error, each with the file, line and key.
-fn check_values(config: &Config, config_path: &Path, text: &str) -> Result<(), config_file::ConfigErrors> {
-    let error = |key: String, message: String| config_file::ConfigError {
-        file: config_path.to_path_buf(),
-        position: config_file::position_of_key(text, key.split('[').next().unwrap_or(&key)),
-        key: Some(key),
-        message,
+/// values out of range; all of them in one error, each with the file, line and key, or, for a key
+/// an assignment set, with that assignment (`--set train.epochs=0: key ...`).
+fn check_values(config: &Config, config_path: &Path, text: &str, assignments: &[Assignment]) -> Result<(), config_file::ConfigErrors> {
+    let error = |key: String, message: String| match experiment::blame(assignments, &key) {
+        Some(a) => config_file::ConfigError { file: PathBuf::from(&a.origin), position: None, key: Some(key), message },
+        None => config_file::ConfigError {
+            file: config_path.to_path_buf(),
+            position: config_file::position_of_key(text, key.split('[').next().unwrap_or(&key)),
+            key: Some(key),
+            message,
+        },
     };
     let value = serde_json::to_value(config).expect("config serialises");
     let default = serde_json::to_value(Config::default()).expect("config serialises");
@@ -208,20 +229,98 @@ fn check_values(config: &Config, config_path: &Path, text: &str) -> Result<(), c
     if errors.is_empty() { Ok(()) } else { Err(config_file::ConfigErrors(errors)) }
 }
 
-pub fn load(config_path: &Path) -> anyhow::Result<Pipeline> {
+/// Every `--set` of the command line, or all their problems at once.
+fn parse_sets(experiment: &Experiment) -> Result<Vec<Assignment>, config_file::ConfigErrors> {
+    let (mut ok, mut problems) = (Vec::new(), Vec::new());
+    for arg in &experiment.sets {
+        match experiment::parse_set(arg) {
+            Ok(a) => ok.push(a),
+            Err(e) => problems.extend(e.0),
+        }
+    }
+    if problems.is_empty() { Ok(ok) } else { Err(config_file::ConfigErrors(problems)) }
+}
+
+/// The config file at `config_path` with the command line's `--set`s and `--sweep`s: its stages
+/// (every point's, merged, and the sweep's report, when there is a sweep), checked.
+pub fn load(config_path: &Path, experiment: &Experiment) -> anyhow::Result<Pipeline> {
     let text = config_file::read(config_path)?;
-    let config: Config = config_file::parse(&text, config_path)?;
-    check_values(&config, config_path, &text)?;
+    let file_config: Config = config_file::parse(&text, config_path)?;
+    let sets = parse_sets(experiment)?;
+    let config = experiment::apply(&file_config, &sets)?;
+    check_values(&config, config_path, &text, &sets)?;
+    // The claims are the report's, but a typo in them should stop the run now, not in an hour.
+    if !config.report.claims.as_os_str().is_empty() {
+        oodpipe_plan::claims::load(&config.report.claims)?;
+    }
     let config_json = serde_json::to_value(&config).expect("config serialises");
     let config_key = blake3::hash(&serde_json::to_vec(&config_json).expect("config serialises")).to_hex().to_string();
-    let specs = table::plan(&config)?;
+    let sweep = experiment::sweep(file_config.sweep.as_ref(), &config_path.display().to_string(), &experiment.sweeps, experiment.mode)?;
+    let (specs, points) = match &sweep {
+        None => (table::plan(&config)?, Vec::new()),
+        Some(sweep) => plan_sweep(&config, sweep, file_config.sweep.is_some(), config_path, &text)?,
+    };
     Ok(Pipeline {
         config_path: config_path.to_path_buf(),
         config_key,
         config_fields: all_fields(&config_json),
         config,
+        overrides: experiment.sets.clone(),
+        sweep: sweep.map(|s| s.axes.iter().map(|(k, v)| (k.clone(), v.iter().map(experiment::show).collect())).collect()),
+        points,
         graph: Graph::new(specs)?,
     })
+}
+
+/// Every point's stages, merged so that what the points share is built once, and the sweep's
+/// report. It publishes to the config's report folder when the config file declares the sweep
+/// (`[sweep]`: a sweep config), else to `<report.dir>/sweeps/<swept keys>` (never over a plain
+/// run's report).
+fn plan_sweep(
+    config: &Config,
+    sweep: &Sweep,
+    declared_in_file: bool,
+    config_path: &Path,
+    text: &str,
+) -> anyhow::Result<(Vec<StageSpec>, Vec<(String, Vec<String>)>)> {
+    let points = sweep.points();
+    let mut variants = Vec::with_capacity(points.len());
+    let mut reads = Vec::with_capacity(points.len());
+    for assignments in &points {
+        let point = experiment::apply(config, assignments)?;
+        check_values(&point, config_path, text, assignments)?;
+        let mut stages = table::plan(&point)?;
+        let report = stages.iter().position(|s| s.id == oodpipe_plan::ids::REPORT).expect("a plan has a report");
+        let report = stages.remove(report);
+        let seeds = point.seeds().into_iter().map(|s| (s, table::seed_suffix(&point, s))).collect::<Vec<_>>();
+        reads.push((report.inputs, seeds));
+        let shown = assignments.iter().map(|a| (a.key.clone(), experiment::show(&a.value))).collect();
+        variants.push(Variant { assignments: shown, stages });
+    }
+    let merged = variants::merge(&variants);
+    let listed = variants
+        .iter()
+        .zip(&merged.ids)
+        .map(|(v, ids)| {
+            let name = v.assignments.iter().map(|(k, x)| format!("{k}={x}")).collect::<Vec<_>>().join(", ");
+            (name, v.stages.iter().map(|s| ids[&s.id].clone()).collect())
+        })
+        .collect();
+    let sweep_points = points
+        .iter()
+        .zip(reads)
+        .enumerate()
+        .map(|(i, (assignments, (inputs, seeds)))| table::SweepPoint {
+            values: assignments.iter().map(|a| experiment::show(&a.value)).collect(),
+            seeds,
+            inputs: inputs.iter().map(|id| (id.clone(), merged.ids[i][id].clone())).collect(),
+        })
+        .collect();
+    let keys: Vec<String> = sweep.axes.iter().map(|(k, _)| k.clone()).collect();
+    let dir = if declared_in_file { config.report.dir.clone() } else { config.report.dir.join("sweeps").join(keys.join("+")) };
+    let mut stages = merged.stages;
+    stages.push(table::sweep_stage(config, &keys, sweep_points, dir)?);
+    Ok((stages, listed))
 }
 
 #[cfg(test)]
@@ -277,7 +376,7 @@ mod tests {
             let path = dir.path().join("c.toml");
             let text: String = entries.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
             std::fs::write(&path, &text).unwrap();
-            match load(&path) {
+            match load(&path, &Experiment::default()) {
                 Ok(p) => prop_assert!(p.graph.ordered().count() > 0),
                 Err(e) => prop_assert!(format!("{e:#}").contains("c.toml"), "{e:#}"),
             }

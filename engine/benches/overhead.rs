@@ -48,6 +48,7 @@ fn stages() -> Vec<StageSpec> {
     let config = json!({"x": {"a": 1, "b": [1.5, 2.0]}, "y": {"c": "z"}});
     (0..STAGES)
         .map(|i| StageSpec {
+            key_id: None,
             id: format!("s.{i:04}"),
             kind: format!("k{}", i % 7),
             salt: "1".into(),

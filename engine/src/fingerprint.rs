@@ -21,7 +21,8 @@ pub struct KeyedStage {
 
 /// Keys `stages`, which must be in topological order and closed under inputs.
 pub fn key_stages(stages: &[&StageSpec], memo: &mut SourceMemo, platform: &Platform) -> anyhow::Result<Vec<KeyedStage>> {
-    let mut keys: BTreeMap<&str, StageKey> = BTreeMap::new();
+    // Stage id -> (the id it is keyed under, its key).
+    let mut keys: BTreeMap<&str, (&str, StageKey)> = BTreeMap::new();
     let mut out = Vec::with_capacity(stages.len());
     // Stages that read one source (both Tiny ImageNet sets read one folder) hash it once per pass.
     let mut hashed: BTreeMap<&std::path::Path, String> = BTreeMap::new();
@@ -51,12 +52,13 @@ pub fn key_stages(stages: &[&StageSpec], memo: &mut SourceMemo, platform: &Platf
             .inputs
             .iter()
             .map(|id| {
-                let key = keys.get(id.as_str()).with_context(|| format!("input {id} of {} is not keyed yet", spec.id))?;
-                Ok((id.clone(), key.0.clone()))
+                let (key_id, key) = keys.get(id.as_str()).with_context(|| format!("input {id} of {} is not keyed yet", spec.id))?;
+                Ok((key_id.to_string(), key.0.clone()))
             })
             .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
+        let key_id = spec.key_id.as_deref().unwrap_or(spec.id.as_str());
         let material = KeyMaterial {
-            id: spec.id.clone(),
+            id: key_id.to_string(),
             kind: spec.kind.clone(),
             salt: spec.salt.clone(),
             params: spec.params.clone(),
@@ -65,7 +67,7 @@ pub fn key_stages(stages: &[&StageSpec], memo: &mut SourceMemo, platform: &Platf
             platform: platform.clone(),
         };
         let key = material.key();
-        keys.insert(&spec.id, key.clone());
+        keys.insert(&spec.id, (key_id, key.clone()));
         out.push(KeyedStage { spec: (*spec).clone(), material, key });
     }
     Ok(out)
@@ -76,7 +78,9 @@ pub fn staleness(store: &Store, ks: &KeyedStage) -> Vec<DirtyReason> {
     if store.entry(&ks.material.kind, &ks.key).is_some() {
         return Vec::new();
     }
-    match store.last_entry(&ks.spec.id) {
+    // A sweep's variant never built under its own id is compared with its plain id's last build.
+    let last = store.last_entry(&ks.spec.id).or_else(|| ks.spec.key_id.as_deref().and_then(|id| store.last_entry(id)));
+    match last {
         Some(last) => dirty_reason::diff(&last.material, &ks.material),
         None => vec![DirtyReason::NoEntry],
     }

@@ -2,7 +2,8 @@
 //!
 //! Built once from the stage specs; it refuses duplicate ids, unknown inputs and cycles, and keeps a
 //! topological order (inputs first, ties in declaration order, so runs are deterministic). Targets
-//! on the command line name a stage id or a dotted prefix of ids (`train` means every `train.*`).
+//! on the command line name a stage id or a dotted prefix of ids (`train` means every `train.*`),
+//! or, where no stage has the id itself, its variants (`train.bin` means every `train.bin@...`).
 
 use crate::stage_spec::StageSpec;
 use std::collections::{BTreeSet, HashMap};
@@ -74,13 +75,19 @@ impl Graph {
         self.order.iter().map(|&i| &self.stages[i])
     }
 
-    /// The ids that a target names: itself, or every id under it as a dotted prefix.
+    /// The ids that a target names: itself, or every id under it as a dotted prefix or with a
+    /// suffix (`train.bin` names each sweep variant `train.bin@zeta=0.2`).
     fn resolve(&self, target: &str) -> anyhow::Result<Vec<usize>> {
         if let Some(&i) = self.index.get(target) {
             return Ok(vec![i]);
         }
-        let prefix = format!("{target}.");
-        let matched: Vec<usize> = self.order.iter().copied().filter(|&i| self.stages[i].id.starts_with(&prefix)).collect();
+        let (prefix, variant) = (format!("{target}."), format!("{target}@"));
+        let matched: Vec<usize> = self
+            .order
+            .iter()
+            .copied()
+            .filter(|&i| self.stages[i].id.starts_with(&prefix) || self.stages[i].id.starts_with(&variant))
+            .collect();
         if matched.is_empty() {
             let mut known: Vec<&str> = self.stages.iter().map(|s| s.id.as_str()).collect();
             known.sort();

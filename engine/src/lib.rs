@@ -6,7 +6,8 @@
 //! [`fingerprint`]), explains why one is stale ([`dirty_reason`]), runs what is stale in dependency
 //! order ([`executor`]), each in a worker process that may crash alone ([`worker`], [`interrupt`]),
 //! and keeps the results in a store that an interrupted or concurrent run cannot corrupt ([`store`],
-//! [`atomic_file`]). Each run is recorded
+//! [`atomic_file`]). Several variants of a pipeline (a sweep's points) merge into one graph that
+//! shares what they share ([`variants`]). Each run is recorded
 //! ([`run_record`]), and the results frames of two runs or commits can be compared
 //! ([`results_frame`], [`results_diff`]).
 
@@ -27,4 +28,5 @@ pub mod source_hash;
 pub mod stage_key;
 pub mod stage_spec;
 pub mod store;
+pub mod variants;
 pub mod worker;

@@ -16,6 +16,9 @@ pub struct RunRecord {
     pub started_unix: u64,
     pub git_commit: Option<String>,
     pub git_dirty: Option<bool>,
+    /// When dirty: the changed tracked files (the run's own report folders left out).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub git_changes: Vec<String>,
     pub config_path: PathBuf,
     pub config_key: String,
     /// Every config field (dotted) -> value, defaults included.
@@ -38,6 +41,12 @@ pub struct RunRecord {
     /// Ctrl-C (or SIGTERM) stopped the run before it finished.
     #[serde(default)]
     pub interrupted: bool,
+    /// The command line's config overrides (`train.epochs=3` of `--set train.epochs=3`), as given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
+    /// A sweep's keys and their values, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sweep: Vec<(String, Vec<String>)>,
 }
 
 /// `YYYYMMDDTHHMMSSZ` of a Unix time, in UTC.

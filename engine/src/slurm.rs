@@ -3,9 +3,16 @@
 //! [`SlurmRunner`] is a [`StageRunner`]: the executor takes the stage's lock and temporary folder
 //! in the store (which must be on a filesystem the nodes share), the runner writes the worker's
 //! input next to the stage's log, submits `oodpipe-worker run < request.json` with the job name =
-//! the stage id and the log file = `cache/logs/<id>.log`, follows the job with `squeue` (and
-//! `scontrol show job` once it has left the queue), relays the worker's `@progress` lines from the
-//! log, and returns when the job ends; the executor then commits the outputs as for a local stage.
+//! the stage id and the log file = `cache/logs/<id>.log`, follows the job, relays the worker's
+//! `@progress` lines from the log, and returns when the job ends; the executor then commits the
+//! outputs as for a local stage.
+//!
+//! **One poll for all jobs.** A sweep puts hundreds of jobs on the cluster at once, and a
+//! slurmctld's admins forbid a `squeue` per job every second. The run's jobs share one
+//! [`JobBoard`]: once per `executor.poll_seconds` (default 5 s) one `squeue -j <every job in
+//! flight>` asks for all of them, as Snakemake's Slurm executor does; only a job that has left the
+//! queue is asked about once more, with `scontrol show job` (no accounting database needed). With
+//! 100 jobs in flight that is 12 `squeue` calls a minute, whatever the number of jobs.
 //! A failed, cancelled or timed-out job is that stage's failure, named with its job id, state and
 //! the tail of its log. Ctrl-C cancels the jobs of this run (`scancel`). While a job is in flight
 //! its id is kept in `cache/state/slurm/<id>.job`, which `oodpipe status` reads.
@@ -28,6 +35,15 @@ pub struct SlurmOptions {
     pub account: Option<String>,
     /// Per stage kind (`train`, `outputs`, ...): time limit, memory, CPUs, `--gres`.
     pub kinds: BTreeMap<String, KindResources>,
+    /// Seconds between two polls of the queue (one `squeue` for every job of the run); None: 5.
+    pub poll_seconds: Option<f64>,
+}
+
+impl SlurmOptions {
+    /// The interval between two polls of the queue.
+    pub fn poll(&self) -> Duration {
+        Duration::from_secs_f64(self.poll_seconds.filter(|s| s.is_finite() && *s > 0.0).unwrap_or(5.0))
+    }
 }
 
 /// The resources of one stage kind's jobs; unset = the cluster's defaults.
@@ -51,7 +67,98 @@ pub struct SlurmRunner {
     pub options: SlurmOptions,
     /// Where in-flight job ids are kept (`cache/state/slurm`).
     pub state_dir: PathBuf,
-    pub poll: Duration,
+    /// The run's jobs and their last polled states.
+    pub board: JobBoard,
+}
+
+/// The states of a run's jobs in flight, polled for all of them at once (see the module doc).
+pub struct JobBoard {
+    interval: Duration,
+    state: std::sync::Mutex<BoardState>,
+    polled: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct BoardState {
+    /// Job id -> its last polled state and exit code (None: not polled yet).
+    jobs: BTreeMap<String, Option<(String, Option<String>)>>,
+    last_poll: Option<Instant>,
+    /// Polls so far: a follower waits for the next one.
+    generation: u64,
+    polling: bool,
+}
+
+impl JobBoard {
+    pub fn new(interval: Duration) -> JobBoard {
+        JobBoard { interval, state: Default::default(), polled: Default::default() }
+    }
+
+    fn add(&self, job: &str) {
+        self.state.lock().expect("the board's lock").jobs.insert(job.to_string(), None);
+    }
+
+    fn remove(&self, job: &str) {
+        self.state.lock().expect("the board's lock").jobs.remove(job);
+    }
+
+    /// The state of `job` after the next poll: this thread polls for every job when the interval
+    /// has passed and no other thread is polling, else it waits for the one that does.
+    fn next_state(&self, job: &str) -> (String, Option<String>) {
+        let mut s = self.state.lock().expect("the board's lock");
+        let seen = s.generation;
+        loop {
+            let due = s.last_poll.is_none_or(|t| t.elapsed() >= self.interval);
+            if due && !s.polling {
+                s.polling = true;
+                let jobs: Vec<String> = s.jobs.keys().cloned().collect();
+                drop(s);
+                let states = poll_jobs(&jobs);
+                s = self.state.lock().expect("the board's lock");
+                for (j, state) in states {
+                    if let Some(slot) = s.jobs.get_mut(&j) {
+                        *slot = Some(state);
+                    }
+                }
+                s.last_poll = Some(Instant::now());
+                s.generation += 1;
+                s.polling = false;
+                self.polled.notify_all();
+            } else if s.generation == seen {
+                let wait = match s.last_poll {
+                    Some(t) if !s.polling => self.interval.saturating_sub(t.elapsed()),
+                    _ => self.interval,
+                };
+                s = self.polled.wait_timeout(s, wait.max(Duration::from_millis(10))).expect("the board's lock").0;
+                continue;
+            }
+            if s.generation != seen {
+                return s.jobs.get(job).cloned().flatten().unwrap_or_else(|| ("UNKNOWN".into(), None));
+            }
+        }
+    }
+}
+
+/// Every job's state: one `squeue` for all of them; `scontrol show job` for each that has left the
+/// queue (or if `squeue` fails).
+fn poll_jobs(jobs: &[String]) -> Vec<(String, (String, Option<String>))> {
+    let mut queued: BTreeMap<String, String> = BTreeMap::new();
+    if !jobs.is_empty() {
+        if let Ok(out) = Command::new("squeue").args(["-h", "-j", &jobs.join(","), "-o", "%i %T"]).output() {
+            if out.status.success() {
+                for line in String::from_utf8_lossy(&out.stdout).lines() {
+                    if let Some((id, state)) = line.trim().split_once(' ') {
+                        queued.insert(id.trim().to_string(), state.trim().to_string());
+                    }
+                }
+            }
+        }
+    }
+    jobs.iter()
+        .map(|job| match queued.get(job).filter(|state| !is_final(state)) {
+            Some(state) => (job.clone(), (state.clone(), None)),
+            None => (job.clone(), scontrol_state(job).unwrap_or_else(|| ("UNKNOWN".into(), None))),
+        })
+        .collect()
 }
 
 /// A job's state as Slurm names it (`PENDING`, `RUNNING`, `COMPLETED`, `FAILED`, `CANCELLED`, ...).
@@ -61,7 +168,11 @@ pub fn job_state(job: &str) -> Option<(String, Option<String>)> {
     if out.status.success() && !state.is_empty() && !is_final(&state) {
         return Some((state, None));
     }
-    // Gone from the queue (or ending): its record in slurmctld (kept MinJobAge seconds).
+    scontrol_state(job)
+}
+
+/// A job's state and exit code from its record in slurmctld (kept MinJobAge seconds after it ends).
+fn scontrol_state(job: &str) -> Option<(String, Option<String>)> {
     let out = Command::new("scontrol").args(["show", "job", "-o", job]).output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let field = |name: &str| text.split_whitespace().find_map(|w| w.strip_prefix(&format!("{name}=")).map(str::to_string));
@@ -142,7 +253,9 @@ impl StageRunner for SlurmRunner {
         std::fs::create_dir_all(&self.state_dir)?;
         let job_file = self.state_dir.join(format!("{}.job", request.id));
         crate::atomic_file::write(&job_file, job.as_bytes())?;
+        self.board.add(&job);
         let result = self.follow(&request, &job, log, progress, submitted);
+        self.board.remove(&job);
         let _ = std::fs::remove_file(&job_file);
         let _ = std::fs::remove_file(&input_file);
         result
@@ -172,7 +285,7 @@ impl SlurmRunner {
                 let _ = Command::new("scancel").arg(job).status();
                 bail!(interrupt::Interrupted);
             }
-            let (state, exit) = job_state(job).unwrap_or_else(|| ("UNKNOWN".into(), None));
+            let (state, exit) = self.board.next_state(job);
             if !started && state != "PENDING" {
                 started = true;
                 let _ = std::fs::write(log.with_extension("slurm"), format!("job {job} started {:.3} s after submission\n", submitted.elapsed().as_secs_f64()));
@@ -202,7 +315,6 @@ impl SlurmRunner {
                 }
                 .into());
             }
-            std::thread::sleep(self.poll);
         }
     }
 }

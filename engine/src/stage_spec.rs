@@ -27,8 +27,13 @@ pub struct SourceSpec {
 /// One stage of a pipeline: everything its key is made of, and what a worker needs to build it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageSpec {
-    /// Dotted and stable: `data.cifar10`, `train.softmax`, `score.odin.gaussian@seed2`.
+    /// Dotted and stable: `data.cifar10`, `train.softmax`, `score.odin.gaussian@seed2`,
+    /// `train.bin@zeta=0.2` (a sweep's variant, [`crate::variants`]).
     pub id: String,
+    /// The id its key is made with, when that is not `id`: a sweep's variant keeps the id of its
+    /// plain pipeline, so a variant and a plain run of the same config share their cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
     /// The family of stages sharing one implementation (`data`, `train`, ...).
     pub kind: String,
     /// The code version of what computes the stage: bumped when its results change.

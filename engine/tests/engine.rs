@@ -31,6 +31,7 @@ fn platform() -> Platform {
 /// A stage whose task is `concat`: it concatenates its inputs' `out` files and its id into its own `out`.
 fn concat_stage(id: &str, reads: &[&str], inputs: &[&str], config: &Value) -> StageSpec {
     StageSpec {
+        key_id: None,
         id: id.into(),
         kind: id.split('.').next().unwrap().into(),
         salt: "1".into(),

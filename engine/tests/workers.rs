@@ -79,6 +79,7 @@ fn runner(healed: bool) -> WorkerRunner {
 
 fn stage(id: &str, task: &str, inputs: &[&str]) -> StageSpec {
     StageSpec {
+        key_id: None,
         id: id.into(),
         kind: "synthetic".into(),
         salt: "1".into(),

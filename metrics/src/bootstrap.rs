@@ -109,15 +109,17 @@ pub fn bootstrap(in_scores: &[f64], ood_scores: &[f64], resamples: usize, seed: 
     Ok(replicates)
 }
 
-/// Bootstrap replicates of a proportion: `correct` of `n` items are 1 (a classifier's accuracy),
-/// resampled with the same streams, replicate r = the fraction of ones among the n indices drawn
-/// (items `0..correct` being the ones).
-pub fn bootstrap_proportion(correct: usize, n: usize, resamples: usize, seed: u64) -> Vec<f64> {
+/// Bootstrap replicates of a mean over items (a classifier's accuracy: `values[i]` is 1 where
+/// test image i is classified right, else 0). Replicate r is the mean of the `n` values at the
+/// indices its stream draws, the same indices as the in-distribution draws of [`bootstrap`] for a
+/// list of that size: so two models' replicates on one test set resample the same images, and
+/// their difference is the paired bootstrap of the difference of their accuracies.
+pub fn bootstrap_mean(values: &[f64], resamples: usize, seed: u64) -> Vec<f64> {
+    let n = values.len();
     (0..resamples)
         .map(|r| {
             let mut rng = Stream::new(seed, r as u64);
-            let ones = (0..n).filter(|_| rng.below(n) < correct).count();
-            ones as f64 / n.max(1) as f64
+            (0..n).map(|_| values[rng.below(n)]).sum::<f64>() / n.max(1) as f64
         })
         .collect()
 }

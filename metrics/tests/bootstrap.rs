@@ -3,7 +3,7 @@
 //! spread of AUROC's replicates matches Hanley and McNeil's closed-form standard error; a
 //! proportion's replicates match the binomial's.
 
-use oodpipe_metrics::bootstrap::{bootstrap, bootstrap_proportion, resample_indices};
+use oodpipe_metrics::bootstrap::{bootstrap, bootstrap_mean, resample_indices};
 use oodpipe_metrics::interval::{mean_std, percentile_interval};
 use oodpipe_metrics::ood_metrics;
 use std::path::Path;
@@ -83,13 +83,16 @@ fn the_interval_holds_the_point_estimate_and_aurocs_spread_is_hanley_mcneils() {
 #[test]
 fn a_proportions_replicates_are_binomial() {
     let (correct, n) = (8240, 10_000);
-    let reps = bootstrap_proportion(correct, n, 2000, 3);
+    // Right and wrong interleaved, as a classifier's are over the test images.
+    let right: Vec<f64> = (0..n).map(|i| f64::from(u8::from(i * correct / n != (i + 1) * correct / n))).collect();
+    assert_eq!(right.iter().sum::<f64>(), correct as f64);
+    let reps = bootstrap_mean(&right, 2000, 3);
     let (mean, sd, _) = mean_std(&reps);
     let p = correct as f64 / n as f64;
     let binomial_sd = (p * (1.0 - p) / n as f64).sqrt();
     assert!((mean - p).abs() < 3.0 * binomial_sd / (2000f64).sqrt() + 1e-12, "{mean} vs {p}");
     assert!((sd / binomial_sd - 1.0).abs() < 0.08, "{sd} vs {binomial_sd}");
-    // Item by item: replicate r counts the drawn indices below `correct`.
+    // Item by item: replicate r is the mean over the indices the in-distribution draws pick.
     let (idx, _) = resample_indices(3, 5, n, 0);
-    assert_eq!(reps[5], idx.iter().filter(|&&i| i < correct).count() as f64 / n as f64);
+    assert_eq!(reps[5], idx.iter().map(|&i| right[i]).sum::<f64>() / n as f64);
 }

@@ -76,6 +76,11 @@ pub struct Config {
     /// How `oodpipe run --executor slurm` submits stages (partition, account, per-kind resources).
     /// Not part of any key: where a stage runs does not change what it computes.
     pub executor: oodpipe_engine::slurm::SlurmOptions,
+    /// `[sweep]`: keys of this config and the values to sweep each over (`methods.vib.beta =
+    /// [0.001, 0.005]`); the run builds every point of their cross product (`src/experiment.rs`).
+    /// Never serialised: a sweep is its points' configs, not a field of any of them.
+    #[serde(default, skip_serializing)]
+    pub sweep: Option<toml::Table>,
 }
 
 impl Default for Config {
@@ -94,6 +99,7 @@ impl Default for Config {
             eval: EvalConfig::default(),
             report: ReportConfig::default(),
             executor: Default::default(),
+            sweep: None,
         }
     }
 }
@@ -332,11 +338,19 @@ pub struct ReportConfig {
     pub bootstrap: usize,
     /// Seed of the bootstrap's resampling.
     pub bootstrap_seed: u64,
+    /// The paper's claims to check (`claims.md`; see [`crate::claims`]); empty: none.
+    pub claims: PathBuf,
 }
 
 impl Default for ReportConfig {
     fn default() -> Self {
-        Self { dir: "reports".into(), paper_results: "configs/paper_results.csv".into(), bootstrap: 1000, bootstrap_seed: 0 }
+        Self {
+            dir: "reports".into(),
+            paper_results: "configs/paper_results.csv".into(),
+            bootstrap: 1000,
+            bootstrap_seed: 0,
+            claims: "configs/claims.toml".into(),
+        }
     }
 }
 
@@ -474,6 +488,9 @@ impl Config {
         check(!eps.is_empty() && eps.iter().all(|e| *e >= 0.0 && e.is_finite()), "tune.odin_epsilons", &eps, "a non-empty list of non-negative numbers");
         check(self.report.bootstrap != 1, "report.bootstrap", &self.report.bootstrap, "0 (no bootstrap) or at least 2 resamples");
         check(self.eval.batch_size >= 1, "eval.batch_size", &self.eval.batch_size, "at least 1");
+        if let Some(poll) = self.executor.poll_seconds {
+            check(poll > 0.0, "executor.poll_seconds", &poll, "a positive number of seconds");
+        }
         check(self.methods.bin.zeta > 0.0, "methods.bin.zeta", &self.methods.bin.zeta, "a positive number");
         check(self.methods.binc.zeta > 0.0, "methods.binc.zeta", &self.methods.binc.zeta, "a positive number");
         check(self.methods.binc.lambda >= 0.0, "methods.binc.lambda", &self.methods.binc.lambda, "a non-negative number");

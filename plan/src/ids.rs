@@ -46,6 +46,8 @@ pub fn score(detector: &str, set: &str) -> String {
 }
 
 pub const REPORT: &str = "report";
+/// A sweep's report.
+pub const SWEEP: &str = "sweep";
 
 /// Output files, by the stage kind that writes them.
 pub mod files {

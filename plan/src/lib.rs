@@ -6,11 +6,13 @@
 //! The `oodpipe` command plans, keys and schedules with this crate alone; only the worker links
 //! the ML code. A stage's task is a closed enum, so the worker's dispatch is checked by the compiler.
 
+pub mod claims;
 pub mod config;
 pub mod detector;
 #[path = "../../detectors/mod.rs"]
 pub mod detectors;
 pub mod ids;
+pub mod metric;
 pub mod ood;
 pub mod table;
 pub mod view;

@@ -34,6 +34,20 @@ pub enum Task {
     Score { detector: String, set: OodSet },
     /// The report; `sets` are the OOD sets (name, label) in config order.
     Report { sets: Vec<(String, String)> },
+    /// A sweep's report: every point's results side by side (`sets` as the report's, `keys` the
+    /// swept keys, each point with its values and the inputs it reads).
+    Sweep { sets: Vec<(String, String)>, keys: Vec<String>, points: Vec<SweepPoint> },
+}
+
+/// One point of a sweep, as its report reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepPoint {
+    /// The swept keys' values at this point, in the order of the sweep's keys (as TOML shows them).
+    pub values: Vec<String>,
+    /// Its training seeds with their id suffixes (`@seed2`; none for the first).
+    pub seeds: Vec<(u64, String)>,
+    /// The id each stage of its plain pipeline that the report reads has in the merged graph.
+    pub inputs: BTreeMap<String, String>,
 }
 
 impl Task {
@@ -48,6 +62,7 @@ impl Task {
             Task::Tune { detector, .. } => format!("detectors/{detector}.rs: detectors::{detector}::code::Code::tune"),
             Task::Score { detector, .. } => format!("detectors/{detector}.rs: detectors::{detector}::code::Code::score"),
             Task::Report { .. } => "stages/src/report.rs: report::run".into(),
+            Task::Sweep { .. } => "stages/src/sweep.rs: sweep::run".into(),
         }
     }
 
@@ -73,7 +88,10 @@ impl Task {
     /// Whether the stage's inputs are one training seed's (and shared ones), which its code names
     /// by their plain ids; the report reads every seed's.
     pub fn is_per_seed(&self) -> bool {
-        !matches!(self, Task::Report { .. } | Task::Cifar10 | Task::OodData { .. })
+        match self {
+            Task::Train { .. } | Task::Outputs { .. } | Task::Prepare { .. } | Task::Tune { .. } | Task::Score { .. } => true,
+            Task::Report { .. } | Task::Sweep { .. } | Task::Cifar10 | Task::OodData { .. } => false,
+        }
     }
 }
 
@@ -105,8 +123,11 @@ pub mod salt {
     /// BIN's and BINC's binary cross-entropy gained label smoothing's counterpart.
     pub const TRAIN_BCE: &str = "train-2";
     pub const OUTPUTS: &str = "outputs-1";
-    /// Configured OOD sets in config order, and Table 3.
-    pub const REPORT: &str = "report-4";
+    /// Claims with paired tests, honest intervals (bounds, Clopper-Pearson, cut t intervals),
+    /// accuracy bootstrapped per image, exact t quantiles.
+    pub const REPORT: &str = "report-5";
+    /// A sweep's report (`sweep.csv`, `sweep.md`, its figures).
+    pub const SWEEP: &str = "sweep-1";
 }
 
 /// The six official CIFAR-10 batch files.
@@ -118,6 +139,9 @@ pub const CIFAR10_FILES: [&str; 6] = [
     "data_batch_5.bin",
     "test_batch.bin",
 ];
+
+/// The report's source label of the claims file (config key `report.claims`).
+pub const CLAIMS_SOURCE: &str = "claims.toml";
 
 /// Where Tiny ImageNet is looked for when the config names no folder.
 pub const TINY_IMAGENET_ENV: &str = "OODPIPE_TINYIMAGENET";
@@ -153,6 +177,13 @@ fn train_salt(model: ModelKind) -> &'static str {
 /// others: `train.softmax@seed2`, `score.odin.gaussian@seed2`.
 pub fn seed_suffix(config: &Config, seed: u64) -> String {
     if config.seeds().first() == Some(&seed) { String::new() } else { format!("@seed{seed}") }
+}
+
+/// A stage id without any suffix: its training seed's (`@seed2`) or its sweep variant's
+/// (`@zeta=0.2`); base ids never hold an `@`. A seed's or a variant's stage names its inputs by
+/// these ids, and the worker maps its inputs' ids to them.
+pub fn plain_id(id: &str) -> &str {
+    id.split('@').next().unwrap_or(id)
 }
 
 /// The seed a stage id belongs to, and the id without its seed suffix.
@@ -203,6 +234,7 @@ fn spec(def: StageDef) -> anyhow::Result<StageSpec> {
     Ok(StageSpec {
         params,
         id: def.id,
+        key_id: None,
         kind: def.kind.to_string(),
         salt: def.salt.to_string(),
         inputs: def.inputs,
@@ -252,12 +284,22 @@ fn table(config: &Config) -> anyhow::Result<Vec<StageDef>> {
     r.config = shared.clone();
     r.reads = vec![reads::<view::Report>()];
     r.extra.insert("ood".into(), serde_json::to_value(&names).expect("names serialise"));
-    r.inputs = report_inputs;
+    // CIFAR-10's test labels: which images each model classifies right (paired accuracy differences).
+    r.inputs = std::iter::once(ids::cifar10_data()).chain(report_inputs).collect();
     r.sources = vec![Source {
         label: "paper_results.csv".into(),
         path: config.report.paper_results.clone(),
         hint: "the paper's numbers (config key report.paper_results) ship with the repository".into(),
     }];
+    if !config.report.claims.as_os_str().is_empty() {
+        r.sources.push(Source {
+            label: CLAIMS_SOURCE.into(),
+            path: config.report.claims.clone(),
+            hint: "the paper's claims to check (config key report.claims; empty: none) ship with the repository as \
+                   configs/claims.toml"
+                .into(),
+        });
+    }
     r.publish = Some(config.report.dir.clone());
     stages.push(r);
     Ok(stages)
@@ -398,6 +440,30 @@ fn seed_stages(config: &Config, suffix: &str, models: &[ModelKind], detectors: &
         s.config = config.clone();
     }
     stages
+}
+
+/// A sweep's report stage: it reads what each point's report would (`points[i].inputs`, already
+/// mapped to the merged graph's ids) and publishes to `dir`. Keyed on the report's view and on the
+/// sweep itself (its keys and each point's values, in order).
+pub fn sweep_stage(config: &Config, keys: &[String], points: Vec<SweepPoint>, dir: PathBuf) -> anyhow::Result<StageSpec> {
+    let sets: Vec<(String, String)> = ood_sets(config)?.iter().map(|s| (s.name.clone(), s.label.clone())).collect();
+    let mut inputs: Vec<String> = Vec::new();
+    for p in &points {
+        for id in p.inputs.values() {
+            if !inputs.contains(id) {
+                inputs.push(id.clone());
+            }
+        }
+    }
+    let described = serde_json::to_value(points.iter().map(|p| (keys, &p.values)).collect::<Vec<_>>()).expect("a sweep serialises");
+    let mut s = stage(ids::SWEEP.into(), "sweep", salt::SWEEP, Task::Sweep { sets: sets.clone(), keys: keys.to_vec(), points });
+    s.config = config.for_seed(config.seeds()[0]);
+    s.reads = vec![reads::<view::Report>()];
+    s.extra.insert("ood".into(), serde_json::to_value(&sets).expect("names serialise"));
+    s.extra.insert("sweep".into(), described);
+    s.inputs = inputs;
+    s.publish = Some(dir);
+    spec(s)
 }
 
 #[cfg(test)]

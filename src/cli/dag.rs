@@ -1,11 +1,11 @@
 //! `oodpipe dag`: the stage graph as text, Graphviz dot or Mermaid.
 
 use oodpipe_engine::graph::DagFormat;
-use std::path::Path;
+use crate::pipeline::ConfigArgs;
 use std::process::ExitCode;
 
-pub fn run(config: &Path, format: DagFormat) -> anyhow::Result<ExitCode> {
-    let pipeline = crate::pipeline::load(config)?;
+pub fn run(config: &ConfigArgs, format: DagFormat) -> anyhow::Result<ExitCode> {
+    let pipeline = crate::pipeline::load(&config.path, &config.experiment)?;
     print!("{}", pipeline.graph.render(format));
     Ok(ExitCode::SUCCESS)
 }

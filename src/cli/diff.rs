@@ -114,7 +114,7 @@ fn resolve(spec: Option<&str>, cache: &Path, report_dir: &Path, config: &Path) -
 pub fn run(config: &Path, cache: &Path, a: &str, b: Option<&str>, as_json: bool) -> anyhow::Result<ExitCode> {
     // The report folder of the current config; without a loadable config (a checkout with no
     // pipeline.toml, a config of another schema), the default `reports`.
-    let report_dir = crate::pipeline::load(config)
+    let report_dir = crate::pipeline::load(config, &crate::experiment::Experiment::default())
         .ok()
         .and_then(|p| p.graph.ordered().find_map(|s| s.publish.clone()))
         .unwrap_or_else(|| PathBuf::from("reports"));

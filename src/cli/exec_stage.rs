@@ -8,7 +8,7 @@ use oodpipe_engine::progress::ConsoleReporter;
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn run(config: &Path, cache: &Path, id: &str) -> anyhow::Result<ExitCode> {
+pub fn run(config: &crate::pipeline::ConfigArgs, cache: &Path, id: &str) -> anyhow::Result<ExitCode> {
     let session = super::open(config, cache, &[id.to_string()])?;
     let Some(target) = session.stages.iter().find(|ks| ks.spec.id == id) else {
         anyhow::bail!("`{id}` is not a stage id (exec-stage builds one stage; `oodpipe status` lists them)");

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-pub fn run(config: &Path, cache: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
+pub fn run(config: &crate::pipeline::ConfigArgs, cache: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
     let session = super::open(config, cache, &[])?;
     let store = &session.store;
     let mut keep_entries = HashSet::new();

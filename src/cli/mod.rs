@@ -10,7 +10,7 @@ pub mod show;
 pub mod status;
 pub mod verify;
 
-use crate::pipeline::{self, Machine, Pipeline};
+use crate::pipeline::{self, ConfigArgs, Machine, Pipeline};
 use oodpipe_engine::fingerprint::{KeyedStage, key_stages};
 use oodpipe_engine::source_hash::SourceMemo;
 use oodpipe_engine::store::Store;
@@ -22,14 +22,14 @@ pub struct Session {
     pub machine: Machine,
     pub store: Store,
     pub stages: Vec<KeyedStage>,
-    /// `git_state()`, asked once per command (it starts two git processes).
-    pub git: std::sync::OnceLock<Option<(String, bool)>>,
+    /// [`Session::git_state`], asked once per command (it starts two git processes).
+    pub git: std::sync::OnceLock<Option<GitState>>,
 }
 
-pub fn open(config: &Path, cache: &Path, targets: &[String]) -> anyhow::Result<Session> {
-    let pipeline = pipeline::load(config)?;
+pub fn open(config: &ConfigArgs, cache: &Path, targets: &[String]) -> anyhow::Result<Session> {
+    let pipeline = pipeline::load(&config.path, &config.experiment)?;
     let store = Store::open(cache).map_err(|e| anyhow::anyhow!("cannot open the store {}: {e}", cache.display()))?;
-    let machine = pipeline::machine(&pipeline.config, config, &store.state_dir())?;
+    let machine = pipeline::machine(&pipeline.config, &config.path, &store.state_dir())?;
     let closure = pipeline.graph.closure(targets)?;
     let mut memo = SourceMemo::load(&store.memo_file());
     let stages = key_stages(&closure, &mut memo, &machine.platform)?;
@@ -37,14 +37,40 @@ pub fn open(config: &Path, cache: &Path, targets: &[String]) -> anyhow::Result<S
     Ok(Session { pipeline, machine, store, stages, git: std::sync::OnceLock::new() })
 }
 
-/// `git rev-parse HEAD` and whether the work tree has uncommitted changes, if this is a checkout.
-pub fn git_state() -> Option<(String, bool)> {
+/// The commit a run was made from, and the tracked files that differ from it.
+#[derive(Debug, Clone)]
+pub struct GitState {
+    pub commit: String,
+    /// Changed tracked files (as `git status --porcelain` names them), the run's own report folders
+    /// left out: a run rewrites its report before it records itself, and that is not a change to
+    /// what made the results. Empty: the tree was clean.
+    pub changed: Vec<String>,
+}
+
+impl Session {
+    /// [`git_state`] with this session's published report folders left out, asked once.
+    pub fn git_state(&self) -> Option<&GitState> {
+        self.git
+            .get_or_init(|| {
+                let reports: Vec<&Path> = self.stages.iter().filter_map(|ks| ks.spec.publish.as_deref()).collect();
+                git_state(&reports)
+            })
+            .as_ref()
+    }
+}
+
+/// `git rev-parse HEAD` and the tracked files that differ from it but those under `exclude`, if
+/// this is a checkout.
+pub fn git_state(exclude: &[&Path]) -> Option<GitState> {
     let head = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok()?;
     if !head.status.success() {
         return None;
     }
-    let status = std::process::Command::new("git").args(["status", "--porcelain", "--untracked-files=no"]).output().ok()?;
-    Some((String::from_utf8_lossy(&head.stdout).trim().to_string(), !status.stdout.is_empty()))
+    let mut args = vec!["status".to_string(), "--porcelain".into(), "--untracked-files=no".into(), "--".into(), ".".into()];
+    args.extend(exclude.iter().map(|p| format!(":(exclude){}", p.display())));
+    let status = std::process::Command::new("git").args(&args).output().ok()?;
+    let changed = String::from_utf8_lossy(&status.stdout).lines().filter_map(|l| l.get(3..)).map(str::to_string).collect();
+    Some(GitState { commit: String::from_utf8_lossy(&head.stdout).trim().to_string(), changed })
 }
 
 /// The exit code of a run: 130 interrupted (128 + SIGINT, as shells report Ctrl-C), 2 a stage

@@ -16,7 +16,7 @@ pub struct Parallel {
     pub executor: Executor,
 }
 
-pub fn run(config: &Path, cache: &Path, targets: &[String], dry_run: bool, as_json: bool, parallel: Parallel) -> anyhow::Result<ExitCode> {
+pub fn run(config: &crate::pipeline::ConfigArgs, cache: &Path, targets: &[String], dry_run: bool, as_json: bool, parallel: Parallel) -> anyhow::Result<ExitCode> {
     if parallel.jobs == Some(0) {
         return Err(oodpipe_engine::bad_input::BadInput("-j/--jobs: expected at least 1".into()).into());
     }
@@ -51,9 +51,12 @@ pub fn run(config: &Path, cache: &Path, targets: &[String], dry_run: bool, as_js
             let mut record = run_record(&session, &outcome.entries);
             let path = dir.join("run.json");
             if outcome.executed.contains(&ks.spec.id) || !path.exists() {
-                let git = session.git.get_or_init(super::git_state);
-                record["git_commit"] = json!(git.as_ref().map(|(c, _)| c.clone()));
-                record["git_dirty"] = json!(git.as_ref().map(|(_, d)| *d));
+                let git = session.git_state();
+                record["git_commit"] = json!(git.map(|g| g.commit.clone()));
+                record["git_dirty"] = json!(git.map(|g| !g.changed.is_empty()));
+                if let Some(g) = git.filter(|g| !g.changed.is_empty()) {
+                    record["git_changes"] = json!(g.changed);
+                }
                 oodpipe_engine::atomic_file::write(&path, serde_json::to_string_pretty(&record)?.as_bytes())?;
             }
             if let Some(entry) = outcome.entries.get(&ks.spec.id) {
@@ -66,6 +69,20 @@ pub fn run(config: &Path, cache: &Path, targets: &[String], dry_run: bool, as_js
         }
     }
 
+    // A sweep's dry run: what each point would build (its own stages and those it shares).
+    if dry_run {
+        for (i, (point, ids)) in session.pipeline.points.iter().enumerate() {
+            let building: Vec<&str> = ids.iter().filter(|id| outcome.executed.contains(id)).map(String::as_str).collect();
+            eprintln!(
+                "point {} ({point}): would build {} of its {} stages{}{}",
+                i + 1,
+                building.len(),
+                ids.len(),
+                if building.is_empty() { "" } else { ": " },
+                building.join(", ")
+            );
+        }
+    }
     let verb = if dry_run { "would run" } else { "executed" };
     eprintln!(
         "{verb} {}, cached {}, failed {}, skipped {} in {:.2}s",
@@ -161,7 +178,7 @@ fn record_run(
     started_unix: u64,
     outcome: &executor::Outcome,
 ) -> anyhow::Result<()> {
-    let git = session.git.get_or_init(super::git_state);
+    let git = session.git_state();
     let mut published = BTreeMap::new();
     let mut published_digests = BTreeMap::new();
     for ks in session.stages.iter().filter(|ks| ks.spec.publish.is_some()) {
@@ -173,8 +190,9 @@ fn record_run(
     let mut record = RunRecord {
         id: String::new(),
         started_unix,
-        git_commit: git.as_ref().map(|(c, _)| c.clone()),
-        git_dirty: git.as_ref().map(|(_, d)| *d),
+        git_commit: git.map(|g| g.commit.clone()),
+        git_dirty: git.map(|g| !g.changed.is_empty()),
+        git_changes: git.map(|g| g.changed.clone()).unwrap_or_default(),
         config_path: session.pipeline.config_path.clone(),
         config_key: session.pipeline.config_key.clone(),
         config: session.pipeline.config_fields.clone(),
@@ -188,6 +206,8 @@ fn record_run(
         published,
         platform: session.machine.platform_details.clone(),
         interrupted: outcome.interrupted,
+        overrides: session.pipeline.overrides.clone(),
+        sweep: session.pipeline.sweep.clone().unwrap_or_default(),
     };
     record.save(cache).map_err(|e| anyhow::anyhow!("writing the run record under {}: {e}", cache.display()))?;
     eprintln!("run recorded as {}", record.id);
@@ -196,12 +216,14 @@ fn record_run(
 
 /// reports/run.json: which config and code produced the published results, and each stage's time
 /// (as recorded when it was built, so `total_seconds` is the pipeline's own time on a cold cache).
-/// The commit (`git_commit`, `git_dirty`) is filled in by the caller when it writes the file.
+/// The commit (`git_commit`, `git_dirty` and, when dirty, `git_changes`: the changed tracked files,
+/// the report folders left out) is filled in by the caller when it writes the file.
 fn run_record(session: &super::Session, entries: &BTreeMap<String, oodpipe_engine::store::Entry>) -> serde_json::Value {
     let stages: serde_json::Map<String, serde_json::Value> =
         session.stages.iter().filter_map(|ks| Some((ks.spec.id.clone(), json!(entries.get(&ks.spec.id)?.seconds)))).collect();
     let total: f64 = stages.values().filter_map(|v| v.as_f64()).sum();
-    json!({
+    let p = &session.pipeline;
+    let mut record = json!({
         "config": session.pipeline.config_path,
         "config_key": session.pipeline.config_key,
         "git_commit": null,
@@ -211,5 +233,12 @@ fn run_record(session: &super::Session, entries: &BTreeMap<String, oodpipe_engin
         "platform": session.machine.platform_details,
         "total_seconds": total,
         "stages": stages,
-    })
+    });
+    if !p.overrides.is_empty() {
+        record["overrides"] = json!(p.overrides);
+    }
+    if let Some(sweep) = &p.sweep {
+        record["sweep"] = json!(sweep);
+    }
+    record
 }

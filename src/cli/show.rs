@@ -4,7 +4,7 @@ use serde_json::json;
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn run(config: &Path, cache: &Path, stage: &str, as_json: bool) -> anyhow::Result<ExitCode> {
+pub fn run(config: &crate::pipeline::ConfigArgs, cache: &Path, stage: &str, as_json: bool) -> anyhow::Result<ExitCode> {
     let session = super::open(config, cache, &[stage.to_string()])?;
     let ks = session
         .stages

@@ -5,7 +5,7 @@ use serde_json::json;
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn run(config: &Path, cache: &Path, targets: &[String], as_json: bool) -> anyhow::Result<ExitCode> {
+pub fn run(config: &crate::pipeline::ConfigArgs, cache: &Path, targets: &[String], as_json: bool) -> anyhow::Result<ExitCode> {
     let session = super::open(config, cache, targets)?;
     // Stages a run has submitted to Slurm and that have no entry yet: where their job is.
     let jobs = oodpipe_engine::slurm::in_flight(&session.store.state_dir().join("slurm"));

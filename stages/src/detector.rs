@@ -4,6 +4,11 @@
 //! and `scores.safetensors`. A detector computes scores; it does not write the record, compute the
 //! metrics or name a file.
 //!
+//! A score stage scores both splits: the test splits (the report's numbers) and the validation
+//! splits (what a sweep chooses by, `oodpipe run --sweep`), calling the detector's
+//! [`Compute::score`] once per split with [`DetectorStage::split`] set; a detector reads the split
+//! it is asked for, never a constant.
+//!
 //! Higher scores mean "more in-distribution" throughout.
 
 pub use crate::config::ModelKind;
@@ -28,7 +33,7 @@ pub const VAL: &str = "val";
 
 /// The score code of a detector. Each stage kind the detector declares calls one method.
 pub trait Compute: Sync {
-    /// The scores of CIFAR-10's and the OOD set's test splits.
+    /// The scores of CIFAR-10's and the OOD set's split [`DetectorStage::split`] (test, then val).
     fn score(&self, stage: &DetectorStage) -> Result<Scored>;
 
     /// The grid of its hyper-parameters on the validation splits (when it declares `tuning`).
@@ -67,6 +72,8 @@ pub struct DetectorStage<'a> {
     pub ctx: &'a StageContext<'a>,
     pub detector: &'static Detector,
     pub set: Option<&'a OodSet>,
+    /// The split a score stage is scoring ([`TEST`] or [`VAL`]); [`TEST`] in the other stages.
+    pub split: &'static str,
 }
 
 impl DetectorStage<'_> {
@@ -80,7 +87,7 @@ impl DetectorStage<'_> {
         self.set.map(|s| s.name.as_str()).unwrap_or(CIFAR10)
     }
 
-    /// The scores of CIFAR-10's test split and of the OOD set's, by one function of a set's name.
+    /// The scores of CIFAR-10's and the OOD set's split [`Self::split`], by one function of a set's name.
     pub fn score_each(&self, of: impl Fn(&str) -> Result<Vec<f64>>) -> Result<Scored> {
         Ok(Scored::new(of(CIFAR10)?, of(self.ood())?))
     }
@@ -154,13 +161,13 @@ pub fn fpr(in_scores: &[f64], out_scores: &[f64]) -> Result<f64> {
 /// The `<kind>.<detector>.cifar10` stage.
 pub fn prepare(ctx: &StageContext, detector: &str) -> Result<()> {
     let (detector, code) = lookup(detector)?;
-    code.prepare(&DetectorStage { ctx, detector, set: None })
+    code.prepare(&DetectorStage { ctx, detector, set: None, split: TEST })
 }
 
 /// The `tune.<detector>.<set>` stage: writes `tune.json` (the grid and the choice).
 pub fn tune(ctx: &StageContext, detector: &str, set: &OodSet) -> Result<()> {
     let (detector, code) = lookup(detector)?;
-    let grid = code.tune(&DetectorStage { ctx, detector, set: Some(set) })?;
+    let grid = code.tune(&DetectorStage { ctx, detector, set: Some(set), split: VAL })?;
     if grid.is_empty() {
         bail!("{}: the tuning grid is empty", ctx.id);
     }
@@ -169,21 +176,31 @@ pub fn tune(ctx: &StageContext, detector: &str, set: &OodSet) -> Result<()> {
     Ok(())
 }
 
-/// The `score.<detector>.<set>` stage: test-split scores of CIFAR-10 and the OOD set
-/// (`scores.safetensors`: `in_scores`, `out_scores`) and their five metrics (`metrics.json`).
+/// The `score.<detector>.<set>` stage: the scores of CIFAR-10's and the OOD set's test splits
+/// (`scores.safetensors`: `in_scores`, `out_scores`) and validation splits (`val_in_scores`,
+/// `val_out_scores`), and their five metrics each (`metrics.json`: `metrics`, `val_metrics`).
 pub fn score(ctx: &StageContext, detector: &str, set: &OodSet) -> Result<()> {
     let (detector, code) = lookup(detector)?;
-    let scored = code.score(&DetectorStage { ctx, detector, set: Some(set) })?;
-    let metrics = ood_metrics(&scored.in_scores, &scored.out_scores).with_context(|| format!("metrics of {}", ctx.id))?;
+    let test = code.score(&DetectorStage { ctx, detector, set: Some(set), split: TEST })?;
+    let val = code.score(&DetectorStage { ctx, detector, set: Some(set), split: VAL })?;
+    let metrics = ood_metrics(&test.in_scores, &test.out_scores).with_context(|| format!("metrics of {}", ctx.id))?;
+    let val_metrics =
+        ood_metrics(&val.in_scores, &val.out_scores).with_context(|| format!("validation metrics of {}", ctx.id))?;
     tensors::write(
         &ctx.output(files::SCORES),
-        &[("in_scores", &Tensor::from_slice(&scored.in_scores)), ("out_scores", &Tensor::from_slice(&scored.out_scores))],
+        &[
+            ("in_scores", &Tensor::from_slice(&test.in_scores)),
+            ("out_scores", &Tensor::from_slice(&test.out_scores)),
+            ("val_in_scores", &Tensor::from_slice(&val.in_scores)),
+            ("val_out_scores", &Tensor::from_slice(&val.out_scores)),
+        ],
     )?;
     let record = json!({
         "method": detector.label,
         "ood_set": set.label,
-        "hyperparameters": scored.hyperparameters,
+        "hyperparameters": test.hyperparameters,
         "metrics": metrics,
+        "val_metrics": val_metrics,
     });
     std::fs::write(ctx.output(files::METRICS), serde_json::to_vec_pretty(&record)?)?;
     Ok(())

@@ -8,6 +8,7 @@
 
 pub use oodpipe_plan::{config, ids, ood, table, view};
 
+pub mod claims;
 pub mod data;
 pub mod detector;
 /// The detectors, with their score code (`cfg(oodpipe_compute)`, set by this crate's build script).
@@ -20,6 +21,7 @@ pub mod outputs;
 pub mod report;
 pub mod runtime;
 pub mod stage;
+pub mod sweep;
 pub mod tensors;
 pub mod uncertainty;
 pub mod train;

@@ -11,6 +11,8 @@
 //!   beyond the paper (every configured OOD set), each cell
 //!   "ours ± half-width / paper (ours minus paper)"; `seeds.md` with two or more seeds: each
 //!   value per seed;
+//! - `claims.md`, `claims.csv`: the paper's claims (`report.claims`), each comparison a paired
+//!   test with a verdict ([`crate::claims`]);
 //! - `README.md`: links, the intervals' meaning, AUPR's chance levels, the chosen
 //!   hyper-parameters; `summary.txt`: the headline rows.
 //! - `figures/`: ROC curves per OOD set and score histograms per score stage, of the first seed
@@ -19,26 +21,18 @@
 //! The paper's numbers are data (`configs/paper_results.csv`, a source of this stage), not code.
 
 use crate::config::ModelKind;
-use oodpipe_plan::view;
 use crate::detector::{ALL, Detector, ReportTable, files, ids};
 use crate::stage::StageContext;
 use crate::table::split_seed_suffix;
-use crate::uncertainty::Estimate;
+use crate::uncertainty::{CUT, Estimate};
 use anyhow::{Context, Result, bail};
-use oodpipe_metrics::bootstrap::{bootstrap, bootstrap_proportion};
+use oodpipe_metrics::bootstrap::{bootstrap, bootstrap_mean};
+use oodpipe_plan::metric::Metric;
+use oodpipe_plan::view;
 use polars::prelude::*;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
-
-/// The metrics of Table 1, in its column order: (column name, header).
-pub const METRICS: [(&str, &str); 5] = [
-    ("fpr_at_95_tpr", "FPR at 95% TPR ↓"),
-    ("detection_error", "Detection Error ↓"),
-    ("auroc", "AUROC ↑"),
-    ("aupr_in", "AUPR-In ↑"),
-    ("aupr_out", "AUPR-Out ↑"),
-];
 
 /// The columns of `results.csv`, in order.
 pub const RESULTS_COLUMNS: [&str; 12] =
@@ -48,6 +42,10 @@ pub const RESULTS_COLUMNS: [&str; 12] =
 pub const ALL_SEEDS: &str = "all";
 
 pub const IN_DISTRIBUTION: &str = "CIFAR-10";
+/// Every detector's metrics on the validation splits, in `results.csv`'s columns but the paper's.
+pub const VALIDATION_CSV: &str = "validation.csv";
+/// The claims' verdicts, for people (`claims.csv` beside it for machines).
+pub const CLAIMS_MD: &str = "claims.md";
 const KEYS: [&str; 3] = ["ood_set", "method", "metric"];
 
 /// One row of the long-format frame.
@@ -122,44 +120,108 @@ fn seeds(ctx: &StageContext, first: u64) -> Vec<(u64, String)> {
 }
 
 /// The test-set sizes of an OOD set's comparison: (in-distribution, OOD).
-type Sizes = (usize, usize);
+pub type Sizes = (usize, usize);
 
-/// Everything the report gathers from its inputs.
-struct Collected {
-    /// Per (ood_set, method, metric) in the tables' order: each seed's estimate, in seed order.
-    values: Vec<((String, String, String), Vec<(u64, Estimate)>)>,
-    /// (ood_set, method, seed, parameter, value).
-    hyper: Vec<(String, String, u64, String, f64)>,
-    /// Test-set sizes per OOD set label.
-    sizes: BTreeMap<String, Sizes>,
-    seeds: Vec<u64>,
+/// What a value is of: an OOD set (or CIFAR-10 for accuracy), a detector (or a model for
+/// accuracy), a metric; by name (as the config and the claims name them) and by label (as the
+/// tables and `results.csv` show them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    /// The set's name (`gaussian`), or `cifar10` for accuracy.
+    pub set: String,
+    pub set_label: String,
+    /// The detector's name (`odin`), or the model's (`bin`) for accuracy.
+    pub side: String,
+    /// The detector's or model's label (`ODIN`, `BIN`).
+    pub method: String,
+    pub metric: Metric,
 }
 
-/// Our numbers, in percent, in the tables' order, each seed's with its bootstrap interval.
-fn collect(ctx: &StageContext, config: &view::Report, sets: &[(String, String)]) -> Result<Collected> {
+/// One seed's measurement of one value, a fraction: on the full test sets, and on each bootstrap
+/// resample of them. The resamples are the same images for every detector on one OOD set and for
+/// every model's accuracy (one seeded stream), so two sides' replicates pair up.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    pub value: f64,
+    pub replicates: Vec<f64>,
+    /// The images a count metric counts over (Clopper-Pearson at 0 and 100%); None otherwise.
+    pub count: Option<u64>,
+}
+
+impl Measured {
+    fn estimate(&self) -> Estimate {
+        Estimate::of_seed(self.value, &self.replicates, self.count).scaled(100.0)
+    }
+}
+
+/// Everything the report gathers from its inputs.
+pub struct Collected {
+    /// Per value, in the tables' order: each seed's measurement on the test splits, in seed order.
+    pub values: Vec<(Key, Vec<(u64, Measured)>)>,
+    /// The same on the validation splits (the OOD metrics only): what tuning and sweeps choose by.
+    pub val_values: Vec<(Key, Vec<(u64, Measured)>)>,
+    /// (ood_set, method, seed, parameter, value).
+    pub hyper: Vec<(String, String, u64, String, f64)>,
+    /// Test-set sizes per OOD set label.
+    pub sizes: BTreeMap<String, Sizes>,
+    pub seeds: Vec<u64>,
+}
+
+/// One split's five metrics of a score stage's record (`metrics` or `val_metrics`) with the
+/// bootstrap replicates of its scores (`<prefix>in_scores`, `<prefix>out_scores`).
+fn measure_split(ctx: &StageContext, id: &str, record: &serde_json::Value, split: &str, resamples: usize, boot_seed: u64) -> Result<Option<(Vec<Measured>, Sizes)>> {
+    let (field, prefix) = if split == crate::detector::TEST { ("metrics", "") } else { ("val_metrics", "val_") };
+    if record.get(field).is_none() {
+        return Ok(None);
+    }
+    let in_scores = crate::figures::read_scores(ctx, id, &format!("{prefix}in_scores"))?;
+    let out_scores = crate::figures::read_scores(ctx, id, &format!("{prefix}out_scores"))?;
+    let replicates = bootstrap(&in_scores, &out_scores, resamples, boot_seed).with_context(|| format!("bootstrap of {id} ({split})"))?;
+    let measured = Metric::OOD
+        .into_iter()
+        .map(|metric| {
+            let value = record[field][metric.name()].as_f64().with_context(|| format!("{id}: no {field}.{}", metric.name()))?;
+            let reps: Vec<f64> = replicates.iter().map(|m| metric_of(m, metric)).collect();
+            Ok(Measured { value, replicates: reps, count: metric.is_count().then_some(out_scores.len() as u64) })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some((measured, (in_scores.len(), out_scores.len()))))
+}
+
+/// Our numbers, in the tables' order, each seed's with its bootstrap replicates. `seeds` are the
+/// training seeds with their id suffixes; `resolve` maps a stage id of the plain pipeline
+/// (`score.odin.gaussian@seed2`) to the input that holds it (a sweep point's variant).
+pub fn collect(
+    ctx: &StageContext,
+    config: &view::Report,
+    sets: &[(String, String)],
+    seeds: &[(u64, String)],
+    resolve: &dyn Fn(&str) -> String,
+) -> Result<Collected> {
     let (resamples, boot_seed) = (config.report.bootstrap, config.report.bootstrap_seed);
-    let seeds = seeds(ctx, config.train.seed);
-    let mut values: Vec<((String, String, String), Vec<(u64, Estimate)>)> = Vec::new();
+    let mut values: Vec<(Key, Vec<(u64, Measured)>)> = Vec::new();
+    let mut val_values: Vec<(Key, Vec<(u64, Measured)>)> = Vec::new();
     let mut hyper = Vec::new();
     let mut sizes = BTreeMap::new();
     for (name, label) in sets {
         for detector in ALL.iter().copied() {
-            let mut per_metric: Vec<Vec<(u64, Estimate)>> = vec![Vec::new(); METRICS.len()];
-            for (seed, suffix) in &seeds {
-                let id = format!("{}{suffix}", ids::score(detector.name, name));
+            let mut test: Vec<Vec<(u64, Measured)>> = vec![Vec::new(); Metric::OOD.len()];
+            let mut val: Vec<Vec<(u64, Measured)>> = vec![Vec::new(); Metric::OOD.len()];
+            for (seed, suffix) in seeds {
+                let id = resolve(&format!("{}{suffix}", ids::score(detector.name, name)));
                 if !ctx.inputs.contains_key(&id) {
                     continue;
                 }
                 let record = read_json(ctx.input(&id, files::METRICS)?)?;
-                let in_scores = crate::figures::read_scores(ctx, &id, "in_scores")?;
-                let out_scores = crate::figures::read_scores(ctx, &id, "out_scores")?;
-                sizes.insert(label.clone(), (in_scores.len(), out_scores.len()));
-                let replicates = bootstrap(&in_scores, &out_scores, resamples, boot_seed)
-                    .with_context(|| format!("bootstrap of {id}"))?;
-                for (k, (metric, _)) in METRICS.iter().enumerate() {
-                    let v = record["metrics"][metric].as_f64().with_context(|| format!("{id}: no metric {metric}"))?;
-                    let reps: Vec<f64> = replicates.iter().map(|m| metric_of(m, metric)).collect();
-                    per_metric[k].push((*seed, Estimate::of_seed(v, &reps).scaled(100.0)));
+                for (split, into) in [(crate::detector::TEST, &mut test), (crate::detector::VAL, &mut val)] {
+                    if let Some((measured, n)) = measure_split(ctx, &id, &record, split, resamples, boot_seed)? {
+                        if split == crate::detector::TEST {
+                            sizes.insert(label.clone(), n);
+                        }
+                        for (k, m) in measured.into_iter().enumerate() {
+                            into[k].push((*seed, m));
+                        }
+                    }
                 }
                 if let Some(params) = record["hyperparameters"].as_object()
                     && detector.tuning.is_some()
@@ -169,53 +231,94 @@ fn collect(ctx: &StageContext, config: &view::Report, sets: &[(String, String)])
                     }
                 }
             }
-            for (k, (metric, _)) in METRICS.iter().enumerate() {
-                if !per_metric[k].is_empty() {
-                    let key = (label.clone(), detector.label.to_string(), metric.to_string());
-                    values.push((key, std::mem::take(&mut per_metric[k])));
+            for (k, metric) in Metric::OOD.into_iter().enumerate() {
+                let key = Key { set: name.clone(), set_label: label.clone(), side: detector.name.into(), method: detector.label.into(), metric };
+                if !test[k].is_empty() {
+                    values.push((key.clone(), std::mem::take(&mut test[k])));
+                }
+                if !val[k].is_empty() {
+                    val_values.push((key, std::mem::take(&mut val[k])));
                 }
             }
         }
     }
+    let labels = crate::tensors::read_one(ctx.input(&ids::cifar10_data(), &files::data(ids::CIFAR10))?, "test_labels")?;
     for model in ModelKind::ALL {
         let mut per_seed = Vec::new();
-        for (seed, suffix) in &seeds {
-            let id = format!("{}{suffix}", ids::outputs(model, ids::CIFAR10));
+        for (seed, suffix) in seeds {
+            let id = resolve(&format!("{}{suffix}", ids::outputs(model, ids::CIFAR10)));
             if !ctx.inputs.contains_key(&id) {
                 continue;
             }
             let acc = read_json(ctx.input(&id, files::ACCURACY)?)?;
             let v = acc["test_accuracy"].as_f64().with_context(|| format!("{id}: no test_accuracy"))?;
-            let n = crate::tensors::read_one(ctx.input(&id, files::OUTPUTS)?, "test_logits")?.size()[0] as usize;
-            let correct = (v * n as f64).round() as usize;
-            let reps = bootstrap_proportion(correct, n, resamples, boot_seed);
-            per_seed.push((*seed, Estimate::of_seed(v, &reps).scaled(100.0)));
+            let logits = crate::tensors::read_one(ctx.input(&id, files::OUTPUTS)?, "test_logits")?;
+            // Each test image: 1 where the model classifies it right.
+            let right = logits.argmax(-1, false).eq_tensor(&labels.to_kind(tch::Kind::Int64)).to_kind(tch::Kind::Double);
+            let right = Vec::<f64>::try_from(&right).with_context(|| format!("{id}: test_logits against the test labels"))?;
+            let replicates = bootstrap_mean(&right, resamples, boot_seed);
+            per_seed.push((*seed, Measured { value: v, replicates, count: Some(right.len() as u64) }));
         }
         if !per_seed.is_empty() {
-            values.push(((IN_DISTRIBUTION.into(), model.label().into(), "accuracy".into()), per_seed));
+            let key = Key {
+                set: ids::CIFAR10.into(),
+                set_label: IN_DISTRIBUTION.into(),
+                side: model.name().into(),
+                method: model.label().into(),
+                metric: Metric::Accuracy,
+            };
+            values.push((key, per_seed));
         }
     }
-    Ok(Collected { values, hyper, sizes, seeds: seeds.into_iter().map(|s| s.0).collect() })
+    Ok(Collected { values, val_values, hyper, sizes, seeds: seeds.iter().map(|s| s.0).collect() })
 }
 
-fn metric_of(m: &oodpipe_metrics::OodMetrics, name: &str) -> f64 {
-    match name {
-        "fpr_at_95_tpr" => m.fpr_at_95_tpr,
-        "detection_error" => m.detection_error,
-        "auroc" => m.auroc,
-        "aupr_in" => m.aupr_in,
-        "aupr_out" => m.aupr_out,
-        other => unreachable!("no metric {other}"),
+fn metric_of(m: &oodpipe_metrics::OodMetrics, metric: Metric) -> f64 {
+    match metric {
+        Metric::FprAt95Tpr => m.fpr_at_95_tpr,
+        Metric::DetectionError => m.detection_error,
+        Metric::Auroc => m.auroc,
+        Metric::AuprIn => m.aupr_in,
+        Metric::AuprOut => m.aupr_out,
+        Metric::Accuracy => unreachable!("accuracy is not an OOD metric"),
+    }
+}
+
+/// Each value's estimates in percent: per seed, and the aggregate (in the tables' order).
+pub struct Estimated {
+    pub values: Vec<(Key, Vec<(u64, Estimate)>, Estimate)>,
+}
+
+impl Estimated {
+    pub fn new(values: &[(Key, Vec<(u64, Measured)>)]) -> Estimated {
+        let values = values
+            .iter()
+            .map(|(key, per_seed)| {
+                let seeds: Vec<(u64, Estimate)> = per_seed.iter().map(|(s, m)| (*s, m.estimate())).collect();
+                let all: Vec<Estimate> = seeds.iter().map(|(_, e)| e.clone()).collect();
+                (key.clone(), seeds, Estimate::aggregate(&all))
+            })
+            .collect();
+        Estimated { values }
+    }
+
+    fn aggregate(&self, set_label: &str, method: &str, metric: Metric) -> Option<&Estimate> {
+        self.values.iter().find(|(k, _, _)| k.set_label == set_label && k.method == method && k.metric == metric).map(|v| &v.2)
     }
 }
 
 /// The rows of results.csv: per value the aggregate, then each seed.
-fn rows(collected: &Collected) -> Vec<Row> {
+fn rows(estimated: &Estimated) -> Vec<Row> {
     let mut rows = Vec::new();
-    for ((ood_set, method, metric), per_seed) in &collected.values {
-        let row = |seed: String, est: Estimate| Row { ood_set: ood_set.clone(), method: method.clone(), metric: metric.clone(), seed, est };
-        let seeds: Vec<Estimate> = per_seed.iter().map(|(_, e)| e.clone()).collect();
-        rows.push(row(ALL_SEEDS.into(), Estimate::aggregate(&seeds)));
+    for (key, per_seed, aggregate) in &estimated.values {
+        let row = |seed: String, est: Estimate| Row {
+            ood_set: key.set_label.clone(),
+            method: key.method.clone(),
+            metric: key.metric.name().into(),
+            seed,
+            est,
+        };
+        rows.push(row(ALL_SEEDS.into(), aggregate.clone()));
         for (seed, est) in per_seed {
             rows.push(row(seed.to_string(), est.clone()));
         }
@@ -256,65 +359,81 @@ pub fn to_csv(df: &DataFrame) -> PolarsResult<String> {
     Ok(out)
 }
 
-/// Looks up the aggregate (value, half-width, paper) of a row of the compared frame.
-struct Lookup {
-    cells: std::collections::HashMap<(String, String, String), (f64, Option<f64>, Option<f64>)>,
+/// The tables' cells: each value's aggregate estimate beside the paper's number.
+struct Lookup<'a> {
+    estimated: &'a Estimated,
+    paper: std::collections::HashMap<(String, String, String), f64>,
+    /// Whether a printed interval was cut at the metric's range (the tables then say so).
+    cut: std::cell::Cell<bool>,
 }
 
-impl Lookup {
-    fn new(compared: &DataFrame) -> PolarsResult<Lookup> {
+/// A metric's range, in percent: every interval printed is cut to it.
+const PERCENT: (f64, f64) = (0.0, 100.0);
+
+impl<'a> Lookup<'a> {
+    fn new(estimated: &'a Estimated, compared: &DataFrame) -> PolarsResult<Lookup<'a>> {
         let s = |name: &str| compared.column(name).and_then(|c| c.str().cloned());
         let (o, m, k, seed) = (s("ood_set")?, s("method")?, s("metric")?, s("seed")?);
-        let v = compared.column("value")?.f64()?.clone();
-        let (lo, hi) = (compared.column("ci_low")?.f64()?.clone(), compared.column("ci_high")?.f64()?.clone());
         let p = compared.column("paper")?.f64()?.clone();
-        let mut cells = std::collections::HashMap::new();
+        let mut paper = std::collections::HashMap::new();
         for i in 0..compared.height() {
-            if seed.get(i) != Some(ALL_SEEDS) {
-                continue;
+            if let (Some(ALL_SEEDS), Some(v)) = (seed.get(i), p.get(i)) {
+                let key = (o.get(i).unwrap_or("").to_string(), m.get(i).unwrap_or("").to_string(), k.get(i).unwrap_or("").to_string());
+                paper.insert(key, v);
             }
-            let key = (o.get(i).unwrap_or("").to_string(), m.get(i).unwrap_or("").to_string(), k.get(i).unwrap_or("").to_string());
-            let half = lo.get(i).zip(hi.get(i)).map(|(a, b)| (b - a) / 2.0);
-            cells.insert(key, (v.get(i).unwrap_or(f64::NAN), half, p.get(i)));
         }
-        Ok(Lookup { cells })
+        Ok(Lookup { estimated, paper, cut: std::cell::Cell::new(false) })
     }
 
-    /// "ours ± half / paper (delta)", or without the parts that are missing (only ours where the
-    /// paper has no number).
-    fn cell(&self, ood: &str, method: &str, metric: &str) -> Option<String> {
-        let (ours, half, paper) = self.cells.get(&(ood.to_string(), method.to_string(), metric.to_string()))?;
-        let ours_text = match half {
-            Some(h) => format!("{ours:.2} ± {h:.2}"),
-            None => format!("{ours:.2}"),
-        };
-        Some(match paper {
-            Some(p) => format!("{ours_text} / {p:.2} ({:+.2})", ours - p),
-            None => ours_text,
+    /// "ours / paper (delta)", ours with its interval as [`Estimate::cell`] prints it; only ours
+    /// where the paper has no number.
+    fn cell(&self, ood: &str, method: &str, metric: Metric) -> Option<String> {
+        let est = self.estimated.aggregate(ood, method, metric)?;
+        let (ours, cut) = est.cell(PERCENT);
+        self.cut.set(self.cut.get() || cut);
+        Some(match self.paper.get(&(ood.to_string(), method.to_string(), metric.name().to_string())) {
+            Some(p) => format!("{ours} / {p:.2} ({:+.2})", est.value - p),
+            None => ours,
         })
+    }
+
+    /// The footnote for cut intervals, when a cell printed so far had one.
+    fn cut_note(&self) -> String {
+        if self.cut.get() {
+            format!(
+                "\n{CUT} The t interval reaches beyond the metric's range [0, 100] (three seeds that disagree widely give \
+                 a wide interval); it is cut at the range and the cut bound marked. `results.csv` keeps the interval's \
+                 bounds uncut.\n"
+            )
+        } else {
+            String::new()
+        }
     }
 }
 
-/// What the `±` of the tables is, in one sentence.
+/// What the intervals of the tables are, in one sentence.
 fn interval_note(seeds: usize, resamples: usize) -> String {
+    let shown = "shown as ± half-width where the interval is symmetric to the printed precision, else as [low, high]";
     if seeds >= 2 {
         format!(
-            "ours is the mean over {seeds} training seeds ± the half-width of its 95% Student's t interval \
-             (t(0.975, {}) × std / √{seeds}); `seeds.md` and `results.csv` give each seed's value",
+            "ours is the mean over {seeds} training seeds with its 95% Student's t interval (t(0.975, {}) × std / \
+             √{seeds}), {shown}, and the range of the seeds' values; `seeds.md` and `results.csv` give each seed's value",
             seeds - 1
         )
     } else if resamples > 0 {
         format!(
-            "ours is one training seed's value ± the half-width of its 95% percentile bootstrap interval over the \
-             test images ({resamples} resamples of the CIFAR-10 and the OOD test scores, each with replacement); it \
-             does not cover training noise: run several seeds (`train.seeds`) for that"
+            "ours is one training seed's value with its 95% percentile bootstrap interval over the test images \
+             ({resamples} resamples of the CIFAR-10 and the OOD test scores, each with replacement), {shown}; at 0 or \
+             100% an FPR or accuracy gets Clopper-Pearson's exact binomial interval instead (every resample gives the \
+             same count there); it does not cover training noise: run several seeds (`train.seeds`) for that"
         )
     } else {
         "ours is one training seed's value, without an interval (`report.bootstrap = 0`)".into()
     }
 }
 
-/// AUPR's dependence on the test sets' ratio, and each AUPR's chance level.
+/// AUPR's dependence on the test sets' ratio, each AUPR's chance level, and why the paper's AUPRs
+/// cannot be compared with ours.
 fn aupr_note(sets: &[(String, String)], sizes: &BTreeMap<String, Sizes>) -> String {
     let mut md = String::from(
         "AUPR depends on the ratio of the two test sets, not only on how well the scores separate them: a \
@@ -329,9 +448,13 @@ fn aupr_note(sets: &[(String, String)], sizes: &BTreeMap<String, Sizes>) -> Stri
         }
     }
     md.push_str(
-        "\nThe paper's sets are of the default sizes (10,000 CIFAR-10 test images, 1,000 test images per OOD set, \
-         SPEC.md), so its AUPRs have the same chance levels; an AUPR-Out of 30% is three times chance, an AUPR-In \
-         of 91% is chance.\n",
+        "\nThe paper's AUPRs were not computed at this ratio, so the AUPR columns' differences to the paper are not \
+         like for like. Its own AUROCs rule that ratio out: at 10,000 CIFAR-10 : 1,000 OOD test images an AUROC of \
+         A allows an AUPR-Out of at most about A + (1 - A) × 0.08 (the best case puts a fraction A of the OOD images \
+         above every CIFAR-10 image and the rest below all of them), so Tiny ImageNet (crop)'s Baseline with AUROC \
+         70.06 could reach about 72.4, yet the paper prints 86.49; its AUPR-Out values sit near what balanced test \
+         sets would give. Compare AUROC, FPR and detection error with the paper, and AUPR only between our own \
+         methods.\n",
     );
     md
 }
@@ -342,21 +465,22 @@ fn detector_table(title: &str, lookup: &Lookup, detectors: &[&Detector], sets: &
     let mut md = format!("# {title}\n\n");
     writeln!(md, "Each cell: ours / the paper's (ours minus the paper's), in percent (ours alone where the paper has no number); {note}.\n").unwrap();
     md.push_str("| Out-of-distribution dataset | Method |");
-    for (_, header) in METRICS {
-        write!(md, " {header} |").unwrap();
+    for metric in Metric::OOD {
+        write!(md, " {} |", metric.header()).unwrap();
     }
     md.push_str("\n|---|---|");
-    md.push_str(&"---:|".repeat(METRICS.len()));
+    md.push_str(&"---:|".repeat(Metric::OOD.len()));
     md.push('\n');
     for (_, label) in sets {
         for detector in detectors {
             write!(md, "| {label} | {} |", detector.label).unwrap();
-            for (metric, _) in METRICS {
+            for metric in Metric::OOD {
                 write!(md, " {} |", lookup.cell(label, detector.label, metric).unwrap_or_else(|| "–".into())).unwrap();
             }
             md.push('\n');
         }
     }
+    md.push_str(&lookup.cut_note());
     md.push('\n');
     md.push_str(&aupr_note(sets, sizes));
     md
@@ -367,15 +491,15 @@ fn table2(lookup: &Lookup, models: &[ModelKind], note: &str) -> String {
     writeln!(md, "In percent; {note}.\n").unwrap();
     md.push_str("| Method | Accuracy: ours / paper (difference) |\n|---|---:|\n");
     for model in models {
-        let cell = lookup.cell(IN_DISTRIBUTION, model.label(), "accuracy").unwrap_or_else(|| "–".into());
+        let cell = lookup.cell(IN_DISTRIBUTION, model.label(), Metric::Accuracy).unwrap_or_else(|| "–".into());
         writeln!(md, "| {} | {cell} |", model.label()).unwrap();
     }
+    md.push_str(&lookup.cut_note());
     md
 }
 
 /// Each value per seed, with the mean and standard deviation: how much training moves it.
-fn seeds_table(collected: &Collected) -> String {
-    let seeds = &collected.seeds;
+fn seeds_table(estimated: &Estimated, seeds: &[u64]) -> String {
     let mut md = format!(
         "# Every value per training seed\n\nIn percent; seeds {}. The data splits are the same for every seed; \
          only training (weight initialisation, shuffling, augmentation) differs.\n\n| OOD set | Method | Metric |",
@@ -387,16 +511,15 @@ fn seeds_table(collected: &Collected) -> String {
     md.push_str(" mean | std | range |\n|---|---|---|");
     md.push_str(&"---:|".repeat(seeds.len() + 3));
     md.push('\n');
-    for ((o, m, k), per_seed) in &collected.values {
-        write!(md, "| {o} | {m} | {k} |").unwrap();
+    for (key, per_seed, agg) in &estimated.values {
+        write!(md, "| {} | {} | {} |", key.set_label, key.method, key.metric.name()).unwrap();
         for s in seeds {
             match per_seed.iter().find(|(x, _)| x == s) {
                 Some((_, e)) => write!(md, " {:.2} |", e.value).unwrap(),
                 None => md.push_str(" – |"),
             }
         }
-        let agg = Estimate::aggregate(&per_seed.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>());
-        let (lo, hi) = per_seed.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), (_, e)| (a.min(e.value), b.max(e.value)));
+        let (lo, hi) = agg.range.unwrap_or((agg.value, agg.value));
         writeln!(md, " {:.2} | {:.2} | {:.2} |", agg.value, agg.std.unwrap_or(0.0), hi - lo).unwrap();
     }
     md
@@ -405,14 +528,18 @@ fn seeds_table(collected: &Collected) -> String {
 /// The report of the OOD sets `sets` (name, label), in their order.
 pub fn run(ctx: &StageContext, sets: &[(String, String)]) -> Result<()> {
     let paper = read_paper(ctx.source("paper_results.csv")?)?;
+    let claims = match ctx.sources.iter().find(|s| s.label == crate::table::CLAIMS_SOURCE) {
+        Some(source) => Some(oodpipe_plan::claims::load(&source.path).map_err(|e| oodpipe_engine::bad_input::BadInput(e.to_string()))?),
+        None => None,
+    };
     let config: view::Report = ctx.view()?;
-    let collected = collect(ctx, &config, sets)?;
-    let rows = rows(&collected);
-    let ours = rows_to_frame(&rows)?;
+    let collected = collect(ctx, &config, sets, &seeds(ctx, config.train.seed), &|id| id.to_string())?;
+    let estimated = Estimated::new(&collected.values);
+    let ours = rows_to_frame(&rows(&estimated))?;
     let compared = compare(&ours, &paper)?;
-    let lookup = Lookup::new(&compared)?;
+    let lookup = Lookup::new(&estimated, &compared)?;
     let present = |label: &str, in_dist: bool| {
-        collected.values.iter().any(|((o, m, _), _)| m == label && (o == IN_DISTRIBUTION) == in_dist)
+        collected.values.iter().any(|(k, _)| k.method == label && (k.metric == Metric::Accuracy) == in_dist)
     };
     let detectors = |table: ReportTable| -> Vec<&Detector> {
         ALL.iter().copied().filter(|d| d.table == table && present(d.label, false)).collect()
@@ -422,6 +549,9 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)]) -> Result<()> {
     let note = interval_note(collected.seeds.len(), config.report.bootstrap);
 
     std::fs::write(ctx.output(files::RESULTS), to_csv(&compared)?)?;
+    // The validation splits' numbers, in results.csv's schema (no paper numbers: it has none).
+    let validation = rows_to_frame(&rows(&Estimated::new(&collected.val_values)))?;
+    std::fs::write(ctx.output(VALIDATION_CSV), to_csv(&validation)?)?;
     let mut hyper_csv = String::from("ood_set,method,seed,parameter,value\n");
     for (o, m, seed, p, v) in &collected.hyper {
         writeln!(hyper_csv, "{o},{m},{seed},{p},{v}").unwrap();
@@ -431,11 +561,18 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)]) -> Result<()> {
     std::fs::write(ctx.output("table1.md"), detector_table(title, &lookup, &paper_detectors, sets, &note, &collected.sizes))?;
     if !beyond.is_empty() {
         let title = "Table 3: beyond the paper, more detectors on the same networks and sets";
+        lookup.cut.set(false);
         std::fs::write(ctx.output("table3.md"), detector_table(title, &lookup, &beyond, sets, &note, &collected.sizes))?;
     }
+    lookup.cut.set(false);
     std::fs::write(ctx.output("table2.md"), table2(&lookup, &models, &note))?;
     if collected.seeds.len() >= 2 {
-        std::fs::write(ctx.output("seeds.md"), seeds_table(&collected))?;
+        std::fs::write(ctx.output("seeds.md"), seeds_table(&estimated, &collected.seeds))?;
+    }
+    let checked = claims.as_ref().map(|claims| crate::claims::check(claims, &collected.values, sets));
+    if let Some(checked) = &checked {
+        std::fs::write(ctx.output(CLAIMS_MD), checked.markdown(collected.seeds.len()))?;
+        std::fs::write(ctx.output("claims.csv"), checked.csv())?;
     }
 
     let mut readme = String::from("# Results\n\n");
@@ -448,12 +585,17 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)]) -> Result<()> {
         let names: Vec<&str> = beyond.iter().map(|d| d.label).collect();
         writeln!(readme, "- [Table 3: beyond the paper]({}) ({})", "table3.md", names.join(", ")).unwrap();
     }
+    if checked.is_some() {
+        writeln!(readme, "- [The paper's claims, checked]({CLAIMS_MD}) (and [claims.csv](claims.csv))").unwrap();
+    }
     if collected.seeds.len() >= 2 {
         readme.push_str("- [Every value per seed](seeds.md)\n");
     }
     readme.push_str(
         "- [results.csv](results.csv): the long-format frame (`ood_set,method,metric,seed,value,ci_low,ci_high,\
          interval,std,n,paper,delta`, percent; `seed = all` rows aggregate the seeds)\n\
+         - [validation.csv](validation.csv): every detector's metrics on the validation splits (what tuning and \
+         sweeps choose by), the same columns but the paper's\n\
          - [hyperparameters.csv](hyperparameters.csv): what tuning chose\n\
          - [run.json](run.json): config, commit, libtorch, device, platform and each stage's time\n\n\
          ![The stage graph](dag.svg)\n\n(`oodpipe dag --format dot`, drawn by Graphviz: [dag.dot](dag.dot))\n\n",
@@ -472,14 +614,14 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)]) -> Result<()> {
 
     let mut summary = format!("Headline (ours / paper; {note}):\n");
     for model in &models {
-        if let Some(c) = lookup.cell(IN_DISTRIBUTION, model.label(), "accuracy") {
+        if let Some(c) = lookup.cell(IN_DISTRIBUTION, model.label(), Metric::Accuracy) {
             writeln!(summary, "  {:<8} CIFAR-10 test accuracy {c}", model.label()).unwrap();
         }
     }
     for (_, label) in sets {
         for detector in paper_detectors.iter().chain(&beyond) {
             if let (Some(fpr), Some(auroc)) =
-                (lookup.cell(label, detector.label, "fpr_at_95_tpr"), lookup.cell(label, detector.label, "auroc"))
+                (lookup.cell(label, detector.label, Metric::FprAt95Tpr), lookup.cell(label, detector.label, Metric::Auroc))
             {
                 writeln!(summary, "  {label:<22} {:<11} FPR@95 {fpr:<32} AUROC {auroc}", detector.label).unwrap();
             }
@@ -496,7 +638,11 @@ mod tests {
 
     fn est(value: f64, interval: Option<(f64, f64)>) -> Estimate {
         let kind = if interval.is_some() { IntervalKind::Bootstrap } else { IntervalKind::None };
-        Estimate { value, interval, kind, std: None, n: 1 }
+        Estimate { value, interval, kind, std: None, range: None, n: 1 }
+    }
+
+    fn key(set: &str, method: &str, metric: Metric) -> Key {
+        Key { set: set.to_lowercase(), set_label: set.into(), side: method.to_lowercase(), method: method.into(), metric }
     }
 
     fn row(o: &str, m: &str, k: &str, seed: &str, e: Estimate) -> Row {
@@ -526,10 +672,17 @@ mod tests {
              A,m,auroc,all,80,,,,,1,85.5,-5.5\n\
              A,z,auroc,3,70,,,,,1,,\n"
         );
-        let lookup = Lookup::new(&c).unwrap();
-        assert_eq!(lookup.cell("B", "m", "auroc").unwrap(), "90.00 ± 1.25 / 91.00 (-1.00)");
-        assert_eq!(lookup.cell("A", "m", "auroc").unwrap(), "80.00 / 85.50 (-5.50)");
-        assert!(lookup.cell("A", "z", "auroc").is_none(), "per-seed rows are not the table's");
+        // The cells: ours from the estimates, the paper's from the joined frame.
+        let estimated = Estimated {
+            values: vec![
+                (key("B", "m", Metric::Auroc), vec![], est(90.0, Some((89.0, 91.5)))),
+                (key("A", "m", Metric::Auroc), vec![], est(80.0, None)),
+            ],
+        };
+        let lookup = Lookup::new(&estimated, &c).unwrap();
+        assert_eq!(lookup.cell("B", "m", Metric::Auroc).unwrap(), "90.00 [89.00, 91.50] / 91.00 (-1.00)");
+        assert_eq!(lookup.cell("A", "m", Metric::Auroc).unwrap(), "80.00 / 85.50 (-5.50)");
+        assert!(lookup.cell("A", "z", Metric::Auroc).is_none(), "per-seed rows are not the table's");
     }
 
     #[test]
@@ -550,19 +703,20 @@ mod tests {
 
     #[test]
     fn aggregate_rows_come_first_then_each_seed() {
+        let m = |value: f64| Measured { value, replicates: vec![], count: None };
         let c = Collected {
-            values: vec![(
-                ("G".into(), "M".into(), "auroc".into()),
-                vec![(0, est(80.0, Some((79.0, 81.0)))), (1, est(82.0, Some((81.0, 83.0)))), (2, est(84.0, None))],
-            )],
+            values: vec![(key("G", "M", Metric::Auroc), vec![(0, m(0.80)), (1, m(0.82)), (2, m(0.84))])],
+            val_values: vec![],
             hyper: vec![],
             sizes: BTreeMap::new(),
             seeds: vec![0, 1, 2],
         };
-        let r = rows(&c);
+        let estimated = Estimated::new(&c.values);
+        let r = rows(&estimated);
         let seeds: Vec<&str> = r.iter().map(|r| r.seed.as_str()).collect();
         assert_eq!(seeds, ["all", "0", "1", "2"]);
-        assert_eq!((r[0].est.value, r[0].est.n, r[0].est.kind), (82.0, 3, IntervalKind::Seeds));
-        assert!(seeds_table(&c).contains("| G | M | auroc | 80.00 | 82.00 | 84.00 | 82.00 | 2.00 | 4.00 |"));
+        assert!((r[0].est.value - 82.0).abs() < 1e-9);
+        assert_eq!((r[0].est.n, r[0].est.kind), (3, IntervalKind::Seeds));
+        assert!(seeds_table(&estimated, &c.seeds).contains("| G | M | auroc | 80.00 | 82.00 | 84.00 | 82.00 | 2.00 | 4.00 |"));
     }
 }

@@ -7,8 +7,8 @@
 //! this process only; the engine reports it as the stage's failure.
 
 use crate::stage::StageContext;
-use crate::table::{Task, split_seed_suffix};
-use crate::{data, detector, outputs, report, runtime, train};
+use crate::table::{Task, plain_id};
+use crate::{data, detector, outputs, report, runtime, sweep, train};
 use anyhow::{Context, Result};
 use oodpipe_engine::stage_spec::InputFiles;
 use oodpipe_engine::worker::{ERROR, PROGRESS, StageRequest, WorkerError, WorkerInput};
@@ -80,10 +80,11 @@ fn run_from_stdin() -> Result<()> {
 pub fn execute(request: &StageRequest, device: &str, progress: &dyn Fn(u64, u64, &str)) -> Result<()> {
     let task: Task = serde_json::from_value(request.task.clone())
         .with_context(|| format!("stage {}: a task this worker does not know: {}", request.id, request.task))?;
-    // A seed's stage names its inputs by their plain ids; its inputs are all of one seed (or shared).
+    // A seed's (or a sweep variant's) stage names its inputs by their plain ids; its inputs are all
+    // of one seed and one variant (or shared).
     let plain: InputFiles;
     let inputs = if task.is_per_seed() {
-        plain = request.inputs.iter().map(|(k, v)| (split_seed_suffix(k).0.to_string(), v.clone())).collect();
+        plain = request.inputs.iter().map(|(k, v)| (plain_id(k).to_string(), v.clone())).collect();
         &plain
     } else {
         &request.inputs
@@ -106,5 +107,6 @@ pub fn execute(request: &StageRequest, device: &str, progress: &dyn Fn(u64, u64,
         Task::Tune { detector, set } => detector::tune(&ctx, &detector, &set),
         Task::Score { detector, set } => detector::score(&ctx, &detector, &set),
         Task::Report { sets } => report::run(&ctx, &sets),
+        Task::Sweep { sets, keys, points } => sweep::run(&ctx, &sets, &keys, &points),
     }
 }

@@ -17,6 +17,7 @@ fn every_task_names_a_file_and_a_function_that_exist() {
         Task::Train { model: ModelKind::Softmax },
         Task::Outputs { model: ModelKind::Softmax, set: "cifar10".into() },
         Task::Report { sets: vec![] },
+        Task::Sweep { sets: vec![], keys: vec![], points: vec![] },
     ];
     // Every detector's every stage, as the default plan makes them.
     for spec in plan(&Config::default()).unwrap() {
@@ -49,7 +50,8 @@ fn listed(task: &Task) {
         | Task::Prepare { .. }
         | Task::Tune { .. }
         | Task::Score { .. }
-        | Task::Report { .. } => {}
+        | Task::Report { .. }
+        | Task::Sweep { .. } => {}
     }
 }
 

@@ -131,9 +131,18 @@ fn groups() -> Vec<(String, Vec<String>, String)> {
         ("outputs".to_string(), files(&["stages/src/outputs.rs"]), format!("outputs={}", salt::OUTPUTS)),
         (
             "report".to_string(),
-            files(&["stages/src/report.rs", "stages/src/figures.rs", "stages/src/uncertainty.rs", "metrics/src/bootstrap.rs", "metrics/src/interval.rs"]),
+            files(&[
+                "stages/src/report.rs",
+                "stages/src/claims.rs",
+                "stages/src/figures.rs",
+                "stages/src/uncertainty.rs",
+                "metrics/src/bootstrap.rs",
+                "metrics/src/interval.rs",
+                "metrics/src/significance.rs",
+            ]),
             format!("report={}", salt::REPORT),
         ),
+        ("sweep".to_string(), files(&["stages/src/sweep.rs"]), format!("sweep={}", salt::SWEEP)),
         // What every detector's stages share: the stage functions and the metrics.
         ("detectors (shared)".to_string(), files(&["stages/src/detector.rs", "metrics/src/lib.rs"]), detector_versions(&[])),
         ("temperature scaling".to_string(), files(&["stages/src/methods/temperature.rs"]), detector_versions(&["baseline", "baseline_t", "odin"])),

@@ -5,3 +5,4 @@ mod cli;
 mod extend;
 mod resilience;
 mod slurm;
+mod sweep;
