@@ -8,6 +8,12 @@
 //! A failed stage keeps everything finished so far and stops only the stages that depend on it;
 //! independent stages still run (like `make -k`), and the command reports every failure.
 //!
+//! **Early cutoff.** A stage rebuilt with the same output bytes as its last build (a salt bump that
+//! changed nothing, a touched source) is recorded as such ([`Store::record_same`]), and a stage
+//! whose inputs are all built is keyed again on them before it is looked up: keyed on the earlier
+//! build's key, it finds its entry and is not rebuilt (`train.softmax: input data.cifar10 rebuilt
+//! with the same bytes: kept`).
+//!
 //! Before anything runs, the objects the run will use are checked against their digests (the
 //! inputs of every stage that will execute, and the outputs of every stage that publishes); a
 //! damaged one is reported, moved aside, and its stage rebuilt in its turn (see
@@ -130,6 +136,9 @@ pub fn run_jobs(
     let mut free_cpus = all_cpus;
     let mut free_gpus = jobs.gpus.clone();
     let (sender, results) = std::sync::mpsc::channel::<(usize, Slot, anyhow::Result<(Entry, bool)>)>();
+    // Stages keyed again on inputs rebuilt with the same bytes (early cutoff), set once each.
+    let rekeyed: Vec<std::sync::OnceLock<KeyedStage>> = (0..total).map(|_| Default::default()).collect();
+    let stage_of = |n: usize| rekeyed[n].get().unwrap_or(&stages[n]);
     std::thread::scope(|scope| {
         loop {
             if interrupt::requested() {
@@ -139,8 +148,7 @@ pub fn run_jobs(
             let mut i = 0;
             while i < pending.len() && !outcome.interrupted {
                 let n = pending[i];
-                let ks = &stages[n];
-                let spec = &ks.spec;
+                let spec = &stages[n].spec;
                 if let Some(bad) = spec.inputs.iter().find(|x| broken.contains(x.as_str())) {
                     reporter.skipped(n + 1, total, &spec.id, bad);
                     broken.insert(&spec.id);
@@ -152,6 +160,15 @@ pub fn run_jobs(
                     i += 1;
                     continue;
                 }
+                if !dry_run && rekeyed[n].get().is_none() {
+                    if let Some(again) = rekey(store, &stages[n], &outcome.entries) {
+                        for id in again.kept.iter().filter(|id| !stages[n].kept.contains(id)) {
+                            reporter.note(&spec.id, &format!("input {id} rebuilt with the same bytes: kept"));
+                        }
+                        let _ = rekeyed[n].set(again);
+                    }
+                }
+                let ks = stage_of(n);
                 if let Some(entry) = store.entry(&ks.material.kind, &ks.key) {
                     reporter.started(n + 1, total, &spec.id, StageState::Cached);
                     if !dry_run {
@@ -191,7 +208,12 @@ pub fn run_jobs(
                 pending.remove(i);
                 scope.spawn(move || {
                     let threads = if spec.uses.threads == 0 || slot.gpu.is_some() { 0 } else { spec.uses.threads.min(all_cpus) };
-                    let result = build(store, ks, &inputs, runner, reporter, n + 1, total, threads, slot.gpu.clone());
+                    // A runner that panics (in-process, in tests) fails its stage instead of leaving
+                    // the run waiting for a result that never comes.
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        build(store, ks, &inputs, runner, reporter, n + 1, total, threads, slot.gpu.clone())
+                    }))
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the stage's runner panicked")));
                     let _ = sender.send((n, slot, result));
                 });
             }
@@ -202,7 +224,7 @@ pub fn run_jobs(
             running -= 1;
             free_cpus += slot.cpus;
             free_gpus.extend(slot.gpu);
-            let ks = &stages[n];
+            let ks = stage_of(n);
             let spec = &ks.spec;
             match result {
                 Ok((entry, was_cached)) => {
@@ -232,6 +254,23 @@ pub fn run_jobs(
     });
     outcome.seconds = start.elapsed().as_secs_f64();
     outcome
+}
+
+/// `ks` keyed on its inputs' entries as built (each on its canonical key), if that changes its key.
+fn rekey(store: &Store, ks: &KeyedStage, built: &BTreeMap<String, Entry>) -> Option<KeyedStage> {
+    let mut again = ks.clone();
+    for id in &ks.spec.inputs {
+        let entry = built.get(id)?;
+        let canonical = store.canonical(&entry.key);
+        if again.material.inputs.get(&entry.material.id) != Some(&canonical.0) {
+            if canonical != entry.key {
+                again.kept.push(id.clone());
+            }
+            again.material.inputs.insert(entry.material.id.clone(), canonical.0);
+        }
+    }
+    again.key = again.material.key();
+    (again.key != ks.key).then_some(again)
 }
 
 /// Verifies the objects this run will read: the inputs of every stage without an entry and the
@@ -299,6 +338,8 @@ fn build(
         return Ok((entry, true));
     }
     reporter.started(n, total, &spec.id, StageState::Running);
+    // Its last build, to tell whether this one gives the same bytes (early cutoff).
+    let last = store.last_entry(&spec.id);
     let inputs: InputFiles = spec
         .inputs
         .iter()
@@ -324,7 +365,12 @@ fn build(
     if committed.is_err() {
         let _ = std::fs::remove_dir_all(&out_dir);
     }
-    Ok((committed?, false))
+    let entry = committed?;
+    if let Some(last) = last.filter(|l| l.key != entry.key && l.outputs == entry.outputs) {
+        store.record_same(&entry.key, &last.key)?;
+        reporter.note(&spec.id, "rebuilt with the same bytes as its last build: what reads it is kept");
+    }
+    Ok((entry, false))
 }
 
 /// Copies a stage's outputs into its publish folder, rewriting only files whose content differs.

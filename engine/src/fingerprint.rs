@@ -17,10 +17,28 @@ pub struct KeyedStage {
     pub spec: StageSpec,
     pub material: KeyMaterial,
     pub key: StageKey,
+    /// Inputs keyed on an earlier key, because they were rebuilt with the same bytes as it
+    /// ([`Store::canonical`]): what kept this stage's key.
+    pub kept: Vec<String>,
+}
+
+/// Keys `stages` as [`key_stages`] does, each input keyed on its canonical key in `store` (early
+/// cutoff: an input rebuilt with the same bytes keeps its dependants' keys).
+pub fn key_stages_in(stages: &[&StageSpec], memo: &mut SourceMemo, platform: &Platform, store: &Store) -> anyhow::Result<Vec<KeyedStage>> {
+    key_stages_with(stages, memo, platform, &|k| store.canonical(k))
 }
 
 /// Keys `stages`, which must be in topological order and closed under inputs.
 pub fn key_stages(stages: &[&StageSpec], memo: &mut SourceMemo, platform: &Platform) -> anyhow::Result<Vec<KeyedStage>> {
+    key_stages_with(stages, memo, platform, &|k| k.clone())
+}
+
+fn key_stages_with(
+    stages: &[&StageSpec],
+    memo: &mut SourceMemo,
+    platform: &Platform,
+    canonical: &dyn Fn(&StageKey) -> StageKey,
+) -> anyhow::Result<Vec<KeyedStage>> {
     // Stage id -> (the id it is keyed under, its key).
     let mut keys: BTreeMap<&str, (&str, StageKey)> = BTreeMap::new();
     let mut out = Vec::with_capacity(stages.len());
@@ -48,12 +66,17 @@ pub fn key_stages(stages: &[&StageSpec], memo: &mut SourceMemo, platform: &Platf
             hashed.insert(&source.path, hash.clone());
             sources.insert(source.label.clone(), hash);
         }
+        let mut kept = Vec::new();
         let inputs = spec
             .inputs
             .iter()
             .map(|id| {
                 let (key_id, key) = keys.get(id.as_str()).with_context(|| format!("input {id} of {} is not keyed yet", spec.id))?;
-                Ok((key_id.to_string(), key.0.clone()))
+                let keyed_on = canonical(key);
+                if keyed_on != *key {
+                    kept.push(id.clone());
+                }
+                Ok((key_id.to_string(), keyed_on.0))
             })
             .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
         let key_id = spec.key_id.as_deref().unwrap_or(spec.id.as_str());
@@ -68,7 +91,7 @@ pub fn key_stages(stages: &[&StageSpec], memo: &mut SourceMemo, platform: &Platf
         };
         let key = material.key();
         keys.insert(&spec.id, (key_id, key.clone()));
-        out.push(KeyedStage { spec: (*spec).clone(), material, key });
+        out.push(KeyedStage { spec: (*spec).clone(), material, key, kept });
     }
     Ok(out)
 }

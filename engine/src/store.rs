@@ -4,6 +4,8 @@
 //! cache/objects/ab/cdef...        output files, named by the blake3 of their content, read-only
 //! cache/stages/<kind>/<key>.json  an entry: the key's material, output name -> object, run time
 //! cache/ids/<id>.json             the key last built for a stage id (what `status` compares with)
+//! cache/same/<key>                a key whose build gave the same bytes as an earlier key's: that one
+//!                                 (early cutoff: dependants are keyed on it, see [`Store::canonical`])
 //! cache/locks/<key>.lock          held while a stage with that key is being built (.owner: by whom)
 //! cache/live/<token>.lock         held by each process that has the store open to build stages
 //! cache/tmp/                      stages write their outputs here before they are committed
@@ -179,6 +181,29 @@ impl Store {
     pub fn last_entry(&self, id: &str) -> Option<Entry> {
         let ptr: IdPointer = serde_json::from_slice(&std::fs::read(self.id_path(id)).ok()?).ok()?;
         self.entry(&ptr.kind, &ptr.key)
+    }
+
+    /// The key dependants are keyed on in place of `key`: the earlier key whose build gave the
+    /// same output bytes, when `key`'s did (recorded by [`Store::record_same`]), else `key`. So a
+    /// stage rebuilt with the same bytes (a salt bump that changed nothing, a touched source file)
+    /// leaves its dependants' keys, and their cache, as they were (Bazel's and Shake's early cutoff).
+    pub fn canonical(&self, key: &StageKey) -> StageKey {
+        match std::fs::read_to_string(self.root.join("same").join(&key.0)) {
+            Ok(text) if text.trim().len() == 64 && text.trim().bytes().all(|b| b.is_ascii_hexdigit()) => StageKey(text.trim().to_string()),
+            _ => key.clone(),
+        }
+    }
+
+    /// Records that `key`'s outputs are byte-identical to `earlier`'s (itself resolved to its
+    /// canonical key, so chains stay one step long).
+    pub fn record_same(&self, key: &StageKey, earlier: &StageKey) -> io::Result<()> {
+        let canonical = self.canonical(earlier);
+        if canonical == *key {
+            return Ok(());
+        }
+        let dir = self.root.join("same");
+        std::fs::create_dir_all(&dir)?;
+        crate::atomic_file::write(&dir.join(&key.0), canonical.0.as_bytes())
     }
 
     /// Output name -> object path of an entry.

@@ -45,7 +45,7 @@ fn concat_stage(id: &str, reads: &[&str], inputs: &[&str], config: &Value) -> St
     }
 }
 
-/// Runs the tasks of these tests in this process: `concat`, `fail` (writes half an output, then
+/// Runs the tasks of these tests in this process: `concat`, `upper` (its id in capitals), `fail` (writes half an output, then
 /// fails), `abort` (writes half an output, then aborts the process), `subfolders`; `slow` first
 /// waits 150 ms. Counts the stages it runs.
 struct Tasks {
@@ -75,6 +75,7 @@ impl executor::StageRunner for Tasks {
                 text.push_str(&request.id);
                 std::fs::write(out.join("out"), text)?;
             }
+            "upper" => std::fs::write(out.join("out"), request.id.to_uppercase())?,
             "fail" => {
                 std::fs::write(out.join("out"), "half")?;
                 anyhow::bail!("disk on fire")
@@ -212,7 +213,10 @@ fn second_run_executes_nothing_and_status_explains_changes() {
     assert_eq!(reasons["mid.b"], ["config field `x.b` changed from [1.5,2.0] to [1.5]"]);
     assert_eq!(reasons["end.c"], ["input `mid.b` changed"]);
     let third = executor::run(&store, &ks, &f.tasks(), &Silent, false);
-    assert_eq!(third.executed, ["mid.b", "end.c"]);
+    // mid.b reruns; its output (its inputs' and its id) is byte-identical, so end.c is kept
+    // (early cutoff, see a_rebuild_with_the_same_bytes_reruns_nothing_downstream).
+    assert_eq!(third.executed, ["mid.b"]);
+    assert!(third.cached.contains(&"end.c".to_string()));
 }
 
 #[test]
@@ -406,4 +410,63 @@ fn a_parallel_run_builds_what_a_sequential_one_does() {
     let digests = |o: &executor::Outcome| o.entries.iter().map(|(id, e)| (id.clone(), e.outputs.clone())).collect::<BTreeMap<_, _>>();
     assert_eq!(digests(&sequential), digests(&parallel));
     assert_eq!(parallel.executed.len(), 4);
+}
+
+/// Collects the notes of a run.
+struct Notes(std::sync::Mutex<Vec<(String, String)>>);
+impl Reporter for Notes {
+    fn started(&self, _: usize, _: usize, _: &str, _: StageState) {}
+    fn progress(&self, _: &str, _: u64, _: u64, _: &str) {}
+    fn finished(&self, _: usize, _: usize, _: &str, _: f64) {}
+    fn failed(&self, _: usize, _: usize, _: &str, _: &str) {}
+    fn skipped(&self, _: usize, _: usize, _: &str, _: &str) {}
+    fn note(&self, id: &str, message: &str) {
+        self.0.lock().unwrap().push((id.to_string(), message.to_string()));
+    }
+}
+
+/// Early cutoff: a stage whose code version changes but whose outputs do not (a salt bump that
+/// computed the same bytes) reruns alone; what reads it is keyed on its earlier build and stays
+/// cached, says so, and `status` (staleness of the stages keyed against the store) agrees. Bytes
+/// that do change still reach the dependants.
+#[test]
+fn a_rebuild_with_the_same_bytes_reruns_nothing_downstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("cache")).unwrap();
+    let source = dir.path().join("src.txt");
+    std::fs::write(&source, "s").unwrap();
+    let config = toml_config("[x]\na = 1\nb = 2\nd = 3\n");
+    let counter = Arc::new(AtomicUsize::new(0));
+    let run = |graph: &Graph, reporter: &dyn Reporter| {
+        let stages = oodpipe_engine::fingerprint::key_stages_in(&graph.closure(&[]).unwrap(), &mut SourceMemo::default(), &platform(), &store).unwrap();
+        executor::run(&store, &stages, &Tasks::new(&counter), reporter, false)
+    };
+    let first = run(&pipeline(&config, &source), &Silent);
+    assert_eq!(first.executed.len(), 4);
+
+    // gen.a's code version changes; concat writes the same bytes.
+    let mut bumped: Vec<StageSpec> = pipeline(&config, &source).ordered().cloned().collect();
+    bumped[0].salt = "2".into();
+    let bumped = Graph::new(bumped).unwrap();
+    let notes = Notes(Default::default());
+    let second = run(&bumped, &notes);
+    assert_eq!(second.executed, ["gen.a"], "only the bumped stage reruns");
+    let cached: std::collections::BTreeSet<&str> = second.cached.iter().map(String::as_str).collect();
+    assert_eq!(cached, ["end.c", "gen.d", "mid.b"].into());
+    let notes = notes.0.into_inner().unwrap();
+    assert!(notes.contains(&("mid.b".to_string(), "input gen.a rebuilt with the same bytes: kept".to_string())), "{notes:?}");
+    assert!(notes.iter().any(|(id, m)| id == "gen.a" && m.contains("same bytes")), "{notes:?}");
+    // Keyed again against the store, every stage is fresh; mid.b names the input that kept it.
+    let stages = oodpipe_engine::fingerprint::key_stages_in(&bumped.closure(&[]).unwrap(), &mut SourceMemo::default(), &platform(), &store).unwrap();
+    assert!(stages.iter().all(|ks| staleness(&store, ks).is_empty()));
+    assert_eq!(stages.iter().find(|ks| ks.spec.id == "mid.b").unwrap().kept, ["gen.a"]);
+    // A third run does nothing.
+    assert!(run(&bumped, &Silent).executed.is_empty());
+
+    // Bytes that change reach the dependants: gen.a now writes its id in capitals.
+    let mut changed: Vec<StageSpec> = bumped.ordered().cloned().collect();
+    changed[0].task = json!("upper");
+    changed[0].salt = "3".into();
+    let fourth = run(&Graph::new(changed).unwrap(), &Silent);
+    assert_eq!(fourth.executed, ["gen.a", "mid.b", "end.c"]);
 }

@@ -217,11 +217,27 @@ fn stage(id: String, kind: &'static str, salt: &'static str, task: Task) -> Stag
 /// view has a field the config schema does not have (a bug in [`crate::view`] or in a detector's
 /// file: its key would cover nothing and the stage would get a default).
 pub fn plan(config: &Config) -> anyhow::Result<Vec<StageSpec>> {
-    table(config)?.into_iter().map(spec).collect()
+    // The stages share a few configs (one per seed): each is serialised once (a sweep plans
+    // hundreds of points).
+    let mut trees: Vec<(Config, Value)> = Vec::new();
+    table(config)?.into_iter().map(|def| spec_in(def, &mut trees)).collect()
 }
 
 fn spec(def: StageDef) -> anyhow::Result<StageSpec> {
-    let tree = view::for_model(serde_json::to_value(&def.config).expect("config serialises"), def.model);
+    spec_in(def, &mut Vec::new())
+}
+
+/// [`spec`], with the serialised configs seen so far.
+fn spec_in(def: StageDef, trees: &mut Vec<(Config, Value)>) -> anyhow::Result<StageSpec> {
+    let tree = match trees.iter().find(|(c, _)| *c == def.config) {
+        Some((_, tree)) => tree.clone(),
+        None => {
+            let tree = serde_json::to_value(&def.config).expect("config serialises");
+            trees.push((def.config.clone(), tree.clone()));
+            tree
+        }
+    };
+    let tree = view::for_model(tree, def.model);
     let whose = match &def.task {
         Task::Prepare { detector } | Task::Tune { detector, .. } | Task::Score { detector, .. } => format!("detectors/{detector}.rs"),
         _ => "plan/src/view.rs".into(),

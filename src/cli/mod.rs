@@ -11,7 +11,7 @@ pub mod status;
 pub mod verify;
 
 use crate::pipeline::{self, ConfigArgs, Machine, Pipeline};
-use oodpipe_engine::fingerprint::{KeyedStage, key_stages};
+use oodpipe_engine::fingerprint::{KeyedStage, key_stages_in};
 use oodpipe_engine::source_hash::SourceMemo;
 use oodpipe_engine::store::Store;
 use std::path::Path;
@@ -32,7 +32,7 @@ pub fn open(config: &ConfigArgs, cache: &Path, targets: &[String]) -> anyhow::Re
     let machine = pipeline::machine(&pipeline.config, &config.path, &store.state_dir())?;
     let closure = pipeline.graph.closure(targets)?;
     let mut memo = SourceMemo::load(&store.memo_file());
-    let stages = key_stages(&closure, &mut memo, &machine.platform)?;
+    let stages = key_stages_in(&closure, &mut memo, &machine.platform, &store)?;
     let _ = memo.save();
     Ok(Session { pipeline, machine, store, stages, git: std::sync::OnceLock::new() })
 }

@@ -30,6 +30,7 @@ impl Scratch {
         let report = config.entry("report").or_insert(toml::Table::new().into()).as_table_mut().unwrap();
         report.insert("dir".into(), dir.path().join("reports").to_string_lossy().into_owned().into());
         report.insert("paper_results".into(), repo().join("configs/paper_results.csv").to_string_lossy().into_owned().into());
+        report.insert("claims".into(), repo().join("configs/claims.toml").to_string_lossy().into_owned().into());
         edit(&mut config);
         let scratch = Scratch { dir };
         scratch.write_config(&config);
@@ -494,8 +495,9 @@ fn seeds_build_per_seed_stages_and_a_new_seed_runs_only_its_own() {
     let (v1, v2): (f64, f64) = (auroc[1][4].parse().unwrap(), auroc[2][4].parse().unwrap());
     let (mean, lo, hi): (f64, f64, f64) = (auroc[0][4].parse().unwrap(), auroc[0][5].parse().unwrap(), auroc[0][6].parse().unwrap());
     assert!((mean - (v1 + v2) / 2.0).abs() < 1e-9);
-    // n = 2: std = |v1 - v2| / sqrt(2), half-width = t(0.975, 1) * std / sqrt(2) = 12.706 * |v1 - v2| / 2.
-    let half = 12.706 * (v1 - v2).abs() / 2.0;
+    // n = 2: std = |v1 - v2| / sqrt(2), half-width = t(0.975, 1) * std / sqrt(2) = t * |v1 - v2| / 2,
+    // t(0.975, 1) = tan(0.475 pi) (the Cauchy distribution's quantile) = 12.706204736174694.
+    let half = (0.475 * std::f64::consts::PI).tan() * (v1 - v2).abs() / 2.0;
     assert!((lo - (mean - half)).abs() < 1e-9 && (hi - (mean + half)).abs() < 1e-9, "{:?}", auroc[0]);
     assert_eq!((auroc[0][7], auroc[0][9], auroc[1][7]), ("seeds", "2", "bootstrap"));
     let seeds_md = std::fs::read_to_string(s.path("reports/seeds.md")).unwrap();
