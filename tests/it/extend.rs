@@ -162,4 +162,33 @@ fn a_detector_and_an_image_folder_set_added_as_the_readme_says_run_end_to_end() 
         .unwrap_or_else(|| panic!("no My photos / Neg. entropy row:\n{results}"));
     let value: f64 = auroc.split(',').nth(4).unwrap().parse().unwrap();
     assert!((0.0..=100.0).contains(&value), "{auroc}");
+
+    // Early cutoff on the real pipeline: the data stages' code version is bumped (salt::DATA in
+    // plan/src/table.rs) without a change to what they write. They rerun; nothing downstream does,
+    // and status says why.
+    let table = std::fs::read_to_string(copy.join("plan/src/table.rs")).unwrap();
+    let bumped = table.replacen("pub const DATA: &str = \"data-1\";", "pub const DATA: &str = \"data-1-bumped\";", 1);
+    assert_ne!(bumped, table, "plan/src/table.rs has no salt::DATA = \"data-1\"");
+    std::fs::write(copy.join("plan/src/table.rs"), bumped).unwrap();
+    let rebuild = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&copy)
+        .args(["build", "--bin", "oodpipe", "--bin", "oodpipe-worker", "--test", "it"])
+        .env("CARGO_TARGET_DIR", &target)
+        .env("LIBTORCH", repo().join(".libtorch/torch"))
+        .output()
+        .unwrap();
+    assert!(rebuild.status.success(), "rebuilding the copy failed:\n{}", String::from_utf8_lossy(&rebuild.stderr));
+    let stale = String::from_utf8(run(&["status"]).stdout).unwrap();
+    assert!(stale.contains("stale  data.cifar10") && stale.contains("code version"), "{stale}");
+    let out = run(&["run", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    let mut executed: Vec<&str> = summary["executed"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    executed.sort();
+    assert_eq!(executed, ["data.cifar10", "data.gaussian", "data.my_photos", "data.tin_crop", "data.tin_resize"], "only the data stages rerun");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("train.softmax: input data.cifar10 rebuilt with the same bytes: kept"), "{err}");
+    let status = String::from_utf8(run(&["status"]).stdout).unwrap();
+    assert!(!status.lines().any(|l| l.starts_with("stale")) && status.contains(" fresh, 0 stale"), "{status}");
+    assert!(status.lines().any(|l| l.starts_with("fresh  train.softmax") && l.contains("input data.cifar10 rebuilt with the same bytes: kept")), "{status}");
 }
