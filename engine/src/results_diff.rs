@@ -104,6 +104,10 @@ pub struct ResultsDiff {
     pub config_changes: Vec<ConfigChange>,
     /// Platform facts (processor, instruction set, threads, libtorch, device, GPU) that differ.
     pub platform_changes: Vec<ConfigChange>,
+    /// Each side's command-line overrides and sweep (`--set train.epochs=3`), old then new, as the
+    /// run recorded them; empty for a plain run (or a side that recorded none).
+    #[serde(default)]
+    pub overrides: (Vec<String>, Vec<String>),
 }
 
 /// The multiple-comparison correction across the diff.
@@ -275,6 +279,14 @@ impl ResultsDiff {
             }
             md.push('\n');
         }
+        if !self.overrides.0.is_empty() || !self.overrides.1.is_empty() {
+            let side = |o: &[String]| if o.is_empty() { "no overrides".to_string() } else { o.join(" ") };
+            md.push_str(&format!(
+                "Command-line overrides (part of the config fields below): {a}: `{}`; {b}: `{}`.\n\n",
+                side(&self.overrides.0),
+                side(&self.overrides.1)
+            ));
+        }
         if self.changed.is_empty() && self.config_changes.is_empty() {
             md.push_str(&format!("No differences between {a} and {b}.\n"));
             return md;
@@ -395,7 +407,7 @@ mod tests {
         assert!(platform_changes(&a, &BTreeMap::new()).is_empty(), "an older side without a platform is not a difference");
         let f = seeded(&[("ODIN", &[90.0])]);
         let changed = changed_values(&f, &f, &mut |_, _, _| Pairing::Unknown).unwrap();
-        let d = ResultsDiff { correction: Correction::of(&changed), changed, config_changes: vec![], platform_changes: changes };
+        let d = ResultsDiff { correction: Correction::of(&changed), changed, config_changes: vec![], platform_changes: changes, overrides: Default::default() };
         let md = d.to_markdown("A", "B");
         assert!(md.starts_with("The two sides ran on different platforms"), "{md}");
         assert!(md.contains("| cpu_model | Intel Xeon | AMD EPYC |") && md.ends_with("No differences between A and B.\n"), "{md}");
@@ -476,7 +488,7 @@ mod tests {
         assert!(by("W1").significant && !by("S").significant && !by("N").significant);
         assert_eq!(Correction::of(&changed).tests, 4);
 
-        let d = ResultsDiff { correction: Correction::of(&changed), changed, config_changes: vec![], platform_changes: vec![] };
+        let d = ResultsDiff { correction: Correction::of(&changed), changed, config_changes: vec![], platform_changes: vec![], overrides: Default::default() };
         let md = d.to_markdown("A", "B");
         assert!(md.contains("| G | W1 | auroc | 80.40 | 84.37 | +3.97 [+2.24, +5.69] | Welch's t, 3 seeds against 3 seeds | 0.0032 | 0.0126 | significant |"), "{md}");
         assert!(md.contains("| G | N | auroc | 40.00 | 41.00 | +1.00 | none: training noise not measured: run several seeds (train.seeds) | – | – | not measured |"), "{md}");
@@ -523,7 +535,7 @@ mod tests {
     fn identical_frames_and_configs_say_so() {
         let f = frame(&[("G", "ODIN", "auroc", 90.0)]);
         let changed = changed_values(&f, &f, &mut |_, _, _| Pairing::Unknown).unwrap();
-        let d = ResultsDiff { correction: Correction::of(&changed), changed, config_changes: vec![], platform_changes: vec![] };
+        let d = ResultsDiff { correction: Correction::of(&changed), changed, config_changes: vec![], platform_changes: vec![], overrides: Default::default() };
         assert_eq!(d.to_markdown("HEAD~1", "HEAD"), "No differences between HEAD~1 and HEAD.\n");
     }
 

@@ -27,6 +27,25 @@ struct Side {
     platform: BTreeMap<String, String>,
     /// The stage keys and OOD sets its run.json (or run record) names; empty when it names none.
     stages: SideStages,
+    /// The run's `--set` and `--sweep` arguments, as `oodpipe runs` shows them.
+    overrides: Vec<String>,
+}
+
+/// `--set K=V` and `--sweep K=V1,V2` of a run's overrides and sweep.
+fn override_args(overrides: &[String], sweep: &[(String, Vec<String>)]) -> Vec<String> {
+    overrides
+        .iter()
+        .map(|o| format!("--set {o}"))
+        .chain(sweep.iter().map(|(key, values)| format!("--sweep {key}={}", values.join(","))))
+        .collect()
+}
+
+/// The overrides and sweep a run.json's text names.
+fn overrides_of(run_json: Option<&str>) -> Vec<String> {
+    let Some(v) = run_json.and_then(|text| serde_json::from_str::<Value>(text).ok()) else { return Vec::new() };
+    let overrides: Vec<String> = serde_json::from_value(v["overrides"].clone()).unwrap_or_default();
+    let sweep: Vec<(String, Vec<String>)> = serde_json::from_value(v["sweep"].clone()).unwrap_or_default();
+    override_args(&overrides, &sweep)
 }
 
 /// The `keys` and `sets` of a run.json's text.
@@ -90,6 +109,7 @@ fn resolve(spec: Option<&str>, cache: &Path, report_dir: &Path, config: &Path) -
             config,
             platform: platform_of(run_json.as_deref()),
             stages: stages_of(run_json.as_deref()),
+            overrides: overrides_of(run_json.as_deref()),
         });
     };
     if let Some(record) = RunRecord::find(cache, spec) {
@@ -104,6 +124,7 @@ fn resolve(spec: Option<&str>, cache: &Path, report_dir: &Path, config: &Path) -
             results: oodpipe_engine::results_frame::parse(&text, &format!("run {}", record.id)).map_err(fail)?,
             config: record.config,
             platform: record.platform,
+            overrides: override_args(&record.overrides, &record.sweep),
             stages: SideStages { keys: record.keys, sets: record.sets },
         });
     }
@@ -124,6 +145,7 @@ fn resolve(spec: Option<&str>, cache: &Path, report_dir: &Path, config: &Path) -
         config,
         platform: platform_of(run_json.as_deref()),
         stages: stages_of(run_json.as_deref()),
+        overrides: overrides_of(run_json.as_deref()),
     })
 }
 
@@ -162,6 +184,7 @@ pub fn run(config: &Path, cache: &Path, a: &str, b: Option<&str>, as_json: bool)
             config_changes(&old.config, &new.config)
         },
         platform_changes: platform_changes(&old.platform, &new.platform),
+        overrides: (old.overrides, new.overrides),
     };
     if as_json {
         println!("{}", serde_json::to_string(&diff)?);

@@ -469,6 +469,20 @@ fn diff_of_two_runs_of_the_same_networks_is_the_paired_bootstrap_of_their_stored
     let unknown = run(&["diff", "no-such-rev"]);
     assert_eq!(unknown.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no-such-rev"));
+
+    // A run with a command-line override: `diff` of the two run ids names it.
+    ok(&run(&["run", "--set", "tune.temperatures=[3.0, 4.0]"]));
+    let runs = last_json(&run(&["runs", "--json"]));
+    let newest = runs[0]["id"].as_str().unwrap().to_string();
+    let text = ok(&run(&["diff", ids[0], &newest]));
+    assert!(text.contains(&format!("{}: `no overrides`; {newest}: `--set tune.temperatures=[3.0, 4.0]`", ids[0])), "{text}");
+    let fields: Vec<String> = last_json(&run(&["diff", ids[0], &newest, "--json"]))["config_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["field"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(fields, ["tune.temperatures"]);
 }
 
 /// A results.csv of per-seed values (seeds 0, 1, ...): per value the aggregate (their mean) and
