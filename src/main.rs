@@ -7,7 +7,9 @@
 mod cli;
 mod experiment;
 mod metrics_cmd;
+mod pairing;
 mod pipeline;
+mod safetensors_file;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;

@@ -13,6 +13,7 @@
 
 pub mod atomic_file;
 pub mod bad_input;
+pub mod change_test;
 pub mod config_file;
 pub mod dirty_reason;
 pub mod executor;

@@ -3,7 +3,9 @@
 //!
 //! A record names the commit and whether the tree was dirty, the config (its key and every field),
 //! what executed and what was cached, each stage's time, and the digests of the published outputs
-//! (the report), which stay readable in the store for as long as `gc` keeps them.
+//! (the report), which stay readable in the store for as long as `gc` keeps them, and the key of
+//! every stage (with the OOD sets' names and labels), which `oodpipe diff` uses to pair the two
+//! sides' values.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -47,6 +49,14 @@ pub struct RunRecord {
     /// A sweep's keys and their values, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sweep: Vec<(String, Vec<String>)>,
+    /// Stage id -> key of every stage of the run, so that `oodpipe diff` can tell whether two
+    /// runs share their trained networks and find their scores in the store. Empty in records of
+    /// older versions.
+    #[serde(default)]
+    pub keys: BTreeMap<String, String>,
+    /// The OOD sets of the report, (name, label): a results row's label -> its stages' set name.
+    #[serde(default)]
+    pub sets: Vec<(String, String)>,
 }
 
 /// `YYYYMMDDTHHMMSSZ` of a Unix time, in UTC.

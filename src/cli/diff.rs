@@ -4,10 +4,16 @@
 //! `reports/results.csv` and config are read with `git show` (the config named by that revision's
 //! `reports/run.json`, else the `-c` config's path). B defaults to the working tree. An unknown
 //! revision, or one without results, exits 2 with a message saying which.
+//!
+//! Each changed value is tested by what differs between the two sides (`oodpipe_engine::
+//! change_test`); whether they share their trained networks, and the paired bootstrap when they
+//! do, comes from the stage keys each side recorded and the scores in the local store
+//! ([`crate::pairing`]).
 
-use oodpipe_engine::results_diff::{ResultsDiff, changed_values, config_changes, platform_changes};
+use crate::pairing::{Pairer, SideStages};
+use oodpipe_engine::results_diff::{Correction, ResultsDiff, changed_values, config_changes, platform_changes};
+use oodpipe_engine::results_frame::Results;
 use oodpipe_engine::run_record::RunRecord;
-use polars::prelude::DataFrame;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,10 +21,36 @@ use std::process::{Command, ExitCode};
 
 /// One side of the comparison.
 struct Side {
-    results: DataFrame,
+    results: Results,
     config: BTreeMap<String, Value>,
     /// The platform its run.json (or run record) names; empty when it names none.
     platform: BTreeMap<String, String>,
+    /// The stage keys and OOD sets its run.json (or run record) names; empty when it names none.
+    stages: SideStages,
+    /// The run's `--set` and `--sweep` arguments, as `oodpipe runs` shows them.
+    overrides: Vec<String>,
+}
+
+/// `--set K=V` and `--sweep K=V1,V2` of a run's overrides and sweep.
+fn override_args(overrides: &[String], sweep: &[(String, Vec<String>)]) -> Vec<String> {
+    overrides
+        .iter()
+        .map(|o| format!("--set {o}"))
+        .chain(sweep.iter().map(|(key, values)| format!("--sweep {key}={}", values.join(","))))
+        .collect()
+}
+
+/// The overrides and sweep a run.json's text names.
+fn overrides_of(run_json: Option<&str>) -> Vec<String> {
+    let Some(v) = run_json.and_then(|text| serde_json::from_str::<Value>(text).ok()) else { return Vec::new() };
+    let overrides: Vec<String> = serde_json::from_value(v["overrides"].clone()).unwrap_or_default();
+    let sweep: Vec<(String, Vec<String>)> = serde_json::from_value(v["sweep"].clone()).unwrap_or_default();
+    override_args(&overrides, &sweep)
+}
+
+/// The `keys` and `sets` of a run.json's text.
+fn stages_of(run_json: Option<&str>) -> SideStages {
+    run_json.and_then(|text| serde_json::from_str::<Value>(text).ok()).map(|v| SideStages::of_json(&v)).unwrap_or_default()
 }
 
 /// The `platform` object of a run.json's text.
@@ -76,6 +108,8 @@ fn resolve(spec: Option<&str>, cache: &Path, report_dir: &Path, config: &Path) -
             results: oodpipe_engine::results_frame::parse(&text, &results_path.display().to_string()).map_err(fail)?,
             config,
             platform: platform_of(run_json.as_deref()),
+            stages: stages_of(run_json.as_deref()),
+            overrides: overrides_of(run_json.as_deref()),
         });
     };
     if let Some(record) = RunRecord::find(cache, spec) {
@@ -90,6 +124,8 @@ fn resolve(spec: Option<&str>, cache: &Path, report_dir: &Path, config: &Path) -
             results: oodpipe_engine::results_frame::parse(&text, &format!("run {}", record.id)).map_err(fail)?,
             config: record.config,
             platform: record.platform,
+            overrides: override_args(&record.overrides, &record.sweep),
+            stages: SideStages { keys: record.keys, sets: record.sets },
         });
     }
     if !is_revision(spec) {
@@ -108,6 +144,8 @@ fn resolve(spec: Option<&str>, cache: &Path, report_dir: &Path, config: &Path) -
         results: oodpipe_engine::results_frame::parse(&text, &format!("{spec}:{}", results_path.display())).map_err(fail)?,
         config,
         platform: platform_of(run_json.as_deref()),
+        stages: stages_of(run_json.as_deref()),
+        overrides: overrides_of(run_json.as_deref()),
     })
 }
 
@@ -126,14 +164,27 @@ pub fn run(config: &Path, cache: &Path, a: &str, b: Option<&str>, as_json: bool)
             return Ok(ExitCode::from(2));
         }
     };
+    // The paired bootstrap resamples as the new side's report did (1,000 times when it did not).
+    let field = |name: &str| new.config.get(name).or_else(|| old.config.get(name)).and_then(Value::as_u64);
+    let resamples = field("report.bootstrap").filter(|&b| b > 0).unwrap_or(1000) as usize;
+    let boot_seed = field("report.bootstrap_seed").unwrap_or(0);
+    // A diff never creates a store: without one, the same networks get no paired bootstrap.
+    let store = cache.join("stages").is_dir().then(|| oodpipe_engine::store::Store::open(cache).ok()).flatten();
+    let mut pairer = Pairer::new(store, &old.stages, &new.stages, resamples, boot_seed);
+    let changed = changed_values(&old.results, &new.results, &mut |key, a, b| pairer.pairing(key, a, b))?;
+    for note in &pairer.notes {
+        eprintln!("note: {note}; that value gets no paired bootstrap");
+    }
     let diff = ResultsDiff {
-        changed: changed_values(&old.results, &new.results)?,
+        correction: Correction::of(&changed),
+        changed,
         config_changes: if old.config.is_empty() || new.config.is_empty() {
             Vec::new()
         } else {
             config_changes(&old.config, &new.config)
         },
         platform_changes: platform_changes(&old.platform, &new.platform),
+        overrides: (old.overrides, new.overrides),
     };
     if as_json {
         println!("{}", serde_json::to_string(&diff)?);

@@ -208,14 +208,34 @@ fn record_run(
         interrupted: outcome.interrupted,
         overrides: session.pipeline.overrides.clone(),
         sweep: session.pipeline.sweep.clone().unwrap_or_default(),
+        keys: stage_keys(session),
+        sets: report_sets(session),
     };
     record.save(cache).map_err(|e| anyhow::anyhow!("writing the run record under {}: {e}", cache.display()))?;
     eprintln!("run recorded as {}", record.id);
     Ok(())
 }
 
+/// Stage id -> key of every stage of the session (`oodpipe diff` pairs two sides by them).
+fn stage_keys(session: &super::Session) -> BTreeMap<String, String> {
+    session.stages.iter().map(|ks| (ks.spec.id.clone(), ks.key.0.clone())).collect()
+}
+
+/// The report's OOD sets, (name, label): how a results row's set label names its stages.
+fn report_sets(session: &super::Session) -> Vec<(String, String)> {
+    session
+        .stages
+        .iter()
+        .find_map(|ks| match serde_json::from_value(ks.spec.task.clone()) {
+            Ok(oodpipe_plan::table::Task::Report { sets }) => Some(sets),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
 /// reports/run.json: which config and code produced the published results, and each stage's time
-/// (as recorded when it was built, so `total_seconds` is the pipeline's own time on a cold cache).
+/// (as recorded when it was built, so `total_seconds` is the pipeline's own time on a cold cache),
+/// the key of every stage and the OOD sets (name, label), for `oodpipe diff`.
 /// The commit (`git_commit`, `git_dirty` and, when dirty, `git_changes`: the changed tracked files,
 /// the report folders left out) is filled in by the caller when it writes the file.
 fn run_record(session: &super::Session, entries: &BTreeMap<String, oodpipe_engine::store::Entry>) -> serde_json::Value {
@@ -233,6 +253,8 @@ fn run_record(session: &super::Session, entries: &BTreeMap<String, oodpipe_engin
         "platform": session.machine.platform_details,
         "total_seconds": total,
         "stages": stages,
+        "keys": stage_keys(session),
+        "sets": report_sets(session),
     });
     if !p.overrides.is_empty() {
         record["overrides"] = json!(p.overrides);

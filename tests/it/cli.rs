@@ -320,18 +320,40 @@ fn results_rows(path: &Path) -> std::collections::BTreeMap<(String, String, Stri
         .collect()
 }
 
-/// Whether two aggregate rows differ beyond the noise, by the README's rule, written out here.
-fn outside_noise(a: (f64, Option<f64>, Option<f64>), b: (f64, Option<f64>, Option<f64>)) -> bool {
-    match ((a.1, a.2), (b.1, b.2)) {
-        ((Some(a_lo), Some(a_hi)), (Some(b_lo), Some(b_hi))) => a_hi < b_lo || b_hi < a_lo,
-        ((Some(lo), Some(hi)), _) => b.0 < lo || b.0 > hi,
-        (_, (Some(lo), Some(hi))) => a.0 < lo || a.0 > hi,
-        _ => true,
-    }
+/// A safetensors file's f64 tensor, read by hand from the format (8-byte little-endian header
+/// length, JSON header, data), independently of oodpipe's reader.
+fn f64_tensor(path: &Path, name: &str) -> Vec<f64> {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    assert_eq!(header[name]["dtype"], "F64");
+    let (a, b) = (header[name]["data_offsets"][0].as_u64().unwrap() as usize, header[name]["data_offsets"][1].as_u64().unwrap() as usize);
+    bytes[8 + n + a..8 + n + b].chunks(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+/// The scores file of the score stage with key `key` in the store at `cache`, found by hand.
+fn stored_scores(cache: &Path, key: &str) -> PathBuf {
+    let entry: Value = serde_json::from_slice(&std::fs::read(cache.join(format!("stages/score/{key}.json"))).unwrap()).unwrap();
+    let digest = entry["outputs"]["scores.safetensors"].as_str().unwrap();
+    cache.join(format!("objects/{}/{}.safetensors", &digest[..2], &digest[2..]))
+}
+
+/// Benjamini-Hochberg adjusted p-values, written out from the step-up definition: the adjusted p
+/// of the i-th smallest is min over j >= i of p_(j) m / j.
+fn bh_by_hand(p: &[f64]) -> Vec<f64> {
+    let m = p.len();
+    (0..m)
+        .map(|i| {
+            let rank = p.iter().filter(|&&q| q < p[i]).count() + 1;
+            let mut sorted = p.to_vec();
+            sorted.sort_by(f64::total_cmp);
+            (rank..=m).map(|j| sorted[j - 1] * m as f64 / j as f64).fold(1.0, f64::min)
+        })
+        .collect()
 }
 
 #[test]
-fn diff_between_two_commits_lists_exactly_the_changed_rows_and_field() {
+fn diff_of_two_runs_of_the_same_networks_is_the_paired_bootstrap_of_their_stored_scores() {
     let s = Scratch::new(|c| {
         c["report"].as_table_mut().unwrap().insert("dir".into(), "reports".into());
         let tin = repo().join("tests/data/tiny-imagenet-mini");
@@ -347,7 +369,9 @@ fn diff_between_two_commits_lists_exactly_the_changed_rows_and_field() {
     git(dir, &["add", "-A"]);
     git(dir, &["commit", "-q", "-m", "first results"]);
     let before = results_rows(&dir.join("reports/results.csv"));
+    let old_run: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("reports/run.json")).unwrap()).unwrap();
 
+    // Other temperatures: Baseline+T and ODIN rescore the same trained networks.
     let mut config: toml::Table = std::fs::read_to_string(s.config()).unwrap().parse().unwrap();
     config["tune"].as_table_mut().unwrap().insert("temperatures".into(), toml::Value::Array(vec![2.into(), 5.into()]));
     s.write_config(&config);
@@ -355,38 +379,164 @@ fn diff_between_two_commits_lists_exactly_the_changed_rows_and_field() {
     git(dir, &["add", "-A"]);
     git(dir, &["commit", "-q", "-m", "other temperatures"]);
     let after = results_rows(&dir.join("reports/results.csv"));
+    let new_run: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("reports/run.json")).unwrap()).unwrap();
+    assert_eq!(old_run["keys"]["train.softmax"], new_run["keys"]["train.softmax"], "the same networks");
+    assert_eq!(new_run["sets"][0], serde_json::json!(["gaussian", "Gaussian Noise"]));
 
     let expected: BTreeSet<(String, String, String)> =
         before.keys().filter(|k| (before[*k].0 - after[*k].0).abs() > 1e-9).cloned().collect();
     assert!(!expected.is_empty(), "the temperatures must move some result");
     let diff = last_json(&run(&["diff", "HEAD~1", "HEAD", "--json"]));
-    let listed: BTreeSet<(String, String, String)> = diff["changed"]
-        .as_array()
-        .unwrap()
+    let changed = diff["changed"].as_array().unwrap();
+    let listed: BTreeSet<(String, String, String)> = changed
         .iter()
         .map(|c| (c["ood_set"].as_str().unwrap().into(), c["method"].as_str().unwrap().into(), c["metric"].as_str().unwrap().into()))
         .collect();
     assert_eq!(listed, expected);
-    for c in diff["changed"].as_array().unwrap() {
+    for c in changed {
         let key = (c["ood_set"].as_str().unwrap().to_string(), c["method"].as_str().unwrap().to_string(), c["metric"].as_str().unwrap().to_string());
         assert_eq!(c["old"].as_f64().unwrap(), before[&key].0);
         assert_eq!(c["new"].as_f64().unwrap(), after[&key].0);
-        assert_eq!(c["significant"].as_bool().unwrap(), outside_noise(before[&key], after[&key]), "{c}");
+        assert_eq!(c["test"], "paired_bootstrap", "{c}");
+        assert_eq!(c["test_description"], "paired bootstrap over the test images, same networks (1000 resamples)");
+        assert_eq!(c["significant"].as_bool().unwrap(), c["p_adjusted"].as_f64().unwrap() <= 0.05, "{c}");
     }
+    // One correction across the diff: Benjamini-Hochberg of all the p-values, by hand.
+    let p: Vec<f64> = changed.iter().map(|c| c["p"].as_f64().unwrap()).collect();
+    for (c, want) in changed.iter().zip(bh_by_hand(&p)) {
+        close(c["p_adjusted"].as_f64(), want, "adjusted p");
+    }
+
+    // Every value's paired bootstrap, redone by hand from the two stored score files: replicate
+    // r resamples the same images for both sides (the documented draws, resample_indices), each
+    // side's metric is computed on its explicitly resampled lists, and p is the two-sided
+    // percentile p, 2 min(#{d <= 0} + 1, #{d >= 0} + 1) / (B + 1).
+    let sets: std::collections::BTreeMap<String, String> = new_run["sets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s[1].as_str().unwrap().to_string(), s[0].as_str().unwrap().to_string()))
+        .collect();
+    let cache = dir.join("cache");
+    for c in changed {
+        let detector = match c["method"].as_str().unwrap() {
+            "ODIN" => "odin",
+            "Baseline+T" => "baseline_t",
+            other => panic!("{other} does not depend on the temperatures"),
+        };
+        let id = format!("score.{detector}.{}", sets[c["ood_set"].as_str().unwrap()]);
+        let read = |run: &Value| {
+            let path = stored_scores(&cache, run["keys"][&id].as_str().unwrap());
+            (f64_tensor(&path, "in_scores"), f64_tensor(&path, "out_scores"))
+        };
+        let ((a_in, a_out), (b_in, b_out)) = (read(&old_run), read(&new_run));
+        let metric = |m: &oodpipe_metrics::OodMetrics| match c["metric"].as_str().unwrap() {
+            "fpr_at_95_tpr" => m.fpr_at_95_tpr,
+            "detection_error" => m.detection_error,
+            "auroc" => m.auroc,
+            "aupr_in" => m.aupr_in,
+            "aupr_out" => m.aupr_out,
+            other => panic!("{other}"),
+        };
+        let pick = |v: &[f64], idx: &[usize]| idx.iter().map(|&i| v[i]).collect::<Vec<_>>();
+        let on = |i: &[f64], o: &[f64]| metric(&oodpipe_metrics::ood_metrics(i, o).unwrap());
+        let d: Vec<f64> = (0..1000u64)
+            .map(|r| {
+                let (ii, io) = oodpipe_metrics::bootstrap::resample_indices(0, r, a_in.len(), a_out.len());
+                100.0 * (on(&pick(&b_in, &ii), &pick(&b_out, &io)) - on(&pick(&a_in, &ii), &pick(&a_out, &io)))
+            })
+            .collect();
+        let below = d.iter().filter(|&&x| x <= 0.0).count() as f64;
+        let above = d.iter().filter(|&&x| x >= 0.0).count() as f64;
+        close(c["p"].as_f64(), (2.0 * (below + 1.0).min(above + 1.0) / 1001.0).min(1.0), &format!("p of {c}"));
+        close(c["delta"].as_f64(), 100.0 * (on(&b_in, &b_out) - on(&a_in, &a_out)), "the point difference of the stored scores");
+    }
+    let text = ok(&run(&["diff", "HEAD~1", "HEAD"]));
+    assert!(text.contains("| paired bootstrap over the test images, same networks (1000 resamples) |"), "{text}");
+    assert!(text.contains(&format!("Benjamini-Hochberg across {} tests: {} paired bootstrap)", changed.len(), changed.len())), "{text}");
+
+    // The two runs by their run ids: the same tests, from the run records' keys.
+    let runs = last_json(&run(&["runs", "--json"]));
+    let ids: Vec<&str> = runs.as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 2);
+    let by_id = last_json(&run(&["diff", ids[1], ids[0], "--json"]));
+    assert_eq!(tests_of(&by_id), tests_of(&diff));
+
     let fields: Vec<&str> = diff["config_changes"].as_array().unwrap().iter().map(|c| c["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["tune.temperatures"]);
-
     let same = run(&["diff", "HEAD", "HEAD"]);
     assert!(ok(&same).contains("No differences"));
     let unknown = run(&["diff", "no-such-rev"]);
     assert_eq!(unknown.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no-such-rev"));
-    let runs = ok(&run(&["runs"]));
-    assert_eq!(runs.lines().count(), 2, "{runs}");
+
+    // A run with a command-line override: `diff` of the two run ids names it.
+    ok(&run(&["run", "--set", "tune.temperatures=[3.0, 4.0]"]));
+    let runs = last_json(&run(&["runs", "--json"]));
+    let newest = runs[0]["id"].as_str().unwrap().to_string();
+    let text = ok(&run(&["diff", ids[0], &newest]));
+    assert!(text.contains(&format!("{}: `no overrides`; {newest}: `--set tune.temperatures=[3.0, 4.0]`", ids[0])), "{text}");
+    let fields: Vec<String> = last_json(&run(&["diff", ids[0], &newest, "--json"]))["config_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["field"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(fields, ["tune.temperatures"]);
+}
+
+/// A results.csv of per-seed values (seeds 0, 1, ...): per value the aggregate (their mean) and
+/// each seed's row.
+fn seeded_results(values: &[(&str, &str, &str, &[f64])]) -> String {
+    let mut text = String::from("ood_set,method,metric,seed,value,ci_low,ci_high,interval,std,n,paper,delta\n");
+    for (ood_set, method, metric, seeds) in values {
+        let mean = seeds.iter().sum::<f64>() / seeds.len() as f64;
+        text.push_str(&format!("{ood_set},{method},{metric},all,{mean},,,seeds,,{},,\n", seeds.len()));
+        for (i, v) in seeds.iter().enumerate() {
+            text.push_str(&format!("{ood_set},{method},{metric},{i},{v},,,bootstrap,,1,,\n"));
+        }
+    }
+    text
+}
+
+/// A run.json whose train stages of `seeds` seeds have keys named after `networks` (the first
+/// seed's plain ids, the others `@seed<N>`, as the stage table names them).
+fn run_json_with_networks(networks: &str, seeds: usize) -> String {
+    let mut keys = serde_json::Map::new();
+    for model in ["softmax", "bin"] {
+        for seed in 0..seeds {
+            let id = if seed == 0 { format!("train.{model}") } else { format!("train.{model}@seed{seed}") };
+            keys.insert(id, format!("{networks}-{model}-{seed}").into());
+        }
+    }
+    serde_json::json!({"keys": keys, "sets": [["gaussian", "Gaussian Noise"]]}).to_string()
+}
+
+/// Each changed value's (method, test, p, adjusted p, verdict) in a diff's JSON.
+fn tests_of(diff: &Value) -> Vec<(String, String, Option<f64>, Option<f64>, String)> {
+    diff["changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["method"].as_str().unwrap().to_string() + if c["metric"] == "accuracy" { " accuracy" } else { "" },
+                c["test"].as_str().unwrap().to_string(),
+                c["p"].as_f64(),
+                c["p_adjusted"].as_f64(),
+                c["verdict"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn close(got: Option<f64>, want: f64, what: &str) {
+    let got = got.unwrap_or_else(|| panic!("{what}: no value"));
+    assert!((got - want).abs() < 1e-9, "{what}: {got} against {want}");
 }
 
 #[test]
-fn diff_of_constructed_results_marks_exactly_the_changes_outside_the_intervals() {
+fn diff_of_constructed_results_tests_each_value_by_what_the_sides_share() {
     let s = Scratch::new(|c| {
         c["report"].as_table_mut().unwrap().insert("dir".into(), "reports".into());
     });
@@ -396,70 +546,133 @@ fn diff_of_constructed_results_marks_exactly_the_changes_outside_the_intervals()
     };
     git(dir, &["init", "-q"]);
     std::fs::create_dir_all(dir.join("reports")).unwrap();
-    let header = "ood_set,method,metric,seed,value,ci_low,ci_high,interval,std,n,paper,delta\n";
-    // Old side: an older results.csv (no seed, no interval columns) and a config of an older
-    // schema (a key today's does not have) first, then results with intervals.
+    // The oldest side: a results.csv of before seeds (no seed, no interval columns), no run.json,
+    // and a config of an older schema (a key today's does not have).
     let today: toml::Table = std::fs::read_to_string(s.config()).unwrap().parse().unwrap();
     let mut older = today.clone();
     older["train"].as_table_mut().unwrap().insert("old_knob".into(), 3.into());
     s.write_config(&older);
-    let commit_results = |text: &str, message: &str| {
-        std::fs::write(dir.join("reports/results.csv"), text).unwrap();
+    let commit = |results: &str, run_json: Option<String>, message: &str| {
+        std::fs::write(dir.join("reports/results.csv"), results).unwrap();
+        match run_json {
+            Some(text) => std::fs::write(dir.join("reports/run.json"), text).unwrap(),
+            None => drop(std::fs::remove_file(dir.join("reports/run.json"))),
+        }
         git(dir, &["add", "-A"]);
         git(dir, &["commit", "-q", "-m", message]);
     };
-    commit_results("ood_set,method,metric,value,paper,delta\nG,A,auroc,80,,\nG,B,auroc,70,,\n", "old format");
+    commit("ood_set,method,metric,value,paper,delta\nGaussian Noise,Baseline,auroc,71,,\n", None, "before seeds");
     s.write_config(&today);
-    let old = "G,A,auroc,all,80,78,82,seeds,1,3,,\nG,A,auroc,0,79,77,81,bootstrap,,1,,\n\
-               G,B,auroc,all,70,69,71,seeds,0.5,3,,\nG,C,auroc,all,60,59,61,bootstrap,,1,,\n\
-               G,D,auroc,all,50,49,51,bootstrap,,1,,\nG,E,auroc,all,40,39,41,bootstrap,,1,,\n";
-    commit_results(&format!("{header}{old}"), "old");
-    // A: moves within overlapping intervals (noise); B: disjoint intervals (significant);
-    // C: unchanged; D: moves, intervals touch (noise); E: disjoint; a per-seed row moves (ignored).
-    let new = "G,A,auroc,all,81,79.5,82.5,seeds,1,3,,\nG,A,auroc,0,85,84,86,bootstrap,,1,,\n\
-               G,B,auroc,all,73,72,74,seeds,0.5,3,,\nG,C,auroc,all,60,59,61,bootstrap,,1,,\n\
-               G,D,auroc,all,52,51,53,bootstrap,,1,,\nG,E,auroc,all,35,34,36,bootstrap,,1,,\n";
-    commit_results(&format!("{header}{new}"), "new");
-
-    let (before, after) = {
-        let b = dir.join("before.csv");
-        std::fs::write(&b, format!("{header}{old}")).unwrap();
-        let a = dir.join("after.csv");
-        std::fs::write(&a, format!("{header}{new}")).unwrap();
-        (results_rows(&b), results_rows(&a))
+    let (g, acc) = ("Gaussian Noise", "CIFAR-10");
+    let three_a = seeded_results(&[
+        (g, "Baseline", "auroc", &[70.0, 74.0, 72.5]),
+        (g, "BIN", "auroc", &[60.0, 61.0, 59.5]),
+        (acc, "Baseline", "accuracy", &[82.5, 81.9, 81.8]),
+    ]);
+    commit(&three_a, Some(run_json_with_networks("a", 3)), "three seeds of networks a");
+    let three_b = seeded_results(&[
+        (g, "Baseline", "auroc", &[78.0, 80.5, 79.0]),
+        (g, "BIN", "auroc", &[60.5, 58.0, 61.5]),
+        (acc, "Baseline", "accuracy", &[82.0, 82.6, 81.5]),
+    ]);
+    commit(&three_b, Some(run_json_with_networks("b", 3)), "three seeds of networks b");
+    // The same networks b, a detector's scores changed (Baseline: +1.0, +0.5, +1.2).
+    let three_b_scored = seeded_results(&[
+        (g, "Baseline", "auroc", &[79.0, 81.0, 80.2]),
+        (g, "BIN", "auroc", &[60.5, 58.0, 61.5]),
+        (acc, "Baseline", "accuracy", &[82.0, 82.6, 81.5]),
+    ]);
+    commit(&three_b_scored, Some(run_json_with_networks("b", 3)), "networks b, scores changed");
+    let one_c = seeded_results(&[(g, "Baseline", "auroc", &[71.0]), (g, "BIN", "auroc", &[62.0]), (acc, "Baseline", "accuracy", &[82.2])]);
+    commit(&one_c, Some(run_json_with_networks("c", 1)), "one seed of networks c");
+    let one_d = seeded_results(&[(g, "Baseline", "auroc", &[75.0]), (g, "BIN", "auroc", &[62.0]), (acc, "Baseline", "accuracy", &[81.0])]);
+    commit(&one_d, Some(run_json_with_networks("d", 1)), "one seed of networks d");
+    let one_d_scored = seeded_results(&[(g, "Baseline", "auroc", &[76.5]), (g, "BIN", "auroc", &[62.0]), (acc, "Baseline", "accuracy", &[81.0])]);
+    commit(&one_d_scored, Some(run_json_with_networks("d", 1)), "networks d, scores changed");
+    let diff = |a: &str, b: &str| last_json(&run(&["diff", a, b, "--json"]));
+    let tested = |method: &str, test: &str, p: f64, adjusted: f64, verdict: &str, got: &(String, String, Option<f64>, Option<f64>, String)| {
+        assert_eq!((got.0.as_str(), got.1.as_str(), got.4.as_str()), (method, test, verdict), "{got:?}");
+        close(got.2, p, &format!("{method} p"));
+        close(got.3, adjusted, &format!("{method} adjusted p"));
     };
-    let diff = last_json(&run(&["diff", "HEAD~1", "HEAD", "--json"]));
-    let changed = diff["changed"].as_array().unwrap();
-    let listed: Vec<(&str, bool)> = changed.iter().map(|c| (c["method"].as_str().unwrap(), c["significant"].as_bool().unwrap())).collect();
-    // Significant first, each group in file order.
-    assert_eq!(listed, [("B", true), ("E", true), ("A", false), ("D", false)]);
-    for c in changed {
-        let key = ("G".to_string(), c["method"].as_str().unwrap().to_string(), "auroc".to_string());
-        assert_eq!(c["significant"].as_bool().unwrap(), outside_noise(before[&key], after[&key]));
-    }
-    let text = ok(&run(&["diff", "HEAD~1", "HEAD"]));
-    assert!(text.trim_end().ends_with("4 values changed (2 significant, 2 within noise), 0 config fields changed between HEAD~1 and HEAD."), "{text}");
-    let first_noise = text.find("within noise |").unwrap();
-    assert!(text.find("| G | E |").unwrap() < first_noise, "{text}");
 
-    // Against the older file and config: read, without intervals on that side; the field today's
-    // schema does not know is reported, not fatal.
-    let out = run(&["diff", "HEAD~2", "HEAD", "--json"]);
+    // Two multi-seed runs of different networks: Welch's t on the per-seed rows, one
+    // Benjamini-Hochberg correction across the three. Oracle: scipy 1.17.1,
+    // stats.ttest_ind(new, old, equal_var=False).pvalue, then
+    // stats.false_discovery_control([...], method='bh').
+    let d = diff("HEAD~5", "HEAD~4");
+    let t = tests_of(&d);
+    assert_eq!(t.len(), 3);
+    tested("Baseline", "welch", 0.011141982572853175, 0.03342594771855952, "significant", &t[0]);
+    tested("BIN", "welch", 0.8931081195559981, 0.9358134774699796, "within noise", &t[1]);
+    tested("Baseline accuracy", "welch", 0.9358134774699796, 0.9358134774699796, "within noise", &t[2]);
+    assert_eq!(d["correction"], serde_json::json!({"method": "benjamini_hochberg", "false_discovery_rate": 0.05, "tests": 3}));
+    assert_eq!(d["changed"][0]["seeds"], serde_json::json!([3, 3]));
+    assert_eq!(d["changed"][0]["significant"], true);
+    let text = ok(&run(&["diff", "HEAD~5", "HEAD~4"]));
+    assert!(text.contains("| Welch's t, 3 seeds against 3 seeds | 0.0111 | 0.0334 | significant |"), "{text}");
+    assert!(
+        text.trim_end().ends_with(
+            "3 values changed (1 significant, 2 within noise, 0 not measured; Benjamini-Hochberg across 3 tests: 3 Welch's \
+             t), 0 config fields changed between HEAD~5 and HEAD~4."
+        ),
+        "{text}"
+    );
+
+    // The same networks on both sides, their scores not in this store (there is no store here):
+    // the paired t of the per-seed differences. Oracle: stats.ttest_rel(new, old).pvalue.
+    let t = tests_of(&diff("HEAD~4", "HEAD~3"));
+    assert_eq!(t.len(), 1);
+    tested("Baseline", "paired_t", 0.049554985858170315, 0.049554985858170315, "significant", &t[0]);
+
+    // One seed against three: the prediction t, 2 P(T_2 > |x - mean| / (sd sqrt(1 + 1/3)))
+    // computed with stats.t.sf, and the correction across the three.
+    let t = tests_of(&diff("HEAD~3", "HEAD~2"));
+    tested("Baseline", "prediction_t", 0.016041563705504452, 0.04812469111651335, "significant", &t[0]);
+    tested("BIN", "prediction_t", 0.43804851305098363, 0.6570727695764754, "within noise", &t[1]);
+    tested("Baseline accuracy", "prediction_t", 0.8177898707302431, 0.8177898707302431, "within noise", &t[2]);
+
+    // Two one-seed runs of different networks: no verdict, training noise not measured.
+    let d = diff("HEAD~2", "HEAD~1");
+    let t = tests_of(&d);
+    assert_eq!(t.iter().map(|x| (x.0.as_str(), x.1.as_str(), x.2, x.4.as_str())).collect::<Vec<_>>(), [
+        ("Baseline", "none", None, "not measured"),
+        ("Baseline accuracy", "none", None, "not measured")
+    ]);
+    assert_eq!(d["changed"][0]["significant"], false);
+    assert_eq!(d["correction"]["tests"], 0);
+    let text = ok(&run(&["diff", "HEAD~2", "HEAD~1"]));
+    assert!(text.contains("| none: training noise not measured: run several seeds (train.seeds) | – | – | not measured |"), "{text}");
+    assert!(text.trim_end().ends_with("2 values changed (0 significant, 0 within noise, 2 not measured), 0 config fields changed between HEAD~2 and HEAD~1."), "{text}");
+
+    // The same network, one seed, its scores not in this store: no test, and it says why.
+    let d = diff("HEAD~1", "HEAD");
+    assert_eq!(d["changed"][0]["test_description"], "none: same networks, scores not in this store");
+    assert_eq!(d["changed"][0]["verdict"], "not measured");
+
+    // The older file and config: read; its rows have no per-seed rows and get no test; the field
+    // today's schema does not know is reported, not fatal.
+    let out = run(&["diff", "HEAD~6", "HEAD~5", "--json"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("`train.old_knob` is not a field of today's schema"), "{out:?}");
-    let diff = last_json(&out);
-    let fields: Vec<&str> = diff["config_changes"].as_array().unwrap().iter().map(|c| c["field"].as_str().unwrap()).collect();
+    let d = last_json(&out);
+    let fields: Vec<&str> = d["config_changes"].as_array().unwrap().iter().map(|c| c["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["train.old_knob"]);
-    let flags: Vec<(&str, bool)> = diff["changed"].as_array().unwrap().iter().map(|c| (c["method"].as_str().unwrap(), c["significant"].as_bool().unwrap())).collect();
-    // A: 80 inside the new [79.5, 82.5]: noise; B: 70 outside [72, 74]; C, D, E are new rows.
-    assert_eq!(flags, [("B", true), ("C", true), ("D", true), ("E", true), ("A", false)]);
+    let t = tests_of(&d);
+    assert_eq!(t.iter().map(|x| (x.0.as_str(), x.1.as_str(), x.4.as_str())).collect::<Vec<_>>(), [
+        ("Baseline", "none", "not measured"),
+        ("BIN", "none", "added"),
+        ("Baseline accuracy", "none", "added")
+    ]);
+    assert_eq!(d["changed"][0]["test_description"], "none: no per-seed rows (an older results.csv)");
 
-    // In a checkout without the config file: the results are still compared.
+    // In a checkout without the config file: the results are still compared, the tests the same.
     let out = Command::new(env!("CARGO_BIN_EXE_oodpipe"))
         .current_dir(dir)
-        .args(["-c", "no-such-config.toml", "--cache", "cache", "diff", "HEAD~1", "HEAD", "--json"])
+        .args(["-c", "no-such-config.toml", "--cache", "cache", "diff", "HEAD~5", "HEAD~4", "--json"])
         .output()
         .unwrap();
-    assert_eq!(last_json(&out)["changed"].as_array().unwrap().len(), 4);
+    assert_eq!(tests_of(&last_json(&out)), tests_of(&diff("HEAD~5", "HEAD~4")));
+    assert!(!dir.join("cache").exists(), "a diff never creates a store");
 }
 
 #[test]
