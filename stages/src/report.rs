@@ -133,6 +133,8 @@ struct Collected {
     /// Test-set sizes per OOD set label.
     sizes: BTreeMap<String, Sizes>,
     seeds: Vec<u64>,
+    /// The values and replicates behind the mean over the sets ([`crate::report_summary`]).
+    summary: crate::report_summary::Values,
 }
 
 /// Our numbers, in percent, in the tables' order, each seed's with its bootstrap interval.
@@ -142,6 +144,7 @@ fn collect(ctx: &StageContext, config: &view::Report, sets: &[(String, String)])
     let mut values: Vec<((String, String, String), Vec<(u64, Estimate)>)> = Vec::new();
     let mut hyper = Vec::new();
     let mut sizes = BTreeMap::new();
+    let mut summary = crate::report_summary::Values::default();
     for (name, label) in sets {
         for detector in ALL.iter().copied() {
             let mut per_metric: Vec<Vec<(u64, Estimate)>> = vec![Vec::new(); METRICS.len()];
@@ -160,6 +163,8 @@ fn collect(ctx: &StageContext, config: &view::Report, sets: &[(String, String)])
                     let v = record["metrics"][metric].as_f64().with_context(|| format!("{id}: no metric {metric}"))?;
                     let reps: Vec<f64> = replicates.iter().map(|m| metric_of(m, metric)).collect();
                     per_metric[k].push((*seed, Estimate::of_seed(v, &reps).scaled(100.0)));
+                    let pct = crate::report_summary::SeedValue { seed: *seed, value: v * 100.0, replicates: reps.iter().map(|r| r * 100.0).collect() };
+                    summary.add(label, detector.label, metric, pct);
                 }
                 if let Some(params) = record["hyperparameters"].as_object()
                     && detector.tuning.is_some()
@@ -195,7 +200,7 @@ fn collect(ctx: &StageContext, config: &view::Report, sets: &[(String, String)])
             values.push(((IN_DISTRIBUTION.into(), model.label().into(), "accuracy".into()), per_seed));
         }
     }
-    Ok(Collected { values, hyper, sizes, seeds: seeds.into_iter().map(|s| s.0).collect() })
+    Ok(Collected { values, hyper, sizes, seeds: seeds.into_iter().map(|s| s.0).collect(), summary })
 }
 
 fn metric_of(m: &oodpipe_metrics::OodMetrics, name: &str) -> f64 {
@@ -431,7 +436,10 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)]) -> Result<()> {
     std::fs::write(ctx.output("table1.md"), detector_table(title, &lookup, &paper_detectors, sets, &note, &collected.sizes))?;
     if !beyond.is_empty() {
         let title = "Table 3: beyond the paper, more detectors on the same networks and sets";
-        std::fs::write(ctx.output("table3.md"), detector_table(title, &lookup, &beyond, sets, &note, &collected.sizes))?;
+        let methods: Vec<(&str, &str)> = paper_detectors.iter().map(|d| (d.label, "1")).chain(beyond.iter().map(|d| (d.label, "3"))).collect();
+        let labels: Vec<&str> = sets.iter().map(|(_, l)| l.as_str()).collect();
+        let summary = crate::report_summary::markdown(&collected.summary, &methods, &labels, &METRICS);
+        std::fs::write(ctx.output("table3.md"), detector_table(title, &lookup, &beyond, sets, &note, &collected.sizes) + &summary)?;
     }
     std::fs::write(ctx.output("table2.md"), table2(&lookup, &models, &note))?;
     if collected.seeds.len() >= 2 {
@@ -558,6 +566,7 @@ mod tests {
             hyper: vec![],
             sizes: BTreeMap::new(),
             seeds: vec![0, 1, 2],
+            summary: Default::default(),
         };
         let r = rows(&c);
         let seeds: Vec<&str> = r.iter().map(|r| r.seed.as_str()).collect();
