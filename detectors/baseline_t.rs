@@ -12,7 +12,7 @@ pub const DETECTOR: Detector = Detector {
     reads: &[],
     network: false,
     tuning: Some(ExtraStage { kind: "tune", version: "tune-1", reads: &[reads::<Temperatures>()], network: false }),
-    prepare: None,
+    ..Detector::FROM_OUTPUTS
 };
 
 #[cfg(oodpipe_compute)]

@@ -42,4 +42,12 @@ registry! {
     energy,
     max_logit,
     mahalanobis,
+    react,
+    ash,
+    dice,
+    knn,
+    vim,
+    r#gen, // `gen` is a keyword in Rust 2024; the detector and its file are `gen`
+    she,
+    rmds,
 }

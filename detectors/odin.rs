@@ -30,6 +30,7 @@ pub const DETECTOR: Detector = Detector {
     network: true,
     tuning: Some(ExtraStage { kind: "tune", version: "tune-1", reads: GRID, network: true }),
     prepare: Some(ExtraStage { kind: "tune", version: "tune-1", reads: GRID, network: true }),
+    ..Detector::FROM_OUTPUTS
 };
 
 #[cfg(oodpipe_compute)]

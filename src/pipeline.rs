@@ -337,6 +337,7 @@ mod tests {
         "train.channels_last", "train.augment", "methods.bin.zeta", "methods.binc.zeta", "methods.binc.lambda",
         "methods.binc.z", "methods.vib.beta", "methods.vib.z", "methods.viby.beta", "methods.viby.z",
         "tune.temperatures", "tune.odin_epsilons", "eval.batch_size", "report.bootstrap", "report.bootstrap_seed",
+        "detector.knn.k", "detector.react.percentile", "detector.vim.dim", "detector.gen.gamma", "detector.she.x",
         "train.nope", "nope", "methods.odin.t",
     ];
 
@@ -364,6 +365,26 @@ mod tests {
         expected.insert("train.old_knob".into(), serde_json::json!(3));
         expected.insert("tune.old_grid".into(), serde_json::json!([2]));
         assert_eq!(config_fields(older, Path::new("older.toml")).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_detectors_own_table_is_checked_like_the_rest_of_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let refused = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            format!("{:#}", load(&path, &Experiment::default()).err().expect("refused"))
+        };
+        let err = refused("[detector.knn]\nk = 0\n\n[detector.react]\npercentile = 100\n");
+        assert!(err.contains("c.toml:2:1: key `detector.knn.k`: 0: expected at least 1"), "{err}");
+        assert!(err.contains("c.toml:5:1: key `detector.react.percentile`: 100.0: expected a percentage strictly between 0 and 100"), "{err}");
+        let err = refused("[detector.react]\npercentile = nan\n");
+        assert!(err.contains("c.toml:2:1: key `detector.react.percentile`: not a finite number"), "{err}");
+        let err = refused("[detector.knn]\nK = 5\n");
+        assert!(err.contains("c.toml:1:1: key `detector.knn`: unknown field `K`, expected `k`"), "{err}");
+        std::fs::write(&path, "[detector.knn]\nk = 7\n").unwrap();
+        let p = load(&path, &Experiment::default()).unwrap();
+        assert_eq!(p.config_fields["detector.knn.k"], serde_json::json!(7));
     }
 
     proptest! {

@@ -73,6 +73,9 @@ pub struct Config {
     pub tune: TuneConfig,
     pub eval: EvalConfig,
     pub report: ReportConfig,
+    /// Each detector's own hyper-parameters, `[detector.<name>]` tables declared in its file
+    /// (`detectors/<name>.rs`); every field has the detector's default ([`crate::detector_params`]).
+    pub detector: crate::detector_params::DetectorTables,
     /// How `oodpipe run --executor slurm` submits stages (partition, account, per-kind resources).
     /// Not part of any key: where a stage runs does not change what it computes.
     pub executor: oodpipe_engine::slurm::SlurmOptions,
@@ -98,6 +101,7 @@ impl Default for Config {
             tune: TuneConfig::default(),
             eval: EvalConfig::default(),
             report: ReportConfig::default(),
+            detector: Default::default(),
             executor: Default::default(),
             sweep: None,
         }
@@ -440,6 +444,12 @@ impl Config {
             let known: Vec<&str> = crate::detector::ALL.iter().map(|d| d.name).collect();
             for name in names {
                 check(known.contains(&name.as_str()), "detectors", name, &format!("a registered detector: {}", known.join(", ")));
+            }
+        }
+        for (name, table) in &self.detector.0 {
+            let problems = crate::detector::find(name).and_then(|d| d.params).map(|p| p.problems(table)).unwrap_or_default();
+            for p in problems {
+                check(false, &format!("{}.{name}.{}", crate::detector_params::KEY, p.field), &Shown(&p.value), &p.expected);
             }
         }
         check(!self.ood.is_empty(), "ood", &self.ood.len(), "at least one [ood.<name>] table");

@@ -13,8 +13,15 @@
 //! - one `<kind>.<name>.cifar10` if [`Detector::prepare`]: on CIFAR-10, shared by every set; an
 //!   input of the tune stages (ODIN's grid), or of the score stages when there is no tuning
 //!   (Mahalanobis's fit).
+//!
+//! With [`Detector::features`], each of these stages also gets the shared stages of the model's
+//! pooled penultimate features, `features.<model>.cifar10` (training, validation and test
+//! splits) and, for a set's stages, `features.<model>.<set>`: computed once per data set and
+//! model, whichever detectors read them. With [`Detector::params`], each is keyed on the
+//! detector's own config table `[detector.<name>]` ([`crate::detector_params`]).
 
 pub use crate::config::ModelKind;
+pub use crate::detector_params::{Hyperparameters, OwnParams, Problems, own};
 pub use crate::view::{EvalBatch, Reads, Temperatures, reads};
 pub use serde::{Deserialize, Serialize};
 
@@ -60,12 +67,16 @@ pub struct Detector {
     pub tuning: Option<ExtraStage>,
     /// Its stage on CIFAR-10 shared by every OOD set, if it has one.
     pub prepare: Option<ExtraStage>,
+    /// Whether its stages read its model's pooled penultimate features (see the module's doc).
+    pub features: bool,
+    /// Its own hyper-parameters, the config table `[detector.<name>]`: `Some(own::<Params>())`.
+    pub params: Option<OwnParams>,
 }
 
 impl Detector {
     /// The common case to start from with struct update syntax: a detector that scores its model's
-    /// stored outputs, reads no config view, runs no network, is not tuned and has no stage of its
-    /// own. `Detector { name: "x", label: "X", model: .., table: .., version: "x-1", ..Detector::FROM_OUTPUTS }`;
+    /// stored outputs, reads no config view, runs no network, is not tuned, has no stage of its
+    /// own, reads no features and has no hyper-parameters. `Detector { name: "x", label: "X", model: .., table: .., version: "x-1", ..Detector::FROM_OUTPUTS }`;
     /// its empty name and version never pass the registry's test.
     pub const FROM_OUTPUTS: Detector = Detector {
         name: "",
@@ -77,6 +88,8 @@ impl Detector {
         network: false,
         tuning: None,
         prepare: None,
+        features: false,
+        params: None,
     };
 }
 

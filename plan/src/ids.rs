@@ -29,8 +29,14 @@ pub fn outputs(model: ModelKind, set: &str) -> String {
     format!("outputs.{}.{set}", model.name())
 }
 
+/// A model's pooled penultimate features on a data set, shared by every detector that reads
+/// features: `features.<model>.<set>`.
+pub fn features(model: ModelKind, set: &str) -> String {
+    format!("features.{}.{set}", model.name())
+}
+
 /// A detector's stage shared by every OOD set, on CIFAR-10: `<kind>.<detector>.cifar10`
-/// (`tune.odin.cifar10`, `features.mahalanobis.cifar10`).
+/// (`tune.odin.cifar10`, `fit.mahalanobis.cifar10`).
 pub fn prepare(kind: &str, detector: &str) -> String {
     format!("{kind}.{detector}.{CIFAR10}")
 }
@@ -61,6 +67,8 @@ pub mod files {
     /// An outputs stage's tensors (`<split>_logits`, ...) and, on CIFAR-10, its accuracy.
     pub const OUTPUTS: &str = "outputs.safetensors";
     pub const ACCURACY: &str = "accuracy.json";
+    /// A features stage's tensors (`<split>_features`, and the head's `head_weight`, `head_bias`).
+    pub const FEATURES: &str = "features.safetensors";
     /// A tune stage's grid and choice.
     pub const TUNE: &str = "tune.json";
     /// A detector's shared stage on CIFAR-10.

@@ -9,6 +9,7 @@
 pub mod claims;
 pub mod config;
 pub mod detector;
+pub mod detector_params;
 #[path = "../../detectors/mod.rs"]
 pub mod detectors;
 pub mod ids;

@@ -26,6 +26,8 @@ pub enum Task {
     Train { model: ModelKind },
     /// A network's outputs on a data set (`cifar10` or an OOD set).
     Outputs { model: ModelKind, set: String },
+    /// A network's pooled penultimate features on a data set, for the detectors that read them.
+    Features { model: ModelKind, set: String },
     /// A detector's stage on CIFAR-10 shared by every OOD set (ODIN's grid, Mahalanobis's fit).
     Prepare { detector: String },
     /// A detector's tuning on an OOD set's validation split.
@@ -58,6 +60,7 @@ impl Task {
             Task::OodData { .. } => "stages/src/data/ood_set.rs: data::ood_set::run".into(),
             Task::Train { .. } => "stages/src/train.rs: train::run".into(),
             Task::Outputs { .. } => "stages/src/outputs.rs: outputs::run".into(),
+            Task::Features { .. } => "stages/src/features/mod.rs: features::run".into(),
             Task::Prepare { detector } => format!("detectors/{detector}.rs: detectors::{detector}::code::Code::prepare"),
             Task::Tune { detector, .. } => format!("detectors/{detector}.rs: detectors::{detector}::code::Code::tune"),
             Task::Score { detector, .. } => format!("detectors/{detector}.rs: detectors::{detector}::code::Code::score"),
@@ -77,7 +80,7 @@ impl Task {
             _ => light,
         };
         match self {
-            Task::Train { .. } | Task::Outputs { .. } => network,
+            Task::Train { .. } | Task::Outputs { .. } | Task::Features { .. } => network,
             Task::Prepare { detector } => of(detector, |d| d.prepare.is_some_and(|p| p.network)),
             Task::Tune { detector, .. } => of(detector, |d| d.tuning.is_some_and(|t| t.network)),
             Task::Score { detector, .. } => of(detector, |d| d.network),
@@ -89,7 +92,7 @@ impl Task {
     /// by their plain ids; the report reads every seed's.
     pub fn is_per_seed(&self) -> bool {
         match self {
-            Task::Train { .. } | Task::Outputs { .. } | Task::Prepare { .. } | Task::Tune { .. } | Task::Score { .. } => true,
+            Task::Train { .. } | Task::Outputs { .. } | Task::Features { .. } | Task::Prepare { .. } | Task::Tune { .. } | Task::Score { .. } => true,
             Task::Report { .. } | Task::Sweep { .. } | Task::Cifar10 | Task::OodData { .. } => false,
         }
     }
@@ -123,9 +126,12 @@ pub mod salt {
     /// BIN's and BINC's binary cross-entropy gained label smoothing's counterpart.
     pub const TRAIN_BCE: &str = "train-2";
     pub const OUTPUTS: &str = "outputs-1";
+    /// The shared features stages (`stages/src/features/mod.rs`).
+    pub const FEATURES: &str = "features-1";
     /// Claims with paired tests, honest intervals (bounds, Clopper-Pearson, cut t intervals),
-    /// accuracy bootstrapped per image, exact t quantiles.
-    pub const REPORT: &str = "report-5";
+    /// accuracy bootstrapped per image, exact t quantiles; configured OOD sets in config order,
+    /// and Table 3 with the mean over the sets.
+    pub const REPORT: &str = "report-6";
     /// A sweep's report (`sweep.csv`, `sweep.md`, its figures).
     pub const SWEEP: &str = "sweep-1";
 }
@@ -238,13 +244,18 @@ fn spec_in(def: StageDef, trees: &mut Vec<(Config, Value)>) -> anyhow::Result<St
         }
     };
     let tree = view::for_model(tree, def.model);
-    let whose = match &def.task {
-        Task::Prepare { detector } | Task::Tune { detector, .. } | Task::Score { detector, .. } => format!("detectors/{detector}.rs"),
-        _ => "plan/src/view.rs".into(),
+    let detector = match &def.task {
+        Task::Prepare { detector } | Task::Tune { detector, .. } | Task::Score { detector, .. } => Some(detector.as_str()),
+        _ => None,
     };
+    let whose = detector.map_or("plan/src/view.rs".into(), |d| format!("detectors/{d}.rs"));
     let mut params = BTreeMap::new();
     for r in &def.reads {
         params.extend(r.select(&tree).map_err(|e| anyhow::anyhow!("stage {}: {e:#} (a bug in {whose})", def.id))?);
+    }
+    // A detector's own table keys every stage of it.
+    if let Some(name) = detector {
+        params.extend(crate::detector_params::key_params(&tree, name));
     }
     params.extend(def.extra);
     Ok(StageSpec {
@@ -398,16 +409,35 @@ fn seed_stages(config: &Config, suffix: &str, models: &[ModelKind], detectors: &
             o.inputs = vec![id(ids::train(model)), ids::data(set)];
             stages.push(o);
         }
+
+        // Its features, once per data set, when a detector reads them.
+        if detectors.iter().any(|d| d.features && d.model == model) {
+            for &set in &data_sets {
+                let mut f =
+                    stage(id(ids::features(model, set)), "features", salt::FEATURES, Task::Features { model, set: set.to_string() });
+                f.reads = vec![reads::<view::Network>(), reads::<view::EvalBatch>()];
+                f.model = Some(model);
+                f.inputs = vec![id(ids::train(model)), ids::data(set)];
+                stages.push(f);
+            }
+        }
     }
 
     for d in detectors {
         let model = d.model;
+        // The shared features stages of CIFAR-10 and of `set`, when the detector reads features.
+        let features = |set: Option<&str>| -> Vec<String> {
+            let sets = std::iter::once(CIFAR10).chain(set);
+            if d.features { sets.map(|s| id(ids::features(model, s))).collect() } else { Vec::new() }
+        };
         // Its stage on CIFAR-10, shared by every set.
         let prepared = d.prepare.map(|p| {
             let mut s = stage(id(ids::prepare(p.kind, d.name)), p.kind, p.version, Task::Prepare { detector: d.name.into() });
             s.reads = detector_reads(p.reads, p.network);
             s.model = Some(model);
-            s.inputs = vec![id(ids::train(model)), ids::cifar10_data()];
+            let first = if p.network { id(ids::train(model)) } else { id(ids::outputs(model, CIFAR10)) };
+            s.inputs = vec![first, ids::cifar10_data()];
+            s.inputs.extend(features(None));
             let prepared = s.id.clone();
             stages.push(s);
             prepared
@@ -430,6 +460,7 @@ fn seed_stages(config: &Config, suffix: &str, models: &[ModelKind], detectors: &
                     vec![id(ids::outputs(model, CIFAR10)), id(ids::outputs(model, &set.name))]
                 };
                 s.inputs.extend(prepared.clone());
+                s.inputs.extend(features(Some(&set.name)));
                 let tuned = s.id.clone();
                 stages.push(s);
                 tuned
@@ -449,6 +480,7 @@ fn seed_stages(config: &Config, suffix: &str, models: &[ModelKind], detectors: &
             if d.network {
                 s.inputs.extend([id(ids::train(model)), ids::cifar10_data(), ids::data(&set.name)]);
             }
+            s.inputs.extend(features(Some(&set.name)));
             stages.push(s);
         }
     }
@@ -534,6 +566,41 @@ mod tests {
         assert_eq!(get("tune.odin.cifar10").salt, "tune-1");
         assert_eq!(inputs("score.viby_ii.gaussian"), ["outputs.viby.cifar10", "outputs.viby.gaussian"]);
         assert_eq!(params("outputs.bin.tin_crop"), ["eval.batch_size", "methods.bin.zeta", "model.depth", "model.widen", "train.channels_last"]);
+    }
+
+    /// The detectors on features share one features stage per data set (none without such a
+    /// detector); a detector's own table keys its stages and no other's.
+    #[test]
+    fn features_stages_are_shared_and_a_detectors_table_keys_only_its_stages() {
+        let specs = plan(&Config::default()).unwrap();
+        let get = |specs: &[StageSpec], id: &str| specs.iter().find(|s| s.id == id).unwrap_or_else(|| panic!("no stage {id}")).clone();
+        let features: Vec<&str> = specs.iter().filter(|s| s.kind == "features").map(|s| s.id.as_str()).collect();
+        assert_eq!(features, ["features.softmax.cifar10", "features.softmax.gaussian", "features.softmax.tin_crop", "features.softmax.tin_resize"]);
+        let f = get(&specs, "features.softmax.tin_crop");
+        assert_eq!(f.params.keys().collect::<Vec<_>>(), ["eval.batch_size", "model.depth", "model.widen", "train.channels_last"]);
+        assert_eq!(f.inputs, ["train.softmax", "data.tin_crop"]);
+        for d in crate::detector::ALL.iter().filter(|d| d.features) {
+            let score = get(&specs, &ids::score(d.name, "gaussian"));
+            assert!(score.inputs.contains(&"features.softmax.cifar10".into()) && score.inputs.contains(&"features.softmax.gaussian".into()), "{}", d.name);
+            assert!(!score.inputs.contains(&"features.softmax.tin_crop".into()), "{}", d.name);
+            if !d.network {
+                assert!(!score.inputs.contains(&"train.softmax".into()), "{}: it needs no network", d.name);
+            }
+        }
+        let fit = get(&specs, "fit.knn.cifar10");
+        assert_eq!(fit.inputs, ["outputs.softmax.cifar10", "data.cifar10", "features.softmax.cifar10"]);
+        assert_eq!(fit.params.keys().collect::<Vec<_>>(), ["detector.knn.k"]);
+        assert_eq!(get(&specs, "score.knn.tin_resize").params.keys().collect::<Vec<_>>(), ["detector.knn.k"]);
+
+        let mut changed = Config::default();
+        changed.detector.0.insert("knn".into(), serde_json::json!({"k": 7}));
+        let after = plan(&changed).unwrap();
+        let differ: Vec<&str> = specs.iter().zip(&after).filter(|(a, b)| a.params != b.params).map(|(a, _)| a.id.as_str()).collect();
+        assert_eq!(differ, ["fit.knn.cifar10", "score.knn.gaussian", "score.knn.tin_crop", "score.knn.tin_resize"]);
+
+        let mut only = Config::default();
+        only.detectors = Some(vec!["baseline".into(), "gen".into()]);
+        assert!(!plan(&only).unwrap().iter().any(|s| s.kind == "features"));
     }
 
     #[test]

@@ -82,6 +82,13 @@ impl DetectorStage<'_> {
         self.ctx.view().with_context(|| format!("detector {} (detectors/{}.rs)", self.detector.name, self.detector.name))
     }
 
+    /// The detector's own hyper-parameters, its config table `[detector.<name>]`
+    /// (`s.hyperparameters::<super::Params>()`), from the stage's params.
+    pub fn hyperparameters<P: Hyperparameters>(&self) -> Result<P> {
+        oodpipe_plan::detector_params::from_params(self.ctx.params, self.detector.name)
+            .with_context(|| format!("stage {}: detector {} (detectors/{}.rs)", self.ctx.id, self.detector.name, self.detector.name))
+    }
+
     /// The OOD set's name (for inputs such as [`Self::logits`]).
     pub fn ood(&self) -> &str {
         self.set.map(|s| s.name.as_str()).unwrap_or(CIFAR10)

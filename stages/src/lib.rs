@@ -14,11 +14,13 @@ pub mod detector;
 /// The detectors, with their score code (`cfg(oodpipe_compute)`, set by this crate's build script).
 #[path = "../../detectors/mod.rs"]
 pub mod detectors;
+pub mod features;
 pub mod figures;
 pub mod model;
 pub mod methods;
 pub mod outputs;
 pub mod report;
+pub mod report_summary;
 pub mod runtime;
 pub mod stage;
 pub mod sweep;

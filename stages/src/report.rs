@@ -561,8 +561,12 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)]) -> Result<()> {
     std::fs::write(ctx.output("table1.md"), detector_table(title, &lookup, &paper_detectors, sets, &note, &collected.sizes))?;
     if !beyond.is_empty() {
         let title = "Table 3: beyond the paper, more detectors on the same networks and sets";
+        let methods: Vec<(&str, &str)> = paper_detectors.iter().map(|d| (d.label, "1")).chain(beyond.iter().map(|d| (d.label, "3"))).collect();
+        let labels: Vec<&str> = sets.iter().map(|(_, l)| l.as_str()).collect();
+        let metrics: Vec<(&str, &str)> = Metric::OOD.iter().map(|m| (m.name(), m.header())).collect();
+        let summary = crate::report_summary::markdown(&crate::report_summary::Values::of(&collected.values), &methods, &labels, &metrics);
         lookup.cut.set(false);
-        std::fs::write(ctx.output("table3.md"), detector_table(title, &lookup, &beyond, sets, &note, &collected.sizes))?;
+        std::fs::write(ctx.output("table3.md"), detector_table(title, &lookup, &beyond, sets, &note, &collected.sizes) + &summary)?;
     }
     lookup.cut.set(false);
     std::fs::write(ctx.output("table2.md"), table2(&lookup, &models, &note))?;

@@ -8,7 +8,7 @@
 
 use crate::stage::StageContext;
 use crate::table::{Task, plain_id};
-use crate::{data, detector, outputs, report, runtime, sweep, train};
+use crate::{data, detector, features, outputs, report, runtime, sweep, train};
 use anyhow::{Context, Result};
 use oodpipe_engine::stage_spec::InputFiles;
 use oodpipe_engine::worker::{ERROR, PROGRESS, StageRequest, WorkerError, WorkerInput};
@@ -103,6 +103,7 @@ pub fn execute(request: &StageRequest, device: &str, progress: &dyn Fn(u64, u64,
         Task::OodData { set } => data::ood_set::run(&ctx, &set),
         Task::Train { model } => train::run(&ctx, model),
         Task::Outputs { model, set } => outputs::run(&ctx, model, &set),
+        Task::Features { model, set } => features::run(&ctx, model, &set),
         Task::Prepare { detector } => detector::prepare(&ctx, &detector),
         Task::Tune { detector, set } => detector::tune(&ctx, &detector, &set),
         Task::Score { detector, set } => detector::score(&ctx, &detector, &set),

@@ -16,6 +16,7 @@ fn every_task_names_a_file_and_a_function_that_exist() {
         Task::OodData { set: set.clone() },
         Task::Train { model: ModelKind::Softmax },
         Task::Outputs { model: ModelKind::Softmax, set: "cifar10".into() },
+        Task::Features { model: ModelKind::Softmax, set: "cifar10".into() },
         Task::Report { sets: vec![] },
         Task::Sweep { sets: vec![], keys: vec![], points: vec![] },
     ];
@@ -47,6 +48,7 @@ fn listed(task: &Task) {
         | Task::OodData { .. }
         | Task::Train { .. }
         | Task::Outputs { .. }
+        | Task::Features { .. }
         | Task::Prepare { .. }
         | Task::Tune { .. }
         | Task::Score { .. }

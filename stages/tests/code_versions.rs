@@ -109,6 +109,7 @@ fn groups() -> Vec<(String, Vec<String>, String)> {
             .join(" ")
     };
     let files = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let features: Vec<&str> = ALL.iter().filter(|d| d.features).map(|d| d.name).collect();
     let mut groups = vec![
         (
             "data".to_string(),
@@ -129,11 +130,16 @@ fn groups() -> Vec<(String, Vec<String>, String)> {
             format!("train={} train_bce={}", salt::TRAIN, salt::TRAIN_BCE),
         ),
         ("outputs".to_string(), files(&["stages/src/outputs.rs"]), format!("outputs={}", salt::OUTPUTS)),
+        // The shared features stages, and every detector that reads them.
+        ("features".to_string(), files(&["stages/src/features/mod.rs"]), format!("features={} {}", salt::FEATURES, detector_versions(&features))),
+        // The statistics the detectors on features fit (interval.rs: the percentile).
+        ("feature statistics".to_string(), files(&["stages/src/features/stats.rs", "metrics/src/interval.rs"]), detector_versions(&features)),
         (
             "report".to_string(),
             files(&[
                 "stages/src/report.rs",
                 "stages/src/claims.rs",
+                "stages/src/report_summary.rs",
                 "stages/src/figures.rs",
                 "stages/src/uncertainty.rs",
                 "metrics/src/bootstrap.rs",
