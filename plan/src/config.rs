@@ -76,6 +76,12 @@ pub struct Config {
     /// How `oodpipe run --executor slurm` submits stages (partition, account, per-kind resources).
     /// Not part of any key: where a stage runs does not change what it computes.
     pub executor: oodpipe_engine::slurm::SlurmOptions,
+    /// The remote store a team shares (`url = "s3://bucket/prefix"` or a folder); `--remote` and
+    /// `$OODPIPE_REMOTE` come first. Not part of any key: where a result comes from does not
+    /// change what it is. Left out of the serialised config when unset, so configs without it
+    /// keep their config key.
+    #[serde(skip_serializing_if = "oodpipe_engine::remote::RemoteOptions::is_unset")]
+    pub remote: oodpipe_engine::remote::RemoteOptions,
 }
 
 impl Default for Config {
@@ -94,6 +100,7 @@ impl Default for Config {
             eval: EvalConfig::default(),
             report: ReportConfig::default(),
             executor: Default::default(),
+            remote: Default::default(),
         }
     }
 }

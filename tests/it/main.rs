@@ -3,5 +3,6 @@
 
 mod cli;
 mod extend;
+mod remote;
 mod resilience;
 mod slurm;

@@ -251,6 +251,7 @@ async fn one(shared: &Arc<Shared>, store: &Store, ks: &KeyedStage, download: boo
             Err(Miss::Missing) => Step::Unusable(format!("its output `{name}` (object {}…) is missing on the remote", &digest[..12])),
             Err(Miss::Truncated(got, of)) => Step::Failed(RemoteError {
                 url: shared.url.clone(),
+                bad_url: false,
                 cause: format!("the transfer of `{name}` of {} ended after {got} of {of} bytes", ks.spec.id),
             }),
             Err(Miss::Remote(e)) => failed(&e),

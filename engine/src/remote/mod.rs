@@ -76,6 +76,10 @@ impl RemoteOptions {
 pub struct RemoteError {
     pub url: String,
     pub cause: String,
+    /// The URL itself is wrong (a scheme, a bucket, credentials in it): a mistake in the input,
+    /// not a remote that is down. A folder that does not exist is not one: it may be a share that
+    /// is not mounted.
+    pub bad_url: bool,
 }
 
 impl std::fmt::Display for RemoteError {
@@ -122,7 +126,7 @@ impl Shared {
     }
 
     pub fn error(&self, e: &(dyn std::error::Error + 'static)) -> RemoteError {
-        RemoteError { url: self.url.clone(), cause: cause(e) }
+        RemoteError { url: self.url.clone(), cause: cause(e), bad_url: false }
     }
 }
 
@@ -150,6 +154,9 @@ pub struct Remote {
     heal: Mutex<BTreeSet<String>>,
 }
 
+/// Why a URL cannot be used: it is wrong (true), or what it names is not there (false).
+type Refusal = (bool, String);
+
 /// Where a URL points.
 #[derive(Debug, PartialEq)]
 enum Location {
@@ -157,7 +164,18 @@ enum Location {
     Folder(std::path::PathBuf),
 }
 
-fn parse(url: &str) -> Result<Location, String> {
+fn parse(url: &str) -> Result<Location, Refusal> {
+    parse_url(url).map_err(|cause| (true, cause)).and_then(|location| match location {
+        Location::Folder(path) if !path.is_dir() => Err((
+            false,
+            format!("the folder {} does not exist (create it, or mount the share it should be on)", path.display()),
+        )),
+        Location::Folder(path) => std::path::absolute(path).map(Location::Folder).map_err(|e| (false, e.to_string())),
+        s3 => Ok(s3),
+    })
+}
+
+fn parse_url(url: &str) -> Result<Location, String> {
     if let Some(rest) = url.strip_prefix("s3://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.contains('@') || bucket.contains(':') {
@@ -182,14 +200,7 @@ fn parse(url: &str) -> Result<Location, String> {
     if path.is_empty() {
         return Err("empty: expected s3://bucket/prefix or a folder".into());
     }
-    let path = std::path::Path::new(path);
-    if !path.is_dir() {
-        return Err(format!(
-            "the folder {} does not exist (create it, or mount the share it should be on)",
-            path.display()
-        ));
-    }
-    std::path::absolute(path).map(Location::Folder).map_err(|e| e.to_string())
+    Ok(Location::Folder(path.into()))
 }
 
 /// Overrides the timeouts and retries below with `AWS_*` variables the user set, as object_store's
@@ -228,8 +239,9 @@ fn s3_client(bucket: &str, timeout: &str, read_timeout: &str) -> Result<Arc<dyn 
 impl Remote {
     /// Opens the remote at `url` (nothing is sent yet). An unusable URL is an error naming it.
     pub fn open(url: &str, read_only: bool) -> Result<Remote, RemoteError> {
-        let fail = |cause: String| RemoteError { url: url.to_string(), cause };
-        let (meta, data, prefix): (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>, _) = match parse(url).map_err(fail)? {
+        let fail = |cause: String| RemoteError { url: url.to_string(), cause, bad_url: false };
+        let location = parse(url).map_err(|(bad_url, cause)| RemoteError { url: url.to_string(), cause, bad_url })?;
+        let (meta, data, prefix): (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>, _) = match location {
             Location::S3 { bucket, prefix } => {
                 (s3_client(&bucket, "20s", "10s").map_err(fail)?, s3_client(&bucket, "120s", "30s").map_err(fail)?, prefix)
             }
@@ -447,11 +459,14 @@ mod tests {
             Location::S3 { bucket: "team-cache".into(), prefix: vec!["oodpipe".into(), "v1".into()] }
         );
         assert_eq!(parse("s3://b").unwrap(), Location::S3 { bucket: "b".into(), prefix: vec![] });
-        assert!(parse("s3://key:secret@bucket/x").unwrap_err().contains("AWS_ACCESS_KEY_ID"));
-        assert!(parse("s3:///x").unwrap_err().contains("no bucket"));
-        assert!(parse("s3://b/../x").unwrap_err().contains(".."));
-        assert!(parse("ftp://host/x").unwrap_err().contains("unsupported scheme"));
-        assert!(parse("/no/such/folder/here").unwrap_err().contains("does not exist"));
+        let refused = |url: &str| parse(url).unwrap_err();
+        assert!(refused("s3://key:secret@bucket/x").1.contains("AWS_ACCESS_KEY_ID"));
+        assert!(refused("s3:///x").1.contains("no bucket"));
+        assert!(refused("s3://b/../x").1.contains(".."));
+        assert!(refused("ftp://host/x").1.contains("unsupported scheme"));
+        assert!(refused("s3://key:secret@bucket/x").0, "a wrong URL is bad input");
+        let (bad_url, cause) = refused("/no/such/folder/here");
+        assert!(!bad_url && cause.contains("does not exist"), "a missing folder may be a share not mounted");
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(parse(dir.path().to_str().unwrap()).unwrap(), Location::Folder(dir.path().to_path_buf()));
         let url = format!("file://{}", dir.path().display());
