@@ -41,10 +41,15 @@ mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
 pidfile="$dir/weed.pid"
 
+# Whether the pid in the pid file is still the server this script started (not a reused pid).
+ours() {
+    [[ -f "$pidfile" ]] && tr '\0' ' ' <"/proc/$(cat "$pidfile")/cmdline" 2>/dev/null | grep -q "mini -dir=$dir/data "
+}
+
 if $stop; then
-    if [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    if ours; then
         kill "$(cat "$pidfile")"
-        for _ in $(seq 50); do kill -0 "$(cat "$pidfile")" 2>/dev/null || break; sleep 0.1; done
+        for _ in $(seq 50); do ours || break; sleep 0.1; done
     fi
     rm -f "$pidfile"
     exit 0
@@ -95,7 +100,7 @@ echo $! >"$pidfile"
 
 for _ in $(seq 600); do
     [[ "$(signed_status)" == 200 ]] && exit 0
-    if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    if ! ours; then
         echo "s3_local.sh: weed mini exited; the end of $dir/weed.log:" >&2
         tail -20 "$dir/weed.log" >&2
         exit 1

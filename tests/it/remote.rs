@@ -251,6 +251,14 @@ fn a_server_stopped_mid_run_is_one_warning_and_a_local_build_and_push_and_pull_f
     let port = 18433;
     let dir = tempfile::tempdir().unwrap();
     start_server(port, Some(dir.path()));
+    // However the test ends, the server it started is stopped (by the pid the script recorded).
+    struct Stop(PathBuf);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = Command::new(repo().join("scripts/s3_local.sh")).args(["--stop", "--port", "18433", "--dir"]).arg(&self.0).status();
+        }
+    }
+    let _stop = Stop(dir.path().to_path_buf());
     let url = fresh_url("stopped");
     let endpoint = format!("http://127.0.0.1:{port}");
     let s = Scratch::new(|_| {});
@@ -312,7 +320,7 @@ fn wrong_credentials_are_refused_by_the_server_named_and_never_shown() {
     let err = stderr(&push);
     assert_eq!(push.status.code(), Some(1), "{err}");
     assert!(err.contains(&format!("error: remote {url}: ")) && err.contains("403"), "{err}");
-    assert!(err.contains("SignatureDoesNotMatch") || err.contains("AccessDenied"), "{err}");
+    assert!(err.contains("the server refused the credentials"), "{err}");
     let t = Scratch::new(|_| {});
     let run = s3_command(&t, PORT, wrong, &["run", "--remote", &seed.url, "data.gaussian"]).output().unwrap();
     let run_err = stderr(&run);
@@ -367,7 +375,7 @@ fn transfers_killed_at_random_moments_leave_nothing_half_visible_on_either_side(
     let s = Scratch::new(|_| {});
     for _ in 0..6 {
         let mut child = s3_command(&s, PORT, SECRET, &["pull", "--remote", &seed.url]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(next_ms(400)));
+        std::thread::sleep(Duration::from_millis(next_ms(1200)));
         let _ = child.kill();
         child.wait().unwrap();
         assert!(ok(&s.oodpipe(&["verify"])).contains("no damage"));
@@ -380,7 +388,7 @@ fn transfers_killed_at_random_moments_leave_nothing_half_visible_on_either_side(
     let url = fresh_url("killed-push");
     for _ in 0..6 {
         let mut child = s3_command(&seed.scratch, PORT, SECRET, &["push", "--remote", &url]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(next_ms(400)));
+        std::thread::sleep(Duration::from_millis(next_ms(1200)));
         let _ = child.kill();
         child.wait().unwrap();
         let t = Scratch::new(|_| {});

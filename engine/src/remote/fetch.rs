@@ -161,7 +161,8 @@ fn commit(store: &Store, r: &Ready) -> std::io::Result<()> {
 /// Whether an entry from the remote is exactly this stage's, and its outputs are plain names and
 /// digests (they become paths here).
 fn check_entry(entry: &Entry, ks: &KeyedStage) -> Result<(), String> {
-    if entry.key != ks.key || entry.material != ks.material || entry.material.key() != ks.key || entry.id != ks.spec.id {
+    // The key is the hash of the canonical material: equal keys are equal materials.
+    if entry.key != ks.key || entry.material.key() != ks.key || entry.id != ks.spec.id {
         return Err("its entry is not this stage's (its key material differs)".into());
     }
     for (name, digest) in &entry.outputs {

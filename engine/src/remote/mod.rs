@@ -427,7 +427,7 @@ impl Remote {
 }
 
 /// A readable, one-line cause: the error and its sources, without repeats, whitespace collapsed,
-/// cut at 600 characters (a server's error body can be long).
+/// cut at 600 characters (a server's error body can be long), with a hint for the usual mistakes.
 pub(crate) fn cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut next = Some(e);
@@ -439,11 +439,14 @@ pub(crate) fn cause(e: &(dyn std::error::Error + 'static)) -> String {
         next = err.source();
     }
     let mut text = parts.join(": ");
-    if text.contains("scheme") && text.contains("http") && std::env::var_os("AWS_ALLOW_HTTP").is_none() {
-        text.push_str(" (an http:// endpoint needs AWS_ALLOW_HTTP=true)");
-    }
     if text.chars().count() > 600 {
         text = text.chars().take(600).collect::<String>() + "…";
+    }
+    if text.contains("403 Forbidden") {
+        text.push_str(" (the server refused the credentials, or they may not do this: see AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)");
+    }
+    if text.contains("scheme") && text.contains("http") && std::env::var_os("AWS_ALLOW_HTTP").is_none() {
+        text.push_str(" (an http:// endpoint needs AWS_ALLOW_HTTP=true)");
     }
     text
 }
