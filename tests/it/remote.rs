@@ -95,7 +95,9 @@ fn put_object(key: &str, bytes: &[u8]) {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), bytes).unwrap();
     let mut c = Command::new("curl");
-    c.args(["-sf", "-m", "10", "-X", "PUT", "--aws-sigv4", "aws:amz:us-east-1:s3", "-K", "-", "--data-binary"])
+    // curl 7.88 signs no payload hash of its own: say the payload is unsigned (S3 allows it).
+    c.args(["-sf", "-m", "10", "-X", "PUT", "--aws-sigv4", "aws:amz:us-east-1:s3", "-K", "-"])
+        .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD", "--data-binary"])
         .arg(format!("@{}", file.path().display()))
         .arg(format!("http://127.0.0.1:{PORT}/{BUCKET}/{key}"))
         .stdin(Stdio::piped());
