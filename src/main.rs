@@ -64,12 +64,28 @@ enum Command {
         /// partition, account and per-kind resources). With slurm, -j defaults to every ready stage.
         #[arg(long, value_enum, default_value_t = pipeline::Executor::Local)]
         executor: pipeline::Executor,
+        #[command(flatten)]
+        remote: cli::remote::RunRemoteArgs,
     },
     /// Every stage, fresh or stale, and why a stale one would run.
     Status {
         targets: Vec<String>,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        remote: cli::remote::RemoteArgs,
+    },
+    /// Send the built stages of the config (default: all) that the remote store lacks.
+    Push {
+        targets: Vec<String>,
+        #[command(flatten)]
+        remote: cli::remote::RemoteArgs,
+    },
+    /// Fetch the stages of the config (default: all) that are not built here and the remote store has.
+    Pull {
+        targets: Vec<String>,
+        #[command(flatten)]
+        remote: cli::remote::RemoteArgs,
     },
     /// The stage graph.
     Dag {
@@ -142,10 +158,12 @@ fn main() -> ExitCode {
     };
     let result = match args.command {
         Command::Metrics { in_dist, ood, json } => return metrics_cmd::run(&in_dist, &ood, json),
-        Command::Run { targets, dry_run, json, jobs, gpus, executor } => {
-            cli::run::run(&config, &cache, &targets, dry_run, json, cli::run::Parallel { jobs, gpus, executor })
+        Command::Run { targets, dry_run, json, jobs, gpus, executor, remote } => {
+            cli::run::run(&config, &cache, &targets, dry_run, json, cli::run::Parallel { jobs, gpus, executor }, &remote)
         }
-        Command::Status { targets, json } => cli::status::run(&config, &cache, &targets, json),
+        Command::Status { targets, json, remote } => cli::status::run(&config, &cache, &targets, json, &remote),
+        Command::Push { targets, remote } => cli::remote::push(&config, &cache, &targets, &remote),
+        Command::Pull { targets, remote } => cli::remote::pull(&config, &cache, &targets, &remote),
         Command::Dag { format } => cli::dag::run(
             &config,
             match format {

@@ -18,6 +18,10 @@
 //! inputs of every stage that will execute, and the outputs of every stage that publishes); a
 //! damaged one is reported, moved aside, and its stage rebuilt in its turn (see
 //! [`check_used_objects`]).
+//!
+//! With a remote store ([`run_with_remote`]), the stages without a local entry are first fetched
+//! from it where it has them, and each stage built here is uploaded to it in the background; a
+//! remote that fails is one warning, never a failed run (see [`crate::remote`]).
 
 use crate::fingerprint::KeyedStage;
 use crate::interrupt;
@@ -60,6 +64,8 @@ pub enum StageState {
 pub struct Outcome {
     pub executed: Vec<String>,
     pub cached: Vec<String>,
+    /// The cached stages that this run fetched from the remote store (or, dry, found there).
+    pub fetched: Vec<String>,
     /// Stage id -> error (with its causes).
     pub failed: Vec<(String, String)>,
     /// Stages not run because an input failed.
@@ -122,11 +128,26 @@ pub fn run_jobs(
     dry_run: bool,
     jobs: &Jobs,
 ) -> Outcome {
+    run_with_remote(store, stages, runner, reporter, dry_run, jobs, None)
+}
+
+/// Runs `stages` as [`run_jobs`] does, sharing them through `remote`: what it has is fetched
+/// before anything is built, and what is built here is uploaded to it.
+pub fn run_with_remote(
+    store: &Store,
+    stages: &[KeyedStage],
+    runner: &dyn StageRunner,
+    reporter: &dyn Reporter,
+    dry_run: bool,
+    jobs: &Jobs,
+    remote: Option<&crate::remote::Remote>,
+) -> Outcome {
     let start = Instant::now();
     let mut outcome = Outcome::default();
     if !dry_run {
         check_used_objects(store, stages, reporter);
     }
+    let fetched = remote.map(|r| r.prefetch(store, stages, reporter, dry_run)).unwrap_or_default();
     let total = stages.len();
     let mut broken: std::collections::HashSet<&str> = Default::default();
     let mut done: std::collections::HashSet<&str> = Default::default();
@@ -170,12 +191,23 @@ pub fn run_jobs(
                 }
                 let ks = stage_of(n);
                 if let Some(entry) = store.entry(&ks.material.kind, &ks.key) {
-                    reporter.started(n + 1, total, &spec.id, StageState::Cached);
+                    if fetched.contains(&spec.id) {
+                        outcome.fetched.push(spec.id.clone());
+                    } else {
+                        reporter.started(n + 1, total, &spec.id, StageState::Cached);
+                    }
                     if !dry_run {
                         publish(store, ks, &entry, &mut outcome);
                     }
                     outcome.cached.push(spec.id.clone());
                     outcome.entries.insert(spec.id.clone(), entry);
+                    done.insert(&spec.id);
+                    pending.remove(i);
+                    continue;
+                }
+                if dry_run && fetched.contains(&spec.id) {
+                    outcome.fetched.push(spec.id.clone());
+                    outcome.cached.push(spec.id.clone());
                     done.insert(&spec.id);
                     pending.remove(i);
                     continue;
@@ -234,6 +266,9 @@ pub fn run_jobs(
                     } else {
                         reporter.finished(n + 1, total, &spec.id, entry.seconds);
                         outcome.executed.push(spec.id.clone());
+                        if let Some(remote) = remote {
+                            remote.upload_later(store, &entry, reporter);
+                        }
                     }
                     outcome.entries.insert(spec.id.clone(), entry);
                     done.insert(&spec.id);
@@ -252,6 +287,9 @@ pub fn run_jobs(
             }
         }
     });
+    if let Some(remote) = remote {
+        remote.finish(reporter, outcome.interrupted);
+    }
     outcome.seconds = start.elapsed().as_secs_f64();
     outcome
 }

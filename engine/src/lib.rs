@@ -6,8 +6,9 @@
 //! [`fingerprint`]), explains why one is stale ([`dirty_reason`]), runs what is stale in dependency
 //! order ([`executor`]), each in a worker process that may crash alone ([`worker`], [`interrupt`]),
 //! and keeps the results in a store that an interrupted or concurrent run cannot corrupt ([`store`],
-//! [`atomic_file`]). Several variants of a pipeline (a sweep's points) merge into one graph that
-//! shares what they share ([`variants`]). Each run is recorded
+//! [`atomic_file`]), and shares them with other machines through a remote store ([`remote`]).
+//! Several variants of a pipeline (a sweep's points) merge into one graph that shares what they
+//! share ([`variants`]). Each run is recorded
 //! ([`run_record`]), and the results frames of two runs or commits can be compared
 //! ([`results_frame`], [`results_diff`]).
 
@@ -21,6 +22,7 @@ pub mod fingerprint;
 pub mod graph;
 pub mod interrupt;
 pub mod progress;
+pub mod remote;
 pub mod results_diff;
 pub mod results_frame;
 pub mod run_record;

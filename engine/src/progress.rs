@@ -22,6 +22,22 @@ pub trait Reporter: Sync {
     fn note(&self, id: &str, message: &str) {
         eprintln!("  {id}: {message}");
     }
+    /// A stage taken from the remote store instead of being built (see [`crate::remote`]).
+    fn fetched(&self, n: usize, total: usize, id: &str, detail: &str) {
+        eprintln!("[{n}/{total}] {id}: fetched from remote ({detail})");
+    }
+    /// Something wrong outside any stage, said once (a remote store that failed).
+    fn warn(&self, message: &str) {
+        eprintln!("warning: {message}");
+    }
+    /// A line outside any stage (what was uploaded to the remote store).
+    fn say(&self, message: &str) {
+        eprintln!("{message}");
+    }
+    /// Whether a transfer may show its progress (someone reads this reporter's output).
+    fn shows_progress(&self) -> bool {
+        false
+    }
 }
 
 /// The reporter for people: a bar on a terminal, plain lines elsewhere.
@@ -121,5 +137,21 @@ impl Reporter for ConsoleReporter {
 
     fn note(&self, id: &str, message: &str) {
         self.line(&format!("  {id}: {message}"));
+    }
+
+    fn fetched(&self, n: usize, total: usize, id: &str, detail: &str) {
+        self.line(&format!("[{n}/{total}] {id}: fetched from remote ({detail})"));
+    }
+
+    fn warn(&self, message: &str) {
+        self.line(&format!("warning: {message}"));
+    }
+
+    fn say(&self, message: &str) {
+        self.line(message);
+    }
+
+    fn shows_progress(&self) -> bool {
+        !self.quiet
     }
 }

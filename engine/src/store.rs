@@ -162,7 +162,8 @@ impl Store {
         self.root.join("objects").join(&digest[..2]).join(format!("{}{ext}", &digest[2..]))
     }
 
-    fn entry_path(&self, kind: &str, key: &StageKey) -> PathBuf {
+    /// The file of the entry for `key` (whether or not it exists).
+    pub fn entry_path(&self, kind: &str, key: &StageKey) -> PathBuf {
         self.root.join("stages").join(kind).join(format!("{key}.json"))
     }
 
@@ -277,11 +278,38 @@ impl Store {
                 .unwrap_or(0),
         };
         let json = serde_json::to_vec_pretty(&entry).expect("entry serialises");
-        crate::atomic_file::write(&self.entry_path(&material.kind, &key), &json)?;
-        let ptr = IdPointer { kind: material.kind.clone(), key };
-        crate::atomic_file::write(&self.id_path(id), &serde_json::to_vec(&ptr).expect("pointer serialises"))?;
+        self.write_entry(&entry, &json)?;
         let _ = std::fs::remove_dir_all(out_dir);
         Ok(entry)
+    }
+
+    /// Writes `entry` (whose serialised form is `json`) and its id pointer, each atomically; the
+    /// caller has put all its objects in first. A stage fetched from a remote store arrives here
+    /// with the bytes of the entry its builder wrote.
+    pub fn write_entry(&self, entry: &Entry, json: &[u8]) -> io::Result<()> {
+        crate::atomic_file::write(&self.entry_path(&entry.material.kind, &entry.key), json)?;
+        let ptr = IdPointer { kind: entry.material.kind.clone(), key: entry.key.clone() };
+        crate::atomic_file::write(&self.id_path(&entry.id), &serde_json::to_vec(&ptr).expect("pointer serialises"))
+    }
+
+    /// Moves `file` into the objects as output `name`'s object `digest`, which the caller has
+    /// checked `file` hashes to (as [`Store::commit`] does for a stage's outputs).
+    pub fn put_object_as(&self, file: &Path, digest: &str, name: &str) -> io::Result<()> {
+        self.put_object(file, &self.object_path(digest, name))
+    }
+
+    /// Like [`Store::lock`], but gives up at once (None) when another process builds `key`.
+    pub fn try_lock(&self, key: &StageKey) -> io::Result<Option<KeyLock>> {
+        let path = self.root.join("locks").join(format!("{key}.lock"));
+        let file = File::options().create(true).truncate(false).write(true).open(&path)?;
+        match file.try_lock() {
+            Ok(()) => {
+                let _ = std::fs::write(path.with_extension("owner"), format!("pid {}\n", std::process::id()));
+                Ok(Some(KeyLock { _file: file }))
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
     }
 
     fn put_object(&self, file: &Path, dest: &Path) -> io::Result<()> {

@@ -84,6 +84,12 @@ pub struct Config {
     /// Never serialised: a sweep is its points' configs, not a field of any of them.
     #[serde(default, skip_serializing)]
     pub sweep: Option<toml::Table>,
+    /// The remote store a team shares (`url = "s3://bucket/prefix"` or a folder); `--remote` and
+    /// `$OODPIPE_REMOTE` come first. Not part of any key: where a result comes from does not
+    /// change what it is. Left out of the serialised config when unset, so configs without it
+    /// keep their config key.
+    #[serde(skip_serializing_if = "oodpipe_engine::remote::RemoteOptions::is_unset")]
+    pub remote: oodpipe_engine::remote::RemoteOptions,
 }
 
 impl Default for Config {
@@ -104,6 +110,7 @@ impl Default for Config {
             detector: Default::default(),
             executor: Default::default(),
             sweep: None,
+            remote: Default::default(),
         }
     }
 }

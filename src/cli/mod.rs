@@ -4,6 +4,7 @@ pub mod dag;
 pub mod diff;
 pub mod exec_stage;
 pub mod gc;
+pub mod remote;
 pub mod run;
 pub mod runs;
 pub mod show;

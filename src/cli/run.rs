@@ -16,7 +16,15 @@ pub struct Parallel {
     pub executor: Executor,
 }
 
-pub fn run(config: &crate::pipeline::ConfigArgs, cache: &Path, targets: &[String], dry_run: bool, as_json: bool, parallel: Parallel) -> anyhow::Result<ExitCode> {
+pub fn run(
+    config: &crate::pipeline::ConfigArgs,
+    cache: &Path,
+    targets: &[String],
+    dry_run: bool,
+    as_json: bool,
+    parallel: Parallel,
+    remote: &super::remote::RunRemoteArgs,
+) -> anyhow::Result<ExitCode> {
     if parallel.jobs == Some(0) {
         return Err(oodpipe_engine::bad_input::BadInput("-j/--jobs: expected at least 1".into()).into());
     }
@@ -35,9 +43,11 @@ pub fn run(config: &crate::pipeline::ConfigArgs, cache: &Path, targets: &[String
     };
     let runner = session.machine.runner(parallel.executor, &session.pipeline.config, &session.store.state_dir());
     let reporter = ConsoleReporter::new(false);
+    let remote = super::remote::connect(&remote.remote, &session, remote.remote_read_only, false)?;
     let started_unix = unix_now();
     oodpipe_engine::interrupt::install();
-    let outcome = executor::run_jobs(&session.store, &session.stages, runner.as_ref(), &reporter, dry_run, &jobs);
+    let outcome =
+        executor::run_with_remote(&session.store, &session.stages, runner.as_ref(), &reporter, dry_run, &jobs, remote.as_ref());
     // A run that built nothing (and failed at nothing) changed nothing: it is not recorded, which
     // also keeps a no-op run from asking git about the work tree.
     let built_nothing = outcome.executed.is_empty() && outcome.failed.is_empty() && !outcome.interrupted;
@@ -84,8 +94,12 @@ pub fn run(config: &crate::pipeline::ConfigArgs, cache: &Path, targets: &[String
         }
     }
     let verb = if dry_run { "would run" } else { "executed" };
+    let fetched = match (&remote, outcome.fetched.len()) {
+        (Some(remote), n) if n > 0 => format!(" ({n} {} from {})", if dry_run { "on the remote" } else { "fetched" }, remote.url()),
+        _ => String::new(),
+    };
     eprintln!(
-        "{verb} {}, cached {}, failed {}, skipped {} in {:.2}s",
+        "{verb} {}, cached {}{fetched}, failed {}, skipped {} in {:.2}s",
         outcome.executed.len(),
         outcome.cached.len(),
         outcome.failed.len(),
@@ -99,7 +113,10 @@ pub fn run(config: &crate::pipeline::ConfigArgs, cache: &Path, targets: &[String
         eprintln!("interrupted: what finished is kept; the next run resumes from there");
     }
     if as_json {
-        println!("{}", json!({"executed": outcome.executed, "cached": outcome.cached, "seconds": outcome.seconds}));
+        println!(
+            "{}",
+            json!({"executed": outcome.executed, "cached": outcome.cached, "fetched": outcome.fetched, "seconds": outcome.seconds})
+        );
     }
     Ok(super::exit_code(&outcome))
 }

@@ -5,8 +5,9 @@ use serde_json::json;
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn run(config: &crate::pipeline::ConfigArgs, cache: &Path, targets: &[String], as_json: bool) -> anyhow::Result<ExitCode> {
+pub fn run(config: &crate::pipeline::ConfigArgs, cache: &Path, targets: &[String], as_json: bool, remote: &super::remote::RemoteArgs) -> anyhow::Result<ExitCode> {
     let session = super::open(config, cache, targets)?;
+    let remote = super::remote::connect(remote, &session, true, false)?;
     // Stages a run has submitted to Slurm and that have no entry yet: where their job is.
     let jobs = oodpipe_engine::slurm::in_flight(&session.store.state_dir().join("slurm"));
     let mut rows = Vec::new();
@@ -31,28 +32,55 @@ pub fn run(config: &crate::pipeline::ConfigArgs, cache: &Path, targets: &[String
         }
         rows.push((ks.spec.id.clone(), reasons));
     }
+    // Which stale stages the remote has (a run or a pull fetches them instead of building them).
+    let on_remote: Vec<bool> = match &remote {
+        Some(remote) => {
+            let stale: Vec<_> = session.stages.iter().zip(&rows).filter(|(_, (_, r))| !r.is_empty()).map(|(ks, _)| ks).collect();
+            match remote.has_entries(&stale) {
+                Ok(has) => {
+                    let mut has = has.into_iter();
+                    rows.iter().map(|(_, r)| !r.is_empty() && has.next().unwrap_or(false)).collect()
+                }
+                Err(e) => {
+                    eprintln!("warning: {e}; not saying which stale stages it has");
+                    vec![false; rows.len()]
+                }
+            }
+        }
+        None => vec![false; rows.len()],
+    };
     if as_json {
         let stages: Vec<_> = rows
             .iter()
-            .map(|(id, reasons)| {
+            .zip(&on_remote)
+            .map(|((id, reasons), &on_remote)| {
                 let kept = notes.iter().find(|(n, _)| n == id).map(|(_, k)| k.clone()).unwrap_or_default();
-                json!({"id": id, "state": if reasons.is_empty() { "fresh" } else { "stale" }, "reasons": reasons, "kept": kept})
+                let mut row = json!({"id": id, "state": if reasons.is_empty() { "fresh" } else { "stale" }, "reasons": reasons, "kept": kept});
+                if remote.is_some() {
+                    row["on_remote"] = json!(on_remote);
+                }
+                row
             })
             .collect();
         println!("{}", json!({ "stages": stages }));
     } else {
         let width = rows.iter().map(|(id, _)| id.len()).max().unwrap_or(0);
-        for (id, reasons) in &rows {
+        for ((id, reasons), &on_remote) in rows.iter().zip(&on_remote) {
             if let Some((_, kept)) = notes.iter().find(|(n, _)| n == id) {
                 println!("fresh  {id:width$}  {}", kept.join("; "));
             } else if reasons.is_empty() {
                 println!("fresh  {id}");
             } else {
-                println!("stale  {id:width$}  {}", reasons.join("; "));
+                let remote_has = if on_remote { "; on the remote (a run fetches it)" } else { "" };
+                println!("stale  {id:width$}  {}{remote_has}", reasons.join("; "));
             }
         }
         let stale = rows.iter().filter(|(_, r)| !r.is_empty()).count();
-        println!("{} stages: {} fresh, {stale} stale", rows.len(), rows.len() - stale);
+        let fetchable = match &remote {
+            Some(remote) => format!(" ({} of them on the remote {})", on_remote.iter().filter(|&&b| b).count(), remote.url()),
+            None => String::new(),
+        };
+        println!("{} stages: {} fresh, {stale} stale{fetchable}", rows.len(), rows.len() - stale);
     }
     Ok(ExitCode::SUCCESS)
 }

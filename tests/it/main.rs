@@ -3,6 +3,7 @@
 
 mod cli;
 mod extend;
+mod remote;
 mod resilience;
 mod slurm;
 mod sweep;

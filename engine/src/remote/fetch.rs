@@ -1,0 +1,323 @@
+//! Fetching stages from the remote into the local store.
+//!
+//! Every stage's entry is asked for at once; each entry is checked against the stage's own key
+//! material (so it is exactly this stage's result, whoever built it); its objects that the local
+//! store lacks are downloaded into the store's temporary folder (an object over [`PART`] in parts,
+//! several at once), and each is hashed. Only when every object of a stage hashes to its name are
+//! they moved into the objects and the entry written, last, under the key's lock: a fetch killed
+//! at any moment leaves temporary files (`gc` removes them), never an entry without its objects.
+//! An object that is missing on the remote or does not hash to its name makes the stage
+//! unusable, never half-used.
+
+use super::meter::Meter;
+use super::{PART, RemoteError, Shared};
+use crate::fingerprint::KeyedStage;
+use crate::store::{Entry, KeyLock, Store};
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::ObjectStoreExt;
+use object_store::path::Path as RemotePath;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// A stage fetched (or, when only looking, found) on the remote.
+#[derive(Debug)]
+pub struct Fetched {
+    pub entry: Entry,
+    /// Objects downloaded (those the local store already had are not counted).
+    pub objects: usize,
+    pub bytes: u64,
+}
+
+/// What a fetch did, stage by stage.
+#[derive(Debug, Default)]
+pub struct FetchReport {
+    /// In the order asked.
+    pub fetched: Vec<Fetched>,
+    /// Stage ids the remote has no entry for.
+    pub absent: Vec<String>,
+    /// Stage ids whose copy on the remote is not used, and why (a damaged or missing object, an
+    /// entry that is not this stage's).
+    pub unusable: Vec<(String, String)>,
+    /// Stage ids not fetched for a reason on this side (another run builds it, a full disk).
+    pub local_problems: Vec<(String, String)>,
+    /// The remote failed (unreachable, refused, timed out): stages fetched before are kept.
+    pub failure: Option<RemoteError>,
+    pub bytes: u64,
+    pub objects: usize,
+    pub seconds: f64,
+}
+
+/// A stage downloaded and verified, waiting to be committed.
+struct Ready {
+    entry: Entry,
+    json: Vec<u8>,
+    _lock: KeyLock,
+    tmp: PathBuf,
+    /// (digest, output name, downloaded file)
+    files: Vec<(String, String, PathBuf)>,
+    bytes: u64,
+}
+
+enum Step {
+    Ready(Box<Ready>),
+    Found(Entry),
+    /// Built meanwhile by another run on this machine, or stopped because the remote failed.
+    Nothing,
+    Absent,
+    Unusable(String),
+    Local(String),
+    Failed(RemoteError),
+}
+
+/// Why an object could not be had.
+enum Miss {
+    Missing,
+    Remote(object_store::Error),
+    Truncated(u64, u64),
+    Local(std::io::Error),
+}
+
+pub(super) fn fetch(
+    runtime: &tokio::runtime::Runtime,
+    shared: &Arc<Shared>,
+    store: &Store,
+    stages: &[&KeyedStage],
+    download: bool,
+    show_progress: bool,
+) -> FetchReport {
+    let started = Instant::now();
+    let meter = Meter::new("fetching", show_progress);
+    let stop = AtomicBool::new(false);
+    let steps = runtime.block_on(futures_util::future::join_all(
+        stages.iter().map(|ks| one(shared, store, ks, download, &meter, &stop)),
+    ));
+    meter.finish();
+    let mut report = FetchReport::default();
+    let mut ready = Vec::new();
+    for (ks, step) in stages.iter().zip(steps) {
+        let id = ks.spec.id.clone();
+        match step {
+            Step::Ready(r) => ready.push(r),
+            Step::Found(entry) => report.fetched.push(Fetched { entry, objects: 0, bytes: 0 }),
+            Step::Nothing => {}
+            Step::Absent => report.absent.push(id),
+            Step::Unusable(why) => report.unusable.push((id, why)),
+            Step::Local(why) => report.local_problems.push((id, why)),
+            Step::Failed(e) => {
+                report.failure.get_or_insert(e);
+            }
+        }
+    }
+    // Moving objects in syncs each file and folder: on a few threads, not one after the other.
+    let queue = std::sync::Mutex::new(ready.into_iter());
+    let committed: Vec<(Box<Ready>, std::io::Result<()>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let Some(r) = queue.lock().unwrap().next() else { break };
+                        let result = commit(store, &r);
+                        let _ = std::fs::remove_dir_all(&r.tmp);
+                        out.push((r, result));
+                    }
+                    out
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().expect("commit thread")).collect()
+    });
+    let mut by_id: std::collections::HashMap<String, Fetched> = Default::default();
+    for (r, result) in committed {
+        match result {
+            Ok(()) => {
+                report.bytes += r.bytes;
+                report.objects += r.files.len();
+                by_id.insert(r.entry.id.clone(), Fetched { objects: r.files.len(), bytes: r.bytes, entry: r.entry });
+            }
+            Err(e) => report.local_problems.push((r.entry.id.clone(), format!("writing it into the local store: {e}"))),
+        }
+    }
+    // In the order asked.
+    for ks in stages {
+        if let Some(f) = by_id.remove(&ks.spec.id) {
+            report.fetched.push(f);
+        }
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    report
+}
+
+fn commit(store: &Store, r: &Ready) -> std::io::Result<()> {
+    for (digest, name, file) in &r.files {
+        store.put_object_as(file, digest, name)?;
+    }
+    store.write_entry(&r.entry, &r.json)
+}
+
+/// Whether an entry from the remote is exactly this stage's, and its outputs are plain names and
+/// digests (they become paths here).
+fn check_entry(entry: &Entry, ks: &KeyedStage) -> Result<(), String> {
+    // The key is the hash of the canonical material: equal keys are equal materials.
+    if entry.key != ks.key || entry.material.key() != ks.key || entry.id != ks.spec.id {
+        return Err("its entry is not this stage's (its key material differs)".into());
+    }
+    for (name, digest) in &entry.outputs {
+        let plain = Path::new(name).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !plain || name.is_empty() {
+            return Err(format!("its entry names an output `{name}` that is not a relative file name"));
+        }
+        if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return Err(format!("its entry gives output `{name}` the digest `{digest}`, not 64 hex digits"));
+        }
+    }
+    Ok(())
+}
+
+async fn one(shared: &Arc<Shared>, store: &Store, ks: &KeyedStage, download: bool, meter: &Meter, stop: &AtomicBool) -> Step {
+    if stop.load(Ordering::Relaxed) {
+        return Step::Nothing;
+    }
+    let failed = |e: &object_store::Error| {
+        stop.store(true, Ordering::Relaxed);
+        Step::Failed(shared.error(e))
+    };
+    let json = {
+        let _slot = shared.slots.acquire().await.expect("never closed");
+        let got = match shared.meta.get(&shared.entry_path(&ks.material.kind, &ks.key)).await {
+            Ok(got) => got.bytes().await,
+            Err(e) => Err(e),
+        };
+        match got {
+            Ok(bytes) => bytes.to_vec(),
+            Err(object_store::Error::NotFound { .. }) => return Step::Absent,
+            Err(e) => return failed(&e),
+        }
+    };
+    let entry: Entry = match serde_json::from_slice(&json) {
+        Ok(entry) => entry,
+        Err(e) => return Step::Unusable(format!("its entry is not an entry ({e})")),
+    };
+    if let Err(why) = check_entry(&entry, ks) {
+        return Step::Unusable(why);
+    }
+    if !download {
+        return Step::Found(entry);
+    }
+    let lock = match store.try_lock(&ks.key) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => return Step::Local("another run on this machine is building it".into()),
+        Err(e) => return Step::Local(format!("locking its key: {e}")),
+    };
+    if store.entry(&ks.material.kind, &ks.key).is_some() {
+        return Step::Nothing;
+    }
+    let tmp = match store.temp_dir(&ks.key) {
+        Ok(tmp) => tmp,
+        Err(e) => return Step::Local(format!("making a temporary folder: {e}")),
+    };
+    let wanted: Vec<(String, String, PathBuf)> = entry
+        .outputs
+        .iter()
+        .filter(|(name, digest)| !store.object_path(digest, name).is_file())
+        .enumerate()
+        .map(|(i, (name, digest))| (digest.clone(), name.clone(), tmp.join(format!("{i}.part"))))
+        .collect();
+    let results = futures_util::future::join_all(wanted.iter().map(|(digest, name, file)| async move {
+        let size = download_object(shared, &shared.object_path(digest, name), file, meter).await?;
+        let path = file.clone();
+        let actual = tokio::task::spawn_blocking(move || crate::source_hash::hash_file_content(&path))
+            .await
+            .map_err(|e| Miss::Local(std::io::Error::other(e)))?
+            .map_err(Miss::Local)?;
+        Ok::<_, Miss>((size, actual))
+    }))
+    .await;
+    let mut bytes = 0;
+    let mut step = None;
+    for ((digest, name, _), result) in wanted.iter().zip(results) {
+        let problem = match result {
+            Ok((size, actual)) if actual == *digest => {
+                bytes += size;
+                continue;
+            }
+            Ok((_, actual)) => Step::Unusable(format!(
+                "its output `{name}` on the remote is damaged: its content hashes to {}…, not to its name {}…",
+                &actual[..12],
+                &digest[..12]
+            )),
+            Err(Miss::Missing) => Step::Unusable(format!("its output `{name}` (object {}…) is missing on the remote", &digest[..12])),
+            Err(Miss::Truncated(got, of)) => Step::Failed(RemoteError {
+                url: shared.url.clone(),
+                bad_url: false,
+                cause: format!("the transfer of `{name}` of {} ended after {got} of {of} bytes", ks.spec.id),
+            }),
+            Err(Miss::Remote(e)) => failed(&e),
+            Err(Miss::Local(e)) => Step::Local(format!("downloading `{name}`: {e}")),
+        };
+        // A failure of the remote outranks a damaged object: it says why the rest is missing.
+        if step.is_none() || matches!(problem, Step::Failed(_)) {
+            step = Some(problem);
+        }
+    }
+    if let Some(step) = step {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return step;
+    }
+    Step::Ready(Box::new(Ready { entry, json, _lock: lock, tmp, files: wanted, bytes }))
+}
+
+/// Downloads one object into `dest`: the first part in one request that also says the size, the
+/// rest (if any) in parts of [`PART`], four at once. Returns its size.
+async fn download_object(shared: &Shared, path: &RemotePath, dest: &Path, meter: &Meter) -> Result<u64, Miss> {
+    let remote = |e: object_store::Error| match e {
+        object_store::Error::NotFound { .. } => Miss::Missing,
+        e => Miss::Remote(e),
+    };
+    let file = std::fs::File::create(dest).map_err(Miss::Local)?;
+    let (size, first) = {
+        let _slot = shared.slots.acquire().await.expect("never closed");
+        let got = shared.data.get(path).await.map_err(remote)?;
+        let size = got.meta.size;
+        meter.expect(size);
+        // Small enough: all of it in this request. Otherwise its first part, then parts at once.
+        let first = if size <= 2 * PART { size } else { PART };
+        let mut stream = got.into_stream();
+        let mut written = 0u64;
+        while written < first {
+            match stream.next().await {
+                Some(Ok(bytes)) => {
+                    let take = (first - written).min(bytes.len() as u64) as usize;
+                    file.write_all_at(&bytes[..take], written).map_err(Miss::Local)?;
+                    written += take as u64;
+                    meter.advance(take as u64);
+                }
+                Some(Err(e)) => return Err(remote(e)),
+                None => return Err(Miss::Truncated(written, size)),
+            }
+        }
+        (size, first)
+    };
+    let parts: Vec<std::ops::Range<u64>> = (first..size).step_by(PART as usize).map(|s| s..(s + PART).min(size)).collect();
+    futures_util::stream::iter(parts)
+        .map(|range| {
+            let file = &file;
+            async move {
+                let _slot = shared.slots.acquire().await.expect("never closed");
+                let bytes = shared.data.get_range(path, range.clone()).await.map_err(remote)?;
+                if bytes.len() as u64 != range.end - range.start {
+                    return Err(Miss::Truncated(range.start + bytes.len() as u64, size));
+                }
+                file.write_all_at(&bytes, range.start).map_err(Miss::Local)?;
+                meter.advance(bytes.len() as u64);
+                Ok(())
+            }
+        })
+        .buffer_unordered(4)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(size)
+}

@@ -1,0 +1,489 @@
+//! A remote store that a team shares: S3 (or any S3-compatible server) or a folder on a mounted
+//! share, holding the same entries and objects as the local store, so that what one machine built
+//! is a cache hit on every other.
+//!
+//! ```text
+//! <prefix>/objects/ab/cdef....safetensors   objects, named by the blake3 of their content (as locally)
+//! <prefix>/stages/<kind>/<key>.json         entries, byte for byte what their builder's store wrote
+//! ```
+//!
+//! Why it is safe to share: a key is the hash of everything a stage reads, so an entry under a key
+//! is a right answer for anyone who computes that key. What a shared store adds is transport, and
+//! transport can break, so nothing is trusted on the way in: an entry is used only when its
+//! material is exactly the stage's (the key is recomputed from it), and every object is hashed
+//! before it enters the local store (a remote object that does not hash to its name is reported
+//! and never used; the stage is built here and its upload repairs the remote). An entry whose
+//! objects are missing is a miss. On the way out the same order as the local store's, Bazel's
+//! order: objects first, the entry last, so a transfer killed at any moment leaves nothing that
+//! reads as done. Each object is one atomic put (S3's PUT, a multipart upload completed only once
+//! every part is in, and object_store's local files written to a temporary name and renamed), and
+//! it is uploaded only from local bytes that hash to its name. An entry is put with
+//! `If-None-Match: *` where the server supports it: when two machines race on one key, the first
+//! entry stays (both are right; results are those of whoever built first).
+//!
+//! The transport is the Apache Arrow project's `object_store` (what Polars builds on); endpoint and
+//! credentials come from the standard `AWS_*` variables, which this module never prints, writes or
+//! puts in an error: errors name the URL and the cause. It is async; a small tokio runtime lives
+//! inside [`Remote`] and the rest of the engine stays synchronous. Requests in flight are bounded
+//! (16 by default, `OODPIPE_REMOTE_TRANSFERS`), objects over 16 MiB go in parts in parallel, and
+//! every request has bounded timeouts: connecting 5 s, a small request 20 s, a part 120 s, a
+//! stalled read 30 s, at most 3 retries within 20 s (the `AWS_CONNECT_TIMEOUT`, `AWS_TIMEOUT`...
+//! variables of object_store override them).
+//!
+//! How a run uses it ([`Remote::prefetch`], [`Remote::upload_later`]): before anything is built,
+//! every stage without a local entry is looked up (all at once), and what the remote has is
+//! fetched; each stage built here is then uploaded in the background while the run goes on. A
+//! remote that fails turns into one warning and a local build: the run never depends on it. `push`
+//! and `pull` ([`Remote::push`], [`Remote::pull`]) move what the other side lacks and fail loudly.
+
+mod fetch;
+mod meter;
+mod send;
+
+pub use fetch::{FetchReport, Fetched};
+pub use meter::human_bytes;
+pub use send::SendReport;
+
+use crate::fingerprint::KeyedStage;
+use crate::progress::Reporter;
+use crate::stage_key::StageKey;
+use crate::store::{Entry, Store};
+use object_store::ObjectStore;
+use object_store::path::Path as RemotePath;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The `[remote]` table of a config: where the shared store is. Not part of any key: where a
+/// result was fetched from does not change what it is.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteOptions {
+    /// `s3://bucket/prefix`, or a folder (a mounted share).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+impl RemoteOptions {
+    pub fn is_unset(&self) -> bool {
+        self.url.is_none()
+    }
+}
+
+/// Something went wrong with the remote: which one, and why (never a credential).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteError {
+    pub url: String,
+    pub cause: String,
+    /// The URL itself is wrong (a scheme, a bucket, credentials in it): a mistake in the input,
+    /// not a remote that is down. A folder that does not exist is not one: it may be a share that
+    /// is not mounted.
+    pub bad_url: bool,
+}
+
+impl std::fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "remote {}: {}", self.url, self.cause)
+    }
+}
+
+impl std::error::Error for RemoteError {}
+
+/// Objects over this size travel in parts of this size, several at once.
+pub(crate) const PART: u64 = 16 << 20;
+
+/// Requests in flight at once, unless `OODPIPE_REMOTE_TRANSFERS` says otherwise.
+const TRANSFERS: usize = 16;
+
+/// What a transfer task shares: the two clients, the layout, and the bound on requests in flight.
+pub(crate) struct Shared {
+    pub url: String,
+    /// For small requests (entries, HEADs): short timeouts, so a dead server is noticed fast.
+    pub meta: Arc<dyn ObjectStore>,
+    /// For object bodies and their parts: a longer timeout per request.
+    pub data: Arc<dyn ObjectStore>,
+    prefix: Vec<String>,
+    pub slots: tokio::sync::Semaphore,
+}
+
+impl Shared {
+    fn path(&self, rest: &[&str]) -> RemotePath {
+        RemotePath::from_iter(self.prefix.iter().map(String::as_str).chain(rest.iter().copied()))
+    }
+
+    pub fn entry_path(&self, kind: &str, key: &StageKey) -> RemotePath {
+        self.path(&["stages", kind, &format!("{key}.json")])
+    }
+
+    /// As the local store names objects: by digest, keeping the output's extension.
+    pub fn object_path(&self, digest: &str, output_name: &str) -> RemotePath {
+        let ext = std::path::Path::new(output_name)
+            .extension()
+            .map(|e| format!(".{}", e.to_string_lossy()))
+            .unwrap_or_default();
+        self.path(&["objects", &digest[..2], &format!("{}{ext}", &digest[2..])])
+    }
+
+    pub fn error(&self, e: &(dyn std::error::Error + 'static)) -> RemoteError {
+        RemoteError { url: self.url.clone(), cause: cause(e), bad_url: false }
+    }
+}
+
+/// A stage's entry and the local files of its objects, ready to be sent.
+pub(crate) struct Parcel {
+    pub id: String,
+    pub entry_path: RemotePath,
+    pub json: Vec<u8>,
+    /// (digest, remote path, local file)
+    pub objects: Vec<(String, RemotePath, std::path::PathBuf)>,
+    /// Replace the remote's entry (it was found unusable) instead of keeping the first one.
+    pub overwrite: bool,
+}
+
+/// The remote store, open for one command.
+pub struct Remote {
+    shared: Arc<Shared>,
+    runtime: tokio::runtime::Runtime,
+    read_only: bool,
+    /// The first failure of a run: from then on the run does not ask the remote again.
+    broken: Mutex<Option<RemoteError>>,
+    /// Background uploads of stages built by this run.
+    uploads: Mutex<Vec<tokio::task::JoinHandle<SendReport>>>,
+    /// Stages whose copy on the remote was found unusable: their upload replaces it.
+    heal: Mutex<BTreeSet<String>>,
+}
+
+/// Why a URL cannot be used: it is wrong (true), or what it names is not there (false).
+type Refusal = (bool, String);
+
+/// Where a URL points.
+#[derive(Debug, PartialEq)]
+enum Location {
+    S3 { bucket: String, prefix: Vec<String> },
+    Folder(std::path::PathBuf),
+}
+
+fn parse(url: &str) -> Result<Location, Refusal> {
+    parse_url(url).map_err(|cause| (true, cause)).and_then(|location| match location {
+        Location::Folder(path) if !path.is_dir() => Err((
+            false,
+            format!("the folder {} does not exist (create it, or mount the share it should be on)", path.display()),
+        )),
+        Location::Folder(path) => std::path::absolute(path).map(Location::Folder).map_err(|e| (false, e.to_string())),
+        s3 => Ok(s3),
+    })
+}
+
+fn parse_url(url: &str) -> Result<Location, String> {
+    if let Some(rest) = url.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.contains('@') || bucket.contains(':') {
+            return Err("credentials do not go in the URL: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into());
+        }
+        if bucket.is_empty() {
+            return Err("no bucket: expected s3://bucket or s3://bucket/prefix".into());
+        }
+        let prefix: Vec<String> = prefix.split('/').filter(|p| !p.is_empty()).map(str::to_string).collect();
+        if prefix.iter().any(|p| p == "." || p == "..") {
+            return Err("`.` and `..` are not allowed in the prefix".into());
+        }
+        return Ok(Location::S3 { bucket: bucket.to_string(), prefix });
+    }
+    let path = match url.strip_prefix("file://") {
+        Some(path) => path,
+        None if url.contains("://") => {
+            return Err("unsupported scheme: expected s3://bucket/prefix (S3 or an S3-compatible server) or a folder".into());
+        }
+        None => url,
+    };
+    if path.is_empty() {
+        return Err("empty: expected s3://bucket/prefix or a folder".into());
+    }
+    Ok(Location::Folder(path.into()))
+}
+
+/// Overrides the timeouts and retries below with `AWS_*` variables the user set, as object_store's
+/// `from_env` would.
+fn s3_client(bucket: &str, timeout: &str, read_timeout: &str) -> Result<Arc<dyn ObjectStore>, String> {
+    use object_store::ClientConfigKey as C;
+    use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey as K};
+    let mut builder = AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_config(K::Client(C::ConnectTimeout), "5s")
+        .with_config(K::Client(C::Timeout), timeout)
+        .with_config(K::Client(C::ReadTimeout), read_timeout)
+        .with_retry(object_store::RetryConfig {
+            backoff: object_store::BackoffConfig {
+                init_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(2),
+                base: 2.0,
+            },
+            max_retries: 3,
+            retry_timeout: Duration::from_secs(20),
+        });
+    for (key, value) in std::env::vars_os() {
+        let (Some(key), Some(value)) = (key.to_str(), value.to_str()) else { continue };
+        if key.starts_with("AWS_") && !value.is_empty() {
+            if let Ok(config) = key.to_ascii_lowercase().parse::<K>() {
+                if config != K::Bucket {
+                    builder = builder.with_config(config, value);
+                }
+            }
+        }
+    }
+    // `AWS_REGION` is what the AWS tools read; object_store knows `AWS_DEFAULT_REGION` too.
+    builder.build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>).map_err(|e| cause(&e))
+}
+
+impl Remote {
+    /// Opens the remote at `url` (nothing is sent yet). An unusable URL is an error naming it.
+    pub fn open(url: &str, read_only: bool) -> Result<Remote, RemoteError> {
+        let fail = |cause: String| RemoteError { url: url.to_string(), cause, bad_url: false };
+        let location = parse(url).map_err(|(bad_url, cause)| RemoteError { url: url.to_string(), cause, bad_url })?;
+        let (meta, data, prefix): (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>, _) = match location {
+            Location::S3 { bucket, prefix } => {
+                (s3_client(&bucket, "20s", "10s").map_err(fail)?, s3_client(&bucket, "120s", "30s").map_err(fail)?, prefix)
+            }
+            Location::Folder(path) => {
+                let store: Arc<dyn ObjectStore> =
+                    Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&path).map_err(|e| fail(cause(&e)))?);
+                (store.clone(), store, Vec::new())
+            }
+        };
+        let transfers = std::env::var("OODPIPE_REMOTE_TRANSFERS").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("oodpipe-remote")
+            .enable_all()
+            .build()
+            .map_err(|e| fail(format!("cannot start its I/O threads: {e}")))?;
+        Ok(Remote {
+            shared: Arc::new(Shared {
+                url: url.to_string(),
+                meta,
+                data,
+                prefix,
+                slots: tokio::sync::Semaphore::new(transfers.unwrap_or(TRANSFERS)),
+            }),
+            runtime,
+            read_only,
+            broken: Mutex::new(None),
+            uploads: Mutex::new(Vec::new()),
+            heal: Mutex::new(BTreeSet::new()),
+        })
+    }
+
+    /// The URL as given (it holds no credentials: [`Remote::open`] refuses those).
+    pub fn url(&self) -> &str {
+        &self.shared.url
+    }
+
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Which of `stages` the remote has an entry for (entries only: `status` does not download).
+    pub fn has_entries(&self, stages: &[&KeyedStage]) -> Result<Vec<bool>, RemoteError> {
+        let paths: Vec<RemotePath> = stages.iter().map(|ks| self.shared.entry_path(&ks.material.kind, &ks.key)).collect();
+        self.runtime.block_on(send::exist(&self.shared, paths))
+    }
+
+    /// Fetches the entries and objects of those of `stages` that have no local entry and that the
+    /// remote has, checking each object's digest before it enters `store`. Stops at the first
+    /// failure of the remote (what was fetched until then is kept).
+    pub fn pull(&self, store: &Store, stages: &[&KeyedStage], show_progress: bool) -> FetchReport {
+        fetch::fetch(&self.runtime, &self.shared, store, stages, true, show_progress)
+    }
+
+    /// Sends the entries and objects of `entries` that the remote lacks, objects first.
+    pub fn push(&self, store: &Store, entries: &[Entry], show_progress: bool) -> SendReport {
+        let parcels = match entries.iter().map(|e| self.parcel(store, e, false)).collect::<std::io::Result<Vec<_>>>() {
+            Ok(p) => p,
+            Err(e) => {
+                return SendReport { local_problems: vec![format!("reading the local store: {e}")], ..Default::default() };
+            }
+        };
+        let meter = meter::Meter::new("pushing", show_progress);
+        let report = self.runtime.block_on(send::send(self.shared.clone(), parcels, meter.clone()));
+        meter.finish();
+        report
+    }
+
+    fn parcel(&self, store: &Store, entry: &Entry, overwrite: bool) -> std::io::Result<Parcel> {
+        let json = std::fs::read(store.entry_path(&entry.material.kind, &entry.key))?;
+        let objects = entry
+            .outputs
+            .iter()
+            .map(|(name, digest)| (digest.clone(), self.shared.object_path(digest, name), store.object_path(digest, name)))
+            .collect();
+        Ok(Parcel { id: entry.id.clone(), entry_path: self.shared.entry_path(&entry.material.kind, &entry.key), json, objects, overwrite })
+    }
+
+    /// The remote failed earlier in this run; the first failure.
+    pub fn failure(&self) -> Option<RemoteError> {
+        self.broken.lock().unwrap().clone()
+    }
+
+    /// Records the remote's first failure in this run and says so once; later ones are silent.
+    fn fail(&self, error: RemoteError, reporter: &dyn Reporter) {
+        let mut broken = self.broken.lock().unwrap();
+        if broken.is_none() {
+            reporter.warn(&format!("{error}; going on without it (stages are built here)"));
+            *broken = Some(error);
+        }
+    }
+
+    /// Before a run builds anything: fetches every stage of `stages` that has no local entry and
+    /// that the remote has (only looks them up with `dry_run`). Says `fetched from remote` for
+    /// each; returns their ids. A damaged or incomplete copy on the remote is reported and left to
+    /// be built here (and replaced by this run's upload).
+    pub fn prefetch(&self, store: &Store, stages: &[KeyedStage], reporter: &dyn Reporter, dry_run: bool) -> BTreeSet<String> {
+        let wanted: Vec<&KeyedStage> = stages.iter().filter(|ks| store.entry(&ks.material.kind, &ks.key).is_none()).collect();
+        if wanted.is_empty() || self.failure().is_some() {
+            return BTreeSet::new();
+        }
+        let index: BTreeMap<&str, usize> = stages.iter().enumerate().map(|(i, ks)| (ks.spec.id.as_str(), i)).collect();
+        let report = fetch::fetch(&self.runtime, &self.shared, store, &wanted, !dry_run, reporter.shows_progress());
+        let mut ids = BTreeSet::new();
+        for f in &report.fetched {
+            let id = &f.entry.id;
+            let detail = if dry_run {
+                "on the remote: a run fetches it".to_string()
+            } else {
+                format!("{} objects, {}", f.objects, human_bytes(f.bytes))
+            };
+            reporter.fetched(index[id.as_str()] + 1, stages.len(), id, &detail);
+            ids.insert(id.clone());
+        }
+        for (id, why) in &report.unusable {
+            reporter.note(id, &format!("the remote's copy is not used: {why}; building it here"));
+            self.heal.lock().unwrap().insert(id.clone());
+        }
+        for (id, why) in &report.local_problems {
+            reporter.note(id, &format!("not fetched: {why}"));
+        }
+        if let Some(error) = report.failure {
+            self.fail(error, reporter);
+        }
+        ids
+    }
+
+    /// Uploads a stage this run built, in the background (objects first, the entry last), unless
+    /// the remote is read-only or has failed in this run. [`Remote::finish`] waits for it.
+    pub fn upload_later(&self, store: &Store, entry: &Entry, reporter: &dyn Reporter) {
+        if self.read_only || self.failure().is_some() {
+            return;
+        }
+        let overwrite = self.heal.lock().unwrap().contains(&entry.id);
+        let parcel = match self.parcel(store, entry, overwrite) {
+            Ok(p) => p,
+            Err(e) => {
+                reporter.note(&entry.id, &format!("not uploaded: reading its entry: {e}"));
+                return;
+            }
+        };
+        let shared = self.shared.clone();
+        let handle = self.runtime.spawn(send::send(shared, vec![parcel], meter::Meter::hidden()));
+        self.uploads.lock().unwrap().push(handle);
+    }
+
+    /// Waits for the background uploads; a failure is the run's one warning about the remote.
+    /// With `abandon` (Ctrl-C) they are cancelled instead: a cancelled upload leaves at most
+    /// objects without an entry, which nothing reads.
+    pub fn finish(&self, reporter: &dyn Reporter, abandon: bool) {
+        let handles: Vec<_> = std::mem::take(&mut *self.uploads.lock().unwrap());
+        if handles.is_empty() {
+            return;
+        }
+        if abandon {
+            handles.iter().for_each(|h| h.abort());
+            return;
+        }
+        let started = std::time::Instant::now();
+        let reports: Vec<SendReport> =
+            self.runtime.block_on(async { futures_util::future::join_all(handles).await.into_iter().filter_map(Result::ok).collect() });
+        let mut total = SendReport::default();
+        for r in reports {
+            total.add(r);
+        }
+        for problem in &total.local_problems {
+            reporter.warn(&format!("not uploaded to {}: {problem}", self.url()));
+        }
+        if let Some(error) = total.failure.take() {
+            self.fail(error, reporter);
+        }
+        if total.entries_sent > 0 {
+            reporter.say(&format!(
+                "uploaded {} stages ({} objects, {}) to {}; the wait at the end: {:.1}s",
+                total.entries_sent,
+                total.objects_sent,
+                human_bytes(total.bytes_sent),
+                self.url(),
+                started.elapsed().as_secs_f64()
+            ));
+        }
+    }
+}
+
+/// A readable, one-line cause: the error and its sources, without repeats, whitespace collapsed,
+/// cut at 600 characters (a server's error body can be long), with a hint for the usual mistakes.
+pub(crate) fn cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    let mut text = parts.join(": ");
+    if text.chars().count() > 600 {
+        text = text.chars().take(600).collect::<String>() + "…";
+    }
+    if text.contains("403 Forbidden") {
+        text.push_str(" (the server refused the credentials, or they may not do this: see AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)");
+    }
+    if text.contains("scheme") && text.contains("http") && std::env::var_os("AWS_ALLOW_HTTP").is_none() {
+        text.push_str(" (an http:// endpoint needs AWS_ALLOW_HTTP=true)");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_parsed_or_refused_with_the_reason() {
+        assert_eq!(
+            parse("s3://team-cache/oodpipe/v1/").unwrap(),
+            Location::S3 { bucket: "team-cache".into(), prefix: vec!["oodpipe".into(), "v1".into()] }
+        );
+        assert_eq!(parse("s3://b").unwrap(), Location::S3 { bucket: "b".into(), prefix: vec![] });
+        let refused = |url: &str| parse(url).unwrap_err();
+        assert!(refused("s3://key:secret@bucket/x").1.contains("AWS_ACCESS_KEY_ID"));
+        assert!(refused("s3:///x").1.contains("no bucket"));
+        assert!(refused("s3://b/../x").1.contains(".."));
+        assert!(refused("ftp://host/x").1.contains("unsupported scheme"));
+        assert!(refused("s3://key:secret@bucket/x").0, "a wrong URL is bad input");
+        let (bad_url, cause) = refused("/no/such/folder/here");
+        assert!(!bad_url && cause.contains("does not exist"), "a missing folder may be a share not mounted");
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(parse(dir.path().to_str().unwrap()).unwrap(), Location::Folder(dir.path().to_path_buf()));
+        let url = format!("file://{}", dir.path().display());
+        assert_eq!(parse(&url).unwrap(), Location::Folder(dir.path().to_path_buf()));
+    }
+
+    #[test]
+    fn the_layout_is_the_local_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let remote = Remote::open(dir.path().to_str().unwrap(), false).unwrap();
+        let digest = "ab".to_string() + &"c".repeat(62);
+        assert_eq!(remote.shared.object_path(&digest, "a/b.safetensors").as_ref(), format!("objects/ab/{}.safetensors", "c".repeat(62)));
+        assert_eq!(remote.shared.entry_path("train", &StageKey("k".into())).as_ref(), "stages/train/k.json");
+        let s3 = Remote::open("s3://bucket/team/x", false).unwrap();
+        assert_eq!(s3.shared.entry_path("train", &StageKey("k".into())).as_ref(), "team/x/stages/train/k.json");
+    }
+}

