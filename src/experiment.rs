@@ -244,6 +244,14 @@ fn set_dotted(tree: &mut Value, key: &str, value: Value) -> Result<(), String> {
     Ok(())
 }
 
+/// `tree` without its null leaves (recursively).
+fn drop_nulls(tree: &mut Value) {
+    if let Value::Object(map) = tree {
+        map.retain(|_, v| !v.is_null());
+        map.values_mut().for_each(drop_nulls);
+    }
+}
+
 /// The assignment an error at `key` is about: the one whose key is `key` or above or below it.
 pub fn blame<'a>(assignments: &'a [Assignment], key: &str) -> Option<&'a Assignment> {
     let under = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}.")) || a.starts_with(&format!("{b}["));
@@ -271,6 +279,9 @@ pub fn apply(config: &Config, assignments: &[Assignment]) -> Result<Config, Conf
     if !problems.is_empty() {
         return Err(ConfigErrors(problems));
     }
+    // An unset optional field serialises as null, which TOML has no word for (a detector's own
+    // table, `detector.vim.dim`): leave it out, as the file does.
+    drop_nulls(&mut tree);
     let mut out: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
         let path = e.path().to_string();
         let message = e.inner().to_string();
@@ -324,6 +335,16 @@ mod tests {
         assert_eq!(c.ood.keys().collect::<Vec<_>>(), base.ood.keys().collect::<Vec<_>>());
         // Integers where floats are expected, as in the file.
         assert_eq!(apply(&base, &[set("train.lr=1")]).unwrap().train.lr, 1.0);
+    }
+
+    #[test]
+    fn an_assignment_of_the_value_a_config_has_changes_nothing_detector_tables_included() {
+        // The default config: its [detector.vim] holds an unset `dim` (null), which must survive.
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipeline.toml");
+        let base: Config = oodpipe_engine::config_file::parse(&std::fs::read_to_string(&path).unwrap(), &path).unwrap();
+        assert!(serde_json::to_value(&base).unwrap()["detector"]["vim"]["dim"].is_null());
+        let same = apply(&base, &[set(&format!("methods.bin.zeta={}", base.methods.bin.zeta))]).unwrap();
+        assert_eq!(serde_json::to_value(&same).unwrap(), serde_json::to_value(&base).unwrap());
     }
 
     #[test]

@@ -68,6 +68,7 @@ fn stage(id: &str, inputs: &[&str], size: usize) -> StageSpec {
         task: json!(size),
         code: String::new(),
         uses: Default::default(),
+        key_id: None,
     }
 }
 

@@ -139,7 +139,9 @@ fn smoke_pipeline_runs_caches_and_reruns_only_what_changed() {
 
     // One ODIN hyper-parameter changes: exactly ODIN's tune and score stages and the report.
     let mut config: toml::Table = std::fs::read_to_string(s.config()).unwrap().parse().unwrap();
-    config["tune"].as_table_mut().unwrap().insert("odin_epsilons".into(), toml::Value::Array(vec![0.0.into(), 0.003.into()]));
+    // (Not [0.0, 0.003]: when tuning picks 0 again, the scores come out byte for byte as before
+    // and early cutoff rightly keeps the report.)
+    config["tune"].as_table_mut().unwrap().insert("odin_epsilons".into(), toml::Value::Array(vec![0.003.into()]));
     s.write_config(&config);
     let expected: BTreeSet<String> = ["tune.odin.cifar10", "tune.odin.gaussian", "tune.odin.tin_crop", "tune.odin.tin_resize", "score.odin.gaussian", "score.odin.tin_crop", "score.odin.tin_resize", "report"]
         .iter()
@@ -152,7 +154,7 @@ fn smoke_pipeline_runs_caches_and_reruns_only_what_changed() {
             let id = stage["id"].as_str().unwrap().to_string();
             let reasons: Vec<&str> = stage["reasons"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
             if id.starts_with("tune.odin") {
-                assert!(reasons.iter().any(|r| r.contains("tune.odin_epsilons") && r.contains("[0.0,0.002]") && r.contains("[0.0,0.003]")), "{id}: {reasons:?}");
+                assert!(reasons.iter().any(|r| r.contains("tune.odin_epsilons") && r.contains("[0.0,0.002]") && r.contains("[0.003]")), "{id}: {reasons:?}");
             }
             stale.insert(id);
         }
