@@ -297,9 +297,12 @@ fn a_server_stopped_mid_run_is_one_warning_and_a_local_build_and_push_and_pull_f
     assert!(warnings[0].contains(&format!("remote {url}:")) && warnings[0].contains(&endpoint), "{lines:#?}");
 
     // push and pull: exit 1, naming the URL and the cause.
-    for command in ["push", "pull"] {
+    // (push from the cache that built train.vib after the server stopped, so that it has something
+    // to send; a push with nothing built here never contacts the remote.)
+    let empty = Scratch::new(|_| {});
+    for (command, from, target) in [("push", &s, "train.vib"), ("pull", &empty, "data.gaussian")] {
         let started = Instant::now();
-        let out = s3_command(&Scratch::new(|_| {}), port, SECRET, &[command, "--remote", &url, "data.gaussian"]).output().unwrap();
+        let out = s3_command(from, port, SECRET, &[command, "--remote", &url, target]).output().unwrap();
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{command}: {err}");
         assert!(err.contains(&format!("error: remote {url}: ")) && err.contains("Connection refused"), "{command}: {err}");
