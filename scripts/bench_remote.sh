@@ -6,12 +6,14 @@
 #   scripts/bench_remote.sh [--store DIR] [--config FILE] [--runs N] [--port P]
 #
 # DIR (default cache/) must hold the config's stages (the default run's store: `make run`); it is
-# copied first into .bench/remote/store (read only; the copy also puts its files in the page cache,
+# copied first into .bench/remote/store and trimmed to the config's stages (`oodpipe gc`; read only; the copy also puts its files in the page cache,
 # for every contender alike). Each measurement is the median of N runs (default 3), each into a
 # fresh prefix (push, rclone upload) or a fresh folder (pull, rclone download); "synced" is the
 # same command again right after, when the other side has everything.
 # rclone runs twice: with its defaults (4 transfers, 8 checkers) and with 16 transfers (oodpipe's
-# default), both with --s3-upload-concurrency 4 and its default chunking.
+# default), both with --s3-upload-concurrency 4 and its default chunking. A pull syncs every object
+# to disk before it writes the stage's entry (a crash never leaves an entry without its objects);
+# rclone does not sync, so its downloads are also timed followed by `sync -f` (the same bytes on disk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 store=cache
@@ -37,6 +39,8 @@ mkdir -p "$work/pulls"
 echo "copying $store to $work/store ..." >&2
 cp -r "$store" "$work/store"
 rm -rf "$work/store/locks" "$work/store/live" "$work/store/tmp"
+# Keep exactly the config's stages, so that rclone copies the same files that push sends.
+"$oodpipe" -c "$config" --cache "$work/store" gc >&2
 
 export AWS_ACCESS_KEY_ID=oodpipe-bench AWS_SECRET_ACCESS_KEY=oodpipe-bench-secret
 export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ALLOW_HTTP=true AWS_REGION=us-east-1
@@ -60,6 +64,7 @@ echo "store: $objects objects, $bytes bytes; $(nproc) cores: $(grep -m1 'model n
 # Seconds of one command (its output to a log).
 seconds() {
     local start end
+    sync # every contender starts with nothing of the one before still being written to disk
     start=$(date +%s.%N)
     "$@" >>"$work/log" 2>&1 || { echo "failed: $*; see $work/log" >&2; exit 1; }
     end=$(date +%s.%N)
@@ -94,6 +99,10 @@ for r in $(seq "$runs"); do
         t[rc_${flags}_down]+=" $(seconds "$rclone" copy "${extra[@]}" "bench:bench/$q" "$d")"
         t[rc_${flags}_down_synced]+=" $(seconds "$rclone" copy "${extra[@]}" "bench:bench/$q" "$d")"
         rm -rf "$d"
+        # As durable as a pull: oodpipe syncs every object to disk before its entry; rclone does
+        # not sync, so this one is followed by `sync -f` of the folder's file system.
+        t[rc_${flags}_down_durable]+=" $(seconds bash -c "\"\$0\" \"\$@\" && sync -f \"$d\"" "$rclone" copy "${extra[@]}" "bench:bench/$q" "$d")"
+        rm -rf "$d"
     done
 done
 
@@ -104,6 +113,7 @@ cat <<TABLE
 | upload into an empty prefix | $(m push) s | $(m rc_default_up) s | $(m rc_16_up) s |
 | upload again, all there | $(m push_synced) s | $(m rc_default_up_synced) s | $(m rc_16_up_synced) s |
 | download into an empty store | $(m pull) s | $(m rc_default_down) s | $(m rc_16_down) s |
+| the same, then synced to disk (rclone + \`sync -f\`; a pull syncs already) | $(m pull) s | $(m rc_default_down_durable) s | $(m rc_16_down_durable) s |
 | download again, all there | $(m pull_synced) s | $(m rc_default_down_synced) s | $(m rc_16_down_synced) s |
 TABLE
 echo "(every run's seconds: $(for k in "${!t[@]}"; do printf '%s:%s; ' "$k" "${t[$k]}"; done))" >&2

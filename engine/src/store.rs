@@ -246,13 +246,7 @@ impl Store {
 
     /// Moves every file below `out_dir` into the objects (an output in a subfolder is named
     /// `sub/file`), then writes the entry and the id pointer.
-    pub fn commit(
-        &self,
-        id: &str,
-        material: &KeyMaterial,
-        out_dir: &Path,
-        seconds: f64,
-    ) -> io::Result<Entry> {
+    pub fn commit(&self, id: &str, material: &KeyMaterial, out_dir: &Path, seconds: f64) -> io::Result<Entry> {
         let key = material.key();
         let mut outputs = BTreeMap::new();
         let mut bytes = 0;
@@ -272,10 +266,7 @@ impl Store {
             outputs,
             bytes,
             seconds,
-            finished_unix: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
+            finished_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         };
         let json = serde_json::to_vec_pretty(&entry).expect("entry serialises");
         self.write_entry(&entry, &json)?;
@@ -292,10 +283,25 @@ impl Store {
         crate::atomic_file::write(&self.id_path(&entry.id), &serde_json::to_vec(&ptr).expect("pointer serialises"))
     }
 
-    /// Moves `file` into the objects as output `name`'s object `digest`, which the caller has
-    /// checked `file` hashes to (as [`Store::commit`] does for a stage's outputs).
-    pub fn put_object_as(&self, file: &Path, digest: &str, name: &str) -> io::Result<()> {
-        self.put_object(file, &self.object_path(digest, name))
+    /// Moves `files` (digest, output name, file) into the objects, which the caller has checked
+    /// each file hashes to. For many files at once (a pull): instead of two syncs a file (its data,
+    /// then its folder), one sync of the file system before the renames (every file's data) and
+    /// one after (the new names), so a visible object still always has its whole content.
+    pub fn put_objects(&self, files: &[(String, String, PathBuf)]) -> io::Result<()> {
+        crate::atomic_file::sync_file_system(&self.root)?;
+        for (digest, name, file) in files {
+            let dest = self.object_path(digest, name);
+            if dest.is_file() {
+                std::fs::remove_file(file)?;
+                continue;
+            }
+            std::fs::create_dir_all(dest.parent().expect("objects have a parent"))?;
+            let mut perms = std::fs::metadata(file)?.permissions();
+            perms.set_readonly(true);
+            std::fs::set_permissions(file, perms)?;
+            std::fs::rename(file, dest)?;
+        }
+        crate::atomic_file::sync_file_system(&self.root)
     }
 
     /// Like [`Store::lock`], but gives up at once (None) when another process builds `key`.
@@ -432,9 +438,7 @@ fn list_files(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> io::
 }
 
 fn read_dir_sorted(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir).map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
     out.sort();
     out
 }

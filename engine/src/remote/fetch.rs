@@ -2,10 +2,13 @@
 //!
 //! Every stage's entry is asked for at once; each entry is checked against the stage's own key
 //! material (so it is exactly this stage's result, whoever built it); its objects that the local
-//! store lacks are downloaded into the store's temporary folder (an object over [`PART`] in parts,
-//! several at once), and each is hashed. Only when every object of a stage hashes to its name are
-//! they moved into the objects and the entry written, last, under the key's lock: a fetch killed
-//! at any moment leaves temporary files (`gc` removes them), never an entry without its objects.
+//! store lacks are downloaded into the store's temporary folder (an object over [`ONE_STREAM`] in parts,
+//! several at once), and each is hashed (as it arrives when it comes in one request). Only when
+//! every object of a stage hashes to its name are they moved into the objects and the entry
+//! written, last, under the key's lock: a fetch killed at any moment leaves temporary files (`gc`
+//! removes them), never an entry without its objects. A stage is committed as soon as its objects
+//! are verified, by a few threads beside the downloads, so that syncing files to disk overlaps the
+//! downloads of the other stages.
 //! An object that is missing on the remote or does not hash to its name makes the stage
 //! unusable, never half-used.
 
@@ -61,8 +64,18 @@ struct Ready {
     bytes: u64,
 }
 
+/// Objects up to this size come in one request, hashed as they arrive (rclone's
+/// `--multi-thread-cutoff`): on a server near by, one stream is faster than ranged parts (measured
+/// on SeaweedFS: a 185 MB object in one stream 0.85-1.2 s, in 16 MB ranges 1.6 s), and many
+/// objects travel at once anyway. Larger ones come in parts of [`PART`], four at once.
+const ONE_STREAM: u64 = 256 << 20;
+
+/// Threads committing stages: moving objects in syncs each file and folder.
+const COMMITS: usize = 4;
+
 enum Step {
-    Ready(Box<Ready>),
+    /// Downloaded and verified: handed to the committing threads.
+    Ready,
     Found(Entry),
     /// Built meanwhile by another run on this machine, or stopped because the remote failed.
     Nothing,
@@ -91,16 +104,36 @@ pub(super) fn fetch(
     let started = Instant::now();
     let meter = Meter::new("fetching", show_progress);
     let stop = AtomicBool::new(false);
-    let steps = runtime.block_on(futures_util::future::join_all(
-        stages.iter().map(|ks| one(shared, store, ks, download, &meter, &stop)),
-    ));
+    let (ready, queue) = std::sync::mpsc::channel::<Box<Ready>>();
+    let queue = std::sync::Mutex::new(queue);
+    let (steps, committed) = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..COMMITS)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let Ok(r) = queue.lock().unwrap().recv() else { break };
+                        let result = commit(store, &r);
+                        let _ = std::fs::remove_dir_all(&r.tmp);
+                        out.push((r, result));
+                    }
+                    out
+                })
+            })
+            .collect();
+        let steps = runtime
+            .block_on(futures_util::future::join_all(stages.iter().map(|ks| one(shared, store, ks, download, &meter, &stop, &ready))));
+        drop(ready);
+        let committed: Vec<(Box<Ready>, std::io::Result<()>)> =
+            workers.into_iter().flat_map(|w| w.join().expect("commit thread")).collect();
+        (steps, committed)
+    });
     meter.finish();
     let mut report = FetchReport::default();
-    let mut ready = Vec::new();
     for (ks, step) in stages.iter().zip(steps) {
         let id = ks.spec.id.clone();
         match step {
-            Step::Ready(r) => ready.push(r),
+            Step::Ready => {}
             Step::Found(entry) => report.fetched.push(Fetched { entry, objects: 0, bytes: 0 }),
             Step::Nothing => {}
             Step::Absent => report.absent.push(id),
@@ -111,25 +144,6 @@ pub(super) fn fetch(
             }
         }
     }
-    // Moving objects in syncs each file and folder: on a few threads, not one after the other.
-    let queue = std::sync::Mutex::new(ready.into_iter());
-    let committed: Vec<(Box<Ready>, std::io::Result<()>)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..4)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut out = Vec::new();
-                    loop {
-                        let Some(r) = queue.lock().unwrap().next() else { break };
-                        let result = commit(store, &r);
-                        let _ = std::fs::remove_dir_all(&r.tmp);
-                        out.push((r, result));
-                    }
-                    out
-                })
-            })
-            .collect();
-        workers.into_iter().flat_map(|w| w.join().expect("commit thread")).collect()
-    });
     let mut by_id: std::collections::HashMap<String, Fetched> = Default::default();
     for (r, result) in committed {
         match result {
@@ -152,9 +166,7 @@ pub(super) fn fetch(
 }
 
 fn commit(store: &Store, r: &Ready) -> std::io::Result<()> {
-    for (digest, name, file) in &r.files {
-        store.put_object_as(file, digest, name)?;
-    }
+    store.put_objects(&r.files)?;
     store.write_entry(&r.entry, &r.json)
 }
 
@@ -177,7 +189,15 @@ fn check_entry(entry: &Entry, ks: &KeyedStage) -> Result<(), String> {
     Ok(())
 }
 
-async fn one(shared: &Arc<Shared>, store: &Store, ks: &KeyedStage, download: bool, meter: &Meter, stop: &AtomicBool) -> Step {
+async fn one(
+    shared: &Arc<Shared>,
+    store: &Store,
+    ks: &KeyedStage,
+    download: bool,
+    meter: &Meter,
+    stop: &AtomicBool,
+    ready: &std::sync::mpsc::Sender<Box<Ready>>,
+) -> Step {
     if stop.load(Ordering::Relaxed) {
         return Step::Nothing;
     }
@@ -226,14 +246,23 @@ async fn one(shared: &Arc<Shared>, store: &Store, ks: &KeyedStage, download: boo
         .enumerate()
         .map(|(i, (name, digest))| (digest.clone(), name.clone(), tmp.join(format!("{i}.part"))))
         .collect();
-    let results = futures_util::future::join_all(wanted.iter().map(|(digest, name, file)| async move {
-        let size = download_object(shared, &shared.object_path(digest, name), file, meter).await?;
-        let path = file.clone();
-        let actual = tokio::task::spawn_blocking(move || crate::source_hash::hash_file_content(&path))
-            .await
-            .map_err(|e| Miss::Local(std::io::Error::other(e)))?
-            .map_err(Miss::Local)?;
-        Ok::<_, Miss>((size, actual))
+    let results = futures_util::future::join_all(wanted.iter().map(|(digest, name, file)| {
+        // Each object on its own task: the runtime's threads share the writing and hashing.
+        let download = tokio::spawn(download_object(shared.clone(), shared.object_path(digest, name), file.clone(), meter.clone()));
+        async move {
+            let (size, hashed) = download.await.map_err(|e| Miss::Local(std::io::Error::other(e)))??;
+            let actual = match hashed {
+                Some(actual) => actual,
+                None => {
+                    let path = file.clone();
+                    tokio::task::spawn_blocking(move || crate::source_hash::hash_file_content(&path))
+                        .await
+                        .map_err(|e| Miss::Local(std::io::Error::other(e)))?
+                        .map_err(Miss::Local)?
+                }
+            };
+            Ok::<_, Miss>((size, actual))
+        }
     }))
     .await;
     let mut bytes = 0;
@@ -267,30 +296,40 @@ async fn one(shared: &Arc<Shared>, store: &Store, ks: &KeyedStage, download: boo
         let _ = std::fs::remove_dir_all(&tmp);
         return step;
     }
-    Step::Ready(Box::new(Ready { entry, json, _lock: lock, tmp, files: wanted, bytes }))
+    ready
+        .send(Box::new(Ready { entry, json, _lock: lock, tmp, files: wanted, bytes }))
+        .expect("the committing threads outlive the downloads");
+    Step::Ready
 }
 
-/// Downloads one object into `dest`: the first part in one request that also says the size, the
-/// rest (if any) in parts of [`PART`], four at once. Returns its size.
-async fn download_object(shared: &Shared, path: &RemotePath, dest: &Path, meter: &Meter) -> Result<u64, Miss> {
+/// Downloads one object into `dest`: all of it in one request when the size that request reports
+/// is at most [`ONE_STREAM`], else its first part there and the rest in parts of [`PART`], four at
+/// once. Returns its size, and its digest when it came
+/// in one request (hashed as it arrived; the caller hashes the file otherwise).
+async fn download_object(shared: Arc<Shared>, path: RemotePath, dest: PathBuf, meter: Meter) -> Result<(u64, Option<String>), Miss> {
+    let (shared, path, meter) = (&*shared, &path, &meter);
     let remote = |e: object_store::Error| match e {
         object_store::Error::NotFound { .. } => Miss::Missing,
         e => Miss::Remote(e),
     };
-    let file = std::fs::File::create(dest).map_err(Miss::Local)?;
+    let file = std::fs::File::create(&dest).map_err(Miss::Local)?;
     let (size, first) = {
         let _slot = shared.slots.acquire().await.expect("never closed");
         let got = shared.data.get(path).await.map_err(remote)?;
         let size = got.meta.size;
         meter.expect(size);
         // Small enough: all of it in this request. Otherwise its first part, then parts at once.
-        let first = if size <= 2 * PART { size } else { PART };
+        let first = if size <= ONE_STREAM { size } else { PART };
         let mut stream = got.into_stream();
         let mut written = 0u64;
+        let mut hasher = (first == size).then(blake3::Hasher::new);
         while written < first {
             match stream.next().await {
                 Some(Ok(bytes)) => {
                     let take = (first - written).min(bytes.len() as u64) as usize;
+                    if let Some(h) = hasher.as_mut() {
+                        h.update(&bytes[..take]);
+                    }
                     file.write_all_at(&bytes[..take], written).map_err(Miss::Local)?;
                     written += take as u64;
                     meter.advance(take as u64);
@@ -298,6 +337,9 @@ async fn download_object(shared: &Shared, path: &RemotePath, dest: &Path, meter:
                 Some(Err(e)) => return Err(remote(e)),
                 None => return Err(Miss::Truncated(written, size)),
             }
+        }
+        if let Some(h) = hasher {
+            return Ok((size, Some(h.finalize().to_hex().to_string())));
         }
         (size, first)
     };
@@ -319,5 +361,5 @@ async fn download_object(shared: &Shared, path: &RemotePath, dest: &Path, meter:
         .buffer_unordered(4)
         .try_collect::<Vec<()>>()
         .await?;
-    Ok(size)
+    Ok((size, None))
 }
