@@ -111,7 +111,12 @@ pub fn split_values(raw: &str) -> Vec<String> {
 
 /// The sweep of the config file's `[sweep]` table (each leaf a key's list of values) and the
 /// command line's `--sweep`s (which replace the file's values of the same key).
-pub fn sweep(file_table: Option<&toml::Table>, file: &str, args: &[String], mode: Option<SweepMode>) -> Result<Option<Sweep>, ConfigErrors> {
+pub fn sweep(
+    file_table: Option<&toml::Table>,
+    file: &str,
+    args: &[String],
+    mode: Option<SweepMode>,
+) -> Result<Option<Sweep>, ConfigErrors> {
     let mut axes: Vec<(String, Vec<toml::Value>)> = Vec::new();
     let mut origins: Vec<String> = Vec::new();
     let mut problems = Vec::new();
@@ -144,9 +149,8 @@ pub fn sweep(file_table: Option<&toml::Table>, file: &str, args: &[String], mode
                 axes.push((key, values));
                 origins.push(file_origin.clone());
             }
-            _ => problems.extend(
-                bad(&file_origin, Some(&key), "expected a non-empty list of the values to sweep, e.g. [0.01, 0.05]".into()).0,
-            ),
+            _ => problems
+                .extend(bad(&file_origin, Some(&key), "expected a non-empty list of the values to sweep, e.g. [0.01, 0.05]".into()).0),
         }
     }
     for arg in args {
@@ -368,7 +372,8 @@ mod tests {
         let mut table = toml::Table::new();
         table.insert("methods".into(), toml::Value::Table(toml::toml! { [vib] beta = [0.001, 0.005] }));
         let s = sweep(Some(&table), "c.toml", &["methods.bin.zeta=0.1,0.2".into()], None).unwrap().unwrap();
-        let points: Vec<Vec<String>> = s.points().iter().map(|p| p.iter().map(|a| format!("{}={}", a.key, show(&a.value))).collect()).collect();
+        let points: Vec<Vec<String>> =
+            s.points().iter().map(|p| p.iter().map(|a| format!("{}={}", a.key, show(&a.value))).collect()).collect();
         assert_eq!(
             points,
             [

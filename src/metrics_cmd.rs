@@ -35,11 +35,8 @@ pub fn run(in_dist: &Path, ood: &Path, json: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let output = if json {
-        serde_json::to_string(&metrics).expect("OodMetrics holds only finite numbers")
-    } else {
-        metrics_table(&metrics)
-    };
+    let output =
+        if json { serde_json::to_string(&metrics).expect("OodMetrics holds only finite numbers") } else { metrics_table(&metrics) };
     match writeln!(std::io::stdout().lock(), "{output}") {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -57,20 +54,16 @@ pub fn read_scores(path: &Path) -> Result<Vec<f64>, String> {
     let mut scores = Vec::new();
     for (index, line) in bytes.split(|&b| b == b'\n').enumerate() {
         let line_number = index + 1;
-        let text = std::str::from_utf8(line).map_err(|_| {
-            format!("{file}:{line_number}: expected a number, found bytes that are not UTF-8")
-        })?;
+        let text =
+            std::str::from_utf8(line).map_err(|_| format!("{file}:{line_number}: expected a number, found bytes that are not UTF-8"))?;
         let token = text.trim();
         if token.is_empty() {
             continue;
         }
-        let score: f64 = token.parse().map_err(|_| {
-            format!("{file}:{line_number}: expected a number (one score a line), found {token:?}")
-        })?;
+        let score: f64 =
+            token.parse().map_err(|_| format!("{file}:{line_number}: expected a number (one score a line), found {token:?}"))?;
         if !score.is_finite() {
-            return Err(format!(
-                "{file}:{line_number}: expected a finite number, found {token:?}"
-            ));
+            return Err(format!("{file}:{line_number}: expected a finite number, found {token:?}"));
         }
         scores.push(score);
     }
@@ -142,10 +135,7 @@ mod tests {
     #[test]
     fn reads_scores_ignoring_blank_lines_and_whitespace() {
         let (_dir, path) = score_file(b"0.5\n\n  -1.25e-3 \r\n\t7\n   \n+.5\n-0");
-        assert_eq!(
-            read_scores(&path).unwrap(),
-            vec![0.5, -1.25e-3, 7.0, 0.5, -0.0]
-        );
+        assert_eq!(read_scores(&path).unwrap(), vec![0.5, -1.25e-3, 7.0, 0.5, -0.0]);
     }
 
     #[test]
@@ -159,10 +149,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("absent.txt");
         let error = read_scores(&path).unwrap_err();
-        assert!(
-            error.starts_with(&format!("cannot read {}: ", path.display())),
-            "{error}"
-        );
+        assert!(error.starts_with(&format!("cannot read {}: ", path.display())), "{error}");
     }
 
     #[test]
@@ -170,69 +157,39 @@ mod tests {
         // A folder exists but can't be read as a file.
         let dir = tempfile::tempdir().unwrap();
         let error = read_scores(dir.path()).unwrap_err();
-        assert!(
-            error.starts_with(&format!("cannot read {}: ", dir.path().display())),
-            "{error}"
-        );
+        assert!(error.starts_with(&format!("cannot read {}: ", dir.path().display())), "{error}");
     }
 
     #[test]
     fn empty_file_has_no_scores() {
         for contents in [&b""[..], b"\n", b"  \n\n\t\r\n"] {
             let (error, file) = read_error(contents);
-            assert_eq!(
-                error,
-                format!("{file}: no scores, expected one number a line")
-            );
+            assert_eq!(error, format!("{file}: no scores, expected one number a line"));
         }
     }
 
     #[test]
     fn non_number_names_line_and_token() {
         let (error, file) = read_error(b"0.1\n\n0.2x\n0.3\n");
-        assert_eq!(
-            error,
-            format!("{file}:3: expected a number (one score a line), found \"0.2x\"")
-        );
+        assert_eq!(error, format!("{file}:3: expected a number (one score a line), found \"0.2x\""));
         let (error, file) = read_error(b"0.1 0.2\n");
-        assert_eq!(
-            error,
-            format!("{file}:1: expected a number (one score a line), found \"0.1 0.2\"")
-        );
+        assert_eq!(error, format!("{file}:1: expected a number (one score a line), found \"0.1 0.2\""));
         let (error, file) = read_error(b"1,5\n");
-        assert_eq!(
-            error,
-            format!("{file}:1: expected a number (one score a line), found \"1,5\"")
-        );
+        assert_eq!(error, format!("{file}:1: expected a number (one score a line), found \"1,5\""));
     }
 
     #[test]
     fn nan_and_infinity_are_rejected() {
-        for token in [
-            "nan",
-            "NaN",
-            "inf",
-            "-inf",
-            "+infinity",
-            "Infinity",
-            "1e999",
-            "-1e400",
-        ] {
+        for token in ["nan", "NaN", "inf", "-inf", "+infinity", "Infinity", "1e999", "-1e400"] {
             let (error, file) = read_error(format!("1.0\n{token}\n").as_bytes());
-            assert_eq!(
-                error,
-                format!("{file}:2: expected a finite number, found \"{token}\"")
-            );
+            assert_eq!(error, format!("{file}:2: expected a finite number, found \"{token}\""));
         }
     }
 
     #[test]
     fn invalid_utf8_names_line() {
         let (error, file) = read_error(b"1.0\n2.0\n\xff\xfe\n");
-        assert_eq!(
-            error,
-            format!("{file}:3: expected a number, found bytes that are not UTF-8")
-        );
+        assert_eq!(error, format!("{file}:3: expected a number, found bytes that are not UTF-8"));
     }
 
     #[test]
@@ -241,10 +198,7 @@ mod tests {
         let (_bad_dir, bad) = score_file(b"0.1\nnan\n");
         assert_eq!(run(&good, &bad, false), ExitCode::from(2));
         assert_eq!(run(&bad, &good, true), ExitCode::from(2));
-        assert_eq!(
-            run(&good, &good.with_file_name("absent.txt"), true),
-            ExitCode::from(2)
-        );
+        assert_eq!(run(&good, &good.with_file_name("absent.txt"), true), ExitCode::from(2));
     }
 
     #[test]
@@ -278,23 +232,12 @@ AUPR-Out             0.00";
     #[test]
     fn json_has_the_fraction_keys_at_full_precision() {
         let m = ood_metrics(&[0.9, 0.8, 0.7], &[0.75, 0.1]).unwrap();
-        let json: serde_json::Value =
-            serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
         let object = json.as_object().unwrap();
         let keys: Vec<&str> = object.keys().map(String::as_str).collect();
         let mut sorted = keys.clone();
         sorted.sort();
-        assert_eq!(
-            sorted,
-            [
-                "aupr_in",
-                "aupr_out",
-                "auroc",
-                "detection_error",
-                "fpr_at_95_tpr",
-                "tpr_at_threshold"
-            ]
-        );
+        assert_eq!(sorted, ["aupr_in", "aupr_out", "auroc", "detection_error", "fpr_at_95_tpr", "tpr_at_threshold"]);
         // AUROC of 3 in against 2 OOD: 5 of the 6 pairs ranked right.
         assert_eq!(object["auroc"].as_f64().unwrap(), 5.0 / 6.0);
     }

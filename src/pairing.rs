@@ -149,7 +149,13 @@ impl<'a> Pairer<'a> {
     }
 
     /// The paired bootstrap of new - old (in percent, as results.csv) over the test images.
-    fn paired_bootstrap(&mut self, key: &RowKey, source: &Source, old: &[(String, f64)], new: &[(String, f64)]) -> Result<Difference, NoBootstrap> {
+    fn paired_bootstrap(
+        &mut self,
+        key: &RowKey,
+        source: &Source,
+        old: &[(String, f64)],
+        new: &[(String, f64)],
+    ) -> Result<Difference, NoBootstrap> {
         if self.store.is_none() {
             return Err(NoBootstrap::ScoresNotInStore);
         }
@@ -304,7 +310,10 @@ mod tests {
         let mut header = serde_json::Map::new();
         let mut data = Vec::new();
         for (name, dtype, shape, bytes) in tensors {
-            header.insert(name.to_string(), serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [data.len(), data.len() + bytes.len()]}));
+            header.insert(
+                name.to_string(),
+                serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [data.len(), data.len() + bytes.len()]}),
+            );
             data.extend_from_slice(bytes);
         }
         let header = serde_json::to_vec(&header).unwrap();
@@ -406,7 +415,10 @@ mod tests {
             Pairing::SameNetworks(Err(NoBootstrap::ImagesDiffer))
         );
         // No store: the same networks, no bootstrap.
-        assert_eq!(Pairer::new(None, &old, &new, 10, 0).pairing(&row, &seeds(2), &seeds(2)), Pairing::SameNetworks(Err(NoBootstrap::ScoresNotInStore)));
+        assert_eq!(
+            Pairer::new(None, &old, &new, 10, 0).pairing(&row, &seeds(2), &seeds(2)),
+            Pairing::SameNetworks(Err(NoBootstrap::ScoresNotInStore))
+        );
     }
 
     #[test]
@@ -432,13 +444,20 @@ mod tests {
         let old_right: fn(usize) -> bool = |i| i % 4 != 0;
         let new_right: fn(usize) -> bool = |i| i % 5 != 0;
         for (salt, right) in [("old", old_right), ("new", new_right)] {
-            let key = put(&store, "outputs", salt, files::OUTPUTS, |p| safetensors(p, &[("test_logits", "F32", vec![n, 3], logits(right))]));
-            let keys = [("outputs.softmax.cifar10".to_string(), key), ("data.cifar10".into(), data.clone()), ("train.softmax".into(), "net".into())];
+            let key =
+                put(&store, "outputs", salt, files::OUTPUTS, |p| safetensors(p, &[("test_logits", "F32", vec![n, 3], logits(right))]));
+            let keys = [
+                ("outputs.softmax.cifar10".to_string(), key),
+                ("data.cifar10".into(), data.clone()),
+                ("train.softmax".into(), "net".into()),
+            ];
             sides.push((SideStages { keys: keys.into_iter().collect(), sets: vec![] }, right));
         }
         let row: RowKey = ("CIFAR-10".into(), "Baseline".into(), "accuracy".into());
         let mut pairer = Pairer::new(Some(store), &sides[0].0, &sides[1].0, 200, 3);
-        let Pairing::SameNetworks(Ok(d)) = pairer.pairing(&row, &seeds(1), &seeds(1)) else { panic!("a paired bootstrap: {:?}", pairer.notes) };
+        let Pairing::SameNetworks(Ok(d)) = pairer.pairing(&row, &seeds(1), &seeds(1)) else {
+            panic!("a paired bootstrap: {:?}", pairer.notes)
+        };
         // Right on 37 of 50 (old) and 40 of 50 (new): +6 points.
         assert!((d.estimate - 6.0).abs() < 1e-9, "{}", d.estimate);
         let oodpipe_metrics::significance::Spread::Replicates(got) = &d.spread else { panic!("replicates") };

@@ -6,16 +6,16 @@
 //! that "auto" means here) comes from the worker's probe, remembered per machine in the store
 //! ([`machine`]).
 
-use oodpipe_engine::config_file;
-use oodpipe_engine::graph::Graph;
-use oodpipe_engine::stage_key::Platform;
-use oodpipe_engine::stage_spec::flatten_all as all_fields;
-use oodpipe_engine::executor::StageRunner;
-use oodpipe_engine::slurm::SlurmRunner;
-use oodpipe_engine::worker::{self, WorkerRunner};
 use crate::experiment::{self, Assignment, Experiment, Sweep};
+use oodpipe_engine::config_file;
+use oodpipe_engine::executor::StageRunner;
+use oodpipe_engine::graph::Graph;
+use oodpipe_engine::slurm::SlurmRunner;
+use oodpipe_engine::stage_key::Platform;
 use oodpipe_engine::stage_spec::StageSpec;
+use oodpipe_engine::stage_spec::flatten_all as all_fields;
 use oodpipe_engine::variants::{self, Variant};
+use oodpipe_engine::worker::{self, WorkerRunner};
 use oodpipe_plan::{Config, table};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -117,19 +117,13 @@ pub fn machine(config: &Config, config_path: &Path, state_dir: &Path) -> anyhow:
         serde_json::from_value(probe[format!("platform_{device}")].clone()).unwrap_or_default();
     let threads = if config.threads > 0 { config.threads.to_string() } else { probe["default_threads"].to_string() };
     platform_details.insert("threads".into(), threads);
-    let gpus = if device == "cuda" {
-        (0..probe["cuda_devices"].as_u64().unwrap_or(1)).map(|g| g.to_string()).collect()
-    } else {
-        Vec::new()
-    };
+    let gpus =
+        if device == "cuda" { (0..probe["cuda_devices"].as_u64().unwrap_or(1)).map(|g| g.to_string()).collect() } else { Vec::new() };
     Ok(Machine {
         cuda_here: cuda,
         config_path: config_path.to_path_buf(),
         gpus,
-        platform: Platform {
-            libtorch: probe["libtorch"].as_str().unwrap_or("unknown").to_string(),
-            device: device.to_string(),
-        },
+        platform: Platform { libtorch: probe["libtorch"].as_str().unwrap_or("unknown").to_string(), device: device.to_string() },
         platform_details,
         runner: WorkerRunner {
             program,
@@ -148,9 +142,8 @@ pub fn config_fields(text: &str, origin: &Path) -> anyhow::Result<BTreeMap<Strin
         Ok(config) => return Ok(all_fields(&serde_json::to_value(&config)?)),
         Err(e) => e,
     };
-    let mut table: toml::Table = text
-        .parse()
-        .map_err(|e| oodpipe_engine::bad_input::BadInput(format!("{}: not TOML: {e}", origin.display())))?;
+    let mut table: toml::Table =
+        text.parse().map_err(|e| oodpipe_engine::bad_input::BadInput(format!("{}: not TOML: {e}", origin.display())))?;
     // Set aside, one by one, the keys today's schema does not know; the rest is read as today's
     // config, so that its values compare exactly (1 and 1.0 alike).
     let mut unknown = BTreeMap::new();
@@ -200,7 +193,6 @@ fn remove_dotted(table: &mut toml::Table, key: &str) -> Option<toml::Value> {
     }
     node.remove(last)
 }
-
 
 /// Every value of `config` that types alone do not refuse: numbers that are NaN or infinite, and
 /// values out of range; all of them in one error, each with the file, line and key, or, for a key
@@ -330,15 +322,54 @@ mod tests {
 
     /// Every key of the schema, and a few that are not.
     const KEYS: &[&str] = &[
-        "device", "threads", "models", "data.split_seed", "data.val_size", "data.train_limit", "data.test_limit",
-        "data.ood_seed", "data.ood_count", "data.ood_val", "model.depth", "model.widen", "train.seed", "train.seeds",
-        "train.epochs", "train.batch_size", "train.lr", "train.momentum", "train.nesterov", "train.weight_decay",
-        "train.schedule", "train.milestones", "train.gamma", "train.warmup", "train.label_smoothing",
-        "train.channels_last", "train.augment", "methods.bin.zeta", "methods.binc.zeta", "methods.binc.lambda",
-        "methods.binc.z", "methods.vib.beta", "methods.vib.z", "methods.viby.beta", "methods.viby.z",
-        "tune.temperatures", "tune.odin_epsilons", "eval.batch_size", "report.bootstrap", "report.bootstrap_seed",
-        "detector.knn.k", "detector.react.percentile", "detector.vim.dim", "detector.gen.gamma", "detector.she.x",
-        "train.nope", "nope", "methods.odin.t",
+        "device",
+        "threads",
+        "models",
+        "data.split_seed",
+        "data.val_size",
+        "data.train_limit",
+        "data.test_limit",
+        "data.ood_seed",
+        "data.ood_count",
+        "data.ood_val",
+        "model.depth",
+        "model.widen",
+        "train.seed",
+        "train.seeds",
+        "train.epochs",
+        "train.batch_size",
+        "train.lr",
+        "train.momentum",
+        "train.nesterov",
+        "train.weight_decay",
+        "train.schedule",
+        "train.milestones",
+        "train.gamma",
+        "train.warmup",
+        "train.label_smoothing",
+        "train.channels_last",
+        "train.augment",
+        "methods.bin.zeta",
+        "methods.binc.zeta",
+        "methods.binc.lambda",
+        "methods.binc.z",
+        "methods.vib.beta",
+        "methods.vib.z",
+        "methods.viby.beta",
+        "methods.viby.z",
+        "tune.temperatures",
+        "tune.odin_epsilons",
+        "eval.batch_size",
+        "report.bootstrap",
+        "report.bootstrap_seed",
+        "detector.knn.k",
+        "detector.react.percentile",
+        "detector.vim.dim",
+        "detector.gen.gamma",
+        "detector.she.x",
+        "train.nope",
+        "nope",
+        "methods.odin.t",
     ];
 
     fn value() -> impl Strategy<Value = String> {
@@ -377,7 +408,10 @@ mod tests {
         };
         let err = refused("[detector.knn]\nk = 0\n\n[detector.react]\npercentile = 100\n");
         assert!(err.contains("c.toml:2:1: key `detector.knn.k`: 0: expected at least 1"), "{err}");
-        assert!(err.contains("c.toml:5:1: key `detector.react.percentile`: 100.0: expected a percentage strictly between 0 and 100"), "{err}");
+        assert!(
+            err.contains("c.toml:5:1: key `detector.react.percentile`: 100.0: expected a percentage strictly between 0 and 100"),
+            "{err}"
+        );
         let err = refused("[detector.react]\npercentile = nan\n");
         assert!(err.contains("c.toml:2:1: key `detector.react.percentile`: not a finite number"), "{err}");
         let err = refused("[detector.knn]\nK = 5\n");

@@ -13,10 +13,7 @@ fn main() {
         println!("cargo:rerun-if-changed={}", version_file.display());
         let version = std::fs::read_to_string(&version_file)
             .ok()
-            .and_then(|text| {
-                text.lines()
-                    .find_map(|l| l.strip_prefix("__version__ = ").map(|v| v.trim_matches(['\'', '"']).to_string()))
-            })
+            .and_then(|text| text.lines().find_map(|l| l.strip_prefix("__version__ = ").map(|v| v.trim_matches(['\'', '"']).to_string())))
             .unwrap_or_else(|| "unknown".to_string());
         println!("cargo:rustc-env=OODPIPE_LIBTORCH_VERSION={version}");
     } else {

@@ -97,9 +97,9 @@ impl Test {
             Test::PairedBootstrap { seeds: 1, resamples } => {
                 format!("paired bootstrap over the test images, same networks ({resamples} resamples)")
             }
-            Test::PairedBootstrap { seeds: n, resamples } => format!(
-                "paired bootstrap over the test images, same networks (mean of {n} seeds' differences, {resamples} resamples)"
-            ),
+            Test::PairedBootstrap { seeds: n, resamples } => {
+                format!("paired bootstrap over the test images, same networks (mean of {n} seeds' differences, {resamples} resamples)")
+            }
             Test::PairedT { seeds: n, why } => format!("paired t of {n} seeds' differences, same networks ({})", why.words()),
             Test::Welch { old, new } => format!("Welch's t, {} against {}", seeds(old), seeds(new)),
             Test::PredictionT { old, new } => format!("prediction t, {} against {}", seeds(old), seeds(new)),
@@ -164,8 +164,7 @@ pub fn choose(old: &[(String, f64)], new: &[(String, f64)], pairing: Pairing) ->
         }
         Pairing::SameNetworks(Err(why)) => {
             // Equal train keys mean equal seeds: pair the rows by seed.
-            let d: Vec<f64> =
-                new.iter().filter_map(|(s, y)| old.iter().find(|(t, _)| t == s).map(|(_, x)| y - x)).collect();
+            let d: Vec<f64> = new.iter().filter_map(|(s, y)| old.iter().find(|(t, _)| t == s).map(|(_, x)| y - x)).collect();
             if d.len() >= 2 && d.len() == new.len() && d.len() == old.len() {
                 Tested { test: Test::PairedT { seeds: d.len(), why }, difference: Some(Difference::paired_t(&d)) }
             } else {
@@ -174,10 +173,7 @@ pub fn choose(old: &[(String, f64)], new: &[(String, f64)], pairing: Pairing) ->
         }
         Pairing::DifferentNetworks | Pairing::Unknown => match (a.len(), b.len()) {
             (1, 1) => untested(Test::NoiseNotMeasured),
-            (1, n) => Tested {
-                test: Test::PredictionT { old: 1, new: n },
-                difference: Some(negated(Difference::prediction_t(a[0], &b))),
-            },
+            (1, n) => Tested { test: Test::PredictionT { old: 1, new: n }, difference: Some(negated(Difference::prediction_t(a[0], &b))) },
             (n, 1) => Tested { test: Test::PredictionT { old: n, new: 1 }, difference: Some(Difference::prediction_t(b[0], &a)) },
             (n, m) => Tested { test: Test::Welch { old: n, new: m }, difference: Some(Difference::welch(&b, &a)) },
         },

@@ -13,13 +13,34 @@ use std::fmt;
 pub enum DirtyReason {
     /// Never built (or its entry was collected).
     NoEntry,
-    ConfigChanged { field: String, old: Option<Value>, new: Option<Value> },
-    InputChanged { id: String },
-    InputsChanged { added: Vec<String>, removed: Vec<String> },
-    SourceChanged { label: String },
-    SaltChanged { kind: String, old: String, new: String },
-    LibtorchChanged { old: String, new: String },
-    DeviceChanged { old: String, new: String },
+    ConfigChanged {
+        field: String,
+        old: Option<Value>,
+        new: Option<Value>,
+    },
+    InputChanged {
+        id: String,
+    },
+    InputsChanged {
+        added: Vec<String>,
+        removed: Vec<String>,
+    },
+    SourceChanged {
+        label: String,
+    },
+    SaltChanged {
+        kind: String,
+        old: String,
+        new: String,
+    },
+    LibtorchChanged {
+        old: String,
+        new: String,
+    },
+    DeviceChanged {
+        old: String,
+        new: String,
+    },
     /// The material matches the last build, but that build's entry or objects are gone.
     EntryMissing,
 }

@@ -233,8 +233,7 @@ pub fn run_with_remote(
                 }
                 free_cpus -= cpus;
                 let slot = Slot { cpus, gpu: if needs_gpu { Some(free_gpus.remove(0)) } else { None } };
-                let inputs: BTreeMap<String, Entry> =
-                    spec.inputs.iter().map(|x| (x.clone(), outcome.entries[x].clone())).collect();
+                let inputs: BTreeMap<String, Entry> = spec.inputs.iter().map(|x| (x.clone(), outcome.entries[x].clone())).collect();
                 let sender = sender.clone();
                 running += 1;
                 pending.remove(i);
@@ -316,8 +315,7 @@ fn rekey(store: &Store, ks: &KeyedStage, built: &BTreeMap<String, Entry>) -> Opt
 /// its entry removed, so the run rebuilds that stage (same key: its dependants stay cached); the
 /// rebuilt stage's own inputs are then checked in turn.
 pub fn check_used_objects(store: &Store, stages: &[KeyedStage], reporter: &dyn Reporter) {
-    let index: std::collections::HashMap<&str, usize> =
-        stages.iter().enumerate().map(|(i, ks)| (ks.spec.id.as_str(), i)).collect();
+    let index: std::collections::HashMap<&str, usize> = stages.iter().enumerate().map(|(i, ks)| (ks.spec.id.as_str(), i)).collect();
     let mut entries: Vec<Option<Entry>> = stages.iter().map(|ks| store.entry(&ks.material.kind, &ks.key)).collect();
     let inputs_of = |i: usize| stages[i].spec.inputs.iter().filter_map(|id| index.get(id.as_str()).copied()).collect::<Vec<_>>();
     let mut queue = Vec::new();
@@ -378,11 +376,7 @@ fn build(
     reporter.started(n, total, &spec.id, StageState::Running);
     // Its last build, to tell whether this one gives the same bytes (early cutoff).
     let last = store.last_entry(&spec.id);
-    let inputs: InputFiles = spec
-        .inputs
-        .iter()
-        .map(|id| (id.clone(), store.output_files(&built[id])))
-        .collect();
+    let inputs: InputFiles = spec.inputs.iter().map(|id| (id.clone(), store.output_files(&built[id]))).collect();
     let out_dir = store.temp_dir(&ks.key)?;
     let request = StageRequest {
         id: spec.id.clone(),
@@ -432,9 +426,5 @@ fn copy_if_changed(src: &Path, dest: &Path) -> std::io::Result<()> {
 
 /// An error message without the C++ stack frames libtorch appends to its exceptions.
 fn readable(message: &str) -> String {
-    message
-        .lines()
-        .filter(|l| !l.starts_with("frame #") && !l.starts_with("Exception raised from"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    message.lines().filter(|l| !l.starts_with("frame #") && !l.starts_with("Exception raised from")).collect::<Vec<_>>().join("\n")
 }

@@ -59,9 +59,7 @@ fn key_stages_with(
             }
             let hash = match hashed.get(source.path.as_path()) {
                 Some(hash) => hash.clone(),
-                None => memo
-                    .hash(&source.path)
-                    .with_context(|| format!("hashing {} ({})", source.label, source.path.display()))?,
+                None => memo.hash(&source.path).with_context(|| format!("hashing {} ({})", source.label, source.path.display()))?,
             };
             hashed.insert(&source.path, hash.clone());
             sources.insert(source.label.clone(), hash);

@@ -59,8 +59,7 @@ impl Graph {
             }
         }
         if order.len() != stages.len() {
-            let stuck: Vec<_> =
-                (0..stages.len()).filter(|i| remaining[*i] > 0).map(|i| stages[i].id.as_str()).collect();
+            let stuck: Vec<_> = (0..stages.len()).filter(|i| remaining[*i] > 0).map(|i| stages[i].id.as_str()).collect();
             anyhow::bail!("the stages {} depend on each other in a cycle", stuck.join(", "));
         }
         Ok(Graph { stages, index, order })

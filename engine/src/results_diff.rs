@@ -253,10 +253,7 @@ fn cell(v: Option<f64>, ci: Option<(f64, f64)>) -> String {
 
 /// Platform facts of two sides that differ (a fact missing on one side counts only when the
 /// other side has it and the side is not simply older: both must have recorded a platform).
-pub fn platform_changes(
-    old: &BTreeMap<String, String>,
-    new: &BTreeMap<String, String>,
-) -> Vec<ConfigChange> {
+pub fn platform_changes(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>) -> Vec<ConfigChange> {
     if old.is_empty() || new.is_empty() {
         return Vec::new();
     }
@@ -400,14 +397,22 @@ mod tests {
 
     #[test]
     fn platform_differences_are_named_before_the_values() {
-        let a: BTreeMap<String, String> = [("cpu_model".to_string(), "Intel Xeon".to_string()), ("threads".to_string(), "2".to_string())].into();
-        let b: BTreeMap<String, String> = [("cpu_model".to_string(), "AMD EPYC".to_string()), ("threads".to_string(), "2".to_string())].into();
+        let a: BTreeMap<String, String> =
+            [("cpu_model".to_string(), "Intel Xeon".to_string()), ("threads".to_string(), "2".to_string())].into();
+        let b: BTreeMap<String, String> =
+            [("cpu_model".to_string(), "AMD EPYC".to_string()), ("threads".to_string(), "2".to_string())].into();
         let changes = platform_changes(&a, &b);
         assert_eq!(changes.len(), 1);
         assert!(platform_changes(&a, &BTreeMap::new()).is_empty(), "an older side without a platform is not a difference");
         let f = seeded(&[("ODIN", &[90.0])]);
         let changed = changed_values(&f, &f, &mut |_, _, _| Pairing::Unknown).unwrap();
-        let d = ResultsDiff { correction: Correction::of(&changed), changed, config_changes: vec![], platform_changes: changes, overrides: Default::default() };
+        let d = ResultsDiff {
+            correction: Correction::of(&changed),
+            changed,
+            config_changes: vec![],
+            platform_changes: changes,
+            overrides: Default::default(),
+        };
         let md = d.to_markdown("A", "B");
         assert!(md.starts_with("The two sides ran on different platforms"), "{md}");
         assert!(md.contains("| cpu_model | Intel Xeon | AMD EPYC |") && md.ends_with("No differences between A and B.\n"), "{md}");
@@ -488,7 +493,13 @@ mod tests {
         assert!(by("W1").significant && !by("S").significant && !by("N").significant);
         assert_eq!(Correction::of(&changed).tests, 4);
 
-        let d = ResultsDiff { correction: Correction::of(&changed), changed, config_changes: vec![], platform_changes: vec![], overrides: Default::default() };
+        let d = ResultsDiff {
+            correction: Correction::of(&changed),
+            changed,
+            config_changes: vec![],
+            platform_changes: vec![],
+            overrides: Default::default(),
+        };
         let md = d.to_markdown("A", "B");
         assert!(md.contains("| G | W1 | auroc | 80.40 | 84.37 | +3.97 [+2.24, +5.69] | Welch's t, 3 seeds against 3 seeds | 0.0032 | 0.0126 | significant |"), "{md}");
         assert!(md.contains("| G | N | auroc | 40.00 | 41.00 | +1.00 | none: training noise not measured: run several seeds (train.seeds) | – | – | not measured |"), "{md}");
@@ -535,7 +546,13 @@ mod tests {
     fn identical_frames_and_configs_say_so() {
         let f = frame(&[("G", "ODIN", "auroc", 90.0)]);
         let changed = changed_values(&f, &f, &mut |_, _, _| Pairing::Unknown).unwrap();
-        let d = ResultsDiff { correction: Correction::of(&changed), changed, config_changes: vec![], platform_changes: vec![], overrides: Default::default() };
+        let d = ResultsDiff {
+            correction: Correction::of(&changed),
+            changed,
+            config_changes: vec![],
+            platform_changes: vec![],
+            overrides: Default::default(),
+        };
         assert_eq!(d.to_markdown("HEAD~1", "HEAD"), "No differences between HEAD~1 and HEAD.\n");
     }
 

@@ -69,9 +69,11 @@ pub fn parse(text: &str, origin: &str) -> anyhow::Result<Results> {
         let fields = split_csv_line(line);
         let get = |j: usize| fields.get(j).map(|s| s.trim().to_string()).unwrap_or_default();
         let number = |j: usize, what: &str| -> anyhow::Result<f64> {
-            get(j).parse().ok().filter(|x: &f64| !x.is_nan()).ok_or_else(|| {
-                anyhow::anyhow!("{origin}: line {}: {what} `{}` is not a number", i + 1, get(j))
-            })
+            get(j)
+                .parse()
+                .ok()
+                .filter(|x: &f64| !x.is_nan())
+                .ok_or_else(|| anyhow::anyhow!("{origin}: line {}: {what} `{}` is not a number", i + 1, get(j)))
         };
         let bound = |j: Option<usize>, what: &str| -> anyhow::Result<Option<f64>> {
             match j {

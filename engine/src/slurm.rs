@@ -288,7 +288,10 @@ impl SlurmRunner {
             let (state, exit) = self.board.next_state(job);
             if !started && state != "PENDING" {
                 started = true;
-                let _ = std::fs::write(log.with_extension("slurm"), format!("job {job} started {:.3} s after submission\n", submitted.elapsed().as_secs_f64()));
+                let _ = std::fs::write(
+                    log.with_extension("slurm"),
+                    format!("job {job} started {:.3} s after submission\n", submitted.elapsed().as_secs_f64()),
+                );
             }
             relay(&mut read, &mut error);
             if state == "COMPLETED" {
@@ -297,11 +300,12 @@ impl SlurmRunner {
             if is_final(&state) && state != "UNKNOWN" {
                 relay(&mut read, &mut error);
                 if let Some(e) = error.take() {
-                    return Err(StageFailure { message: format!("Slurm job {job} ended {state}: {}", e.message), bad_input: e.bad_input }.into());
+                    return Err(
+                        StageFailure { message: format!("Slurm job {job} ended {state}: {}", e.message), bad_input: e.bad_input }.into()
+                    );
                 }
                 let text = std::fs::read_to_string(log).unwrap_or_default();
-                let lines: Vec<&str> =
-                    text.lines().filter(|l| matches!(parse_line(l), WorkerLine::Text(_))).collect();
+                let lines: Vec<&str> = text.lines().filter(|l| matches!(parse_line(l), WorkerLine::Text(_))).collect();
                 let tail = &lines[lines.len().saturating_sub(TAIL_LINES)..];
                 let exit = exit.map(|e| format!(" (exit code {e})")).unwrap_or_default();
                 return Err(StageFailure {

@@ -41,9 +41,7 @@ impl SourceMemo {
     /// Writes the memo back if anything changed.
     pub fn save(&self) -> std::io::Result<()> {
         match &self.file {
-            Some(file) if self.changed => {
-                crate::atomic_file::write(file, &serde_json::to_vec(&self.entries).expect("memo serialises"))
-            }
+            Some(file) if self.changed => crate::atomic_file::write(file, &serde_json::to_vec(&self.entries).expect("memo serialises")),
             _ => Ok(()),
         }
     }

@@ -33,7 +33,11 @@ pub(crate) const TAIL_LINES: usize = 12;
 
 /// One line the worker printed, as the runners read it.
 pub(crate) enum WorkerLine<'a> {
-    Progress { done: u64, total: u64, message: &'a str },
+    Progress {
+        done: u64,
+        total: u64,
+        message: &'a str,
+    },
     Error(WorkerError),
     /// Anything else: kept for the log and the failure's tail.
     Text(&'a str),
@@ -134,9 +138,7 @@ pub fn run_worker(program: &Path, args: &[String], input: &WorkerInput, log: &Pa
         command.env("CUDA_VISIBLE_DEVICES", gpu);
     }
     die_with_parent(&mut command);
-    let mut child = command
-        .spawn()
-        .with_context(|| format!("starting the worker {}", program.display()))?;
+    let mut child = command.spawn().with_context(|| format!("starting the worker {}", program.display()))?;
     {
         let mut stdin = child.stdin.take().expect("piped");
         // A worker that dies before reading its input is reported below by its exit.
@@ -317,7 +319,9 @@ fn machine_fingerprint(program: &Path) -> anyhow::Result<String> {
         .unwrap_or_default();
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let gpus: Vec<String> = std::fs::read_dir("/dev")
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("nvidia")).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("nvidia")).collect()
+        })
         .unwrap_or_default();
     let visible = std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_else(|_| "(unset)".into());
     let text = format!(

@@ -315,11 +315,8 @@ fn targets_take_ids_and_prefixes() {
 #[test]
 fn two_stages_that_read_the_same_things_still_have_their_own_keys() {
     let config = toml_config(BASE);
-    let graph = Graph::new(vec![
-        concat_stage("data.crop", &["x.a"], &[], &config),
-        concat_stage("data.resize", &["x.a"], &[], &config),
-    ])
-    .unwrap();
+    let graph =
+        Graph::new(vec![concat_stage("data.crop", &["x.a"], &[], &config), concat_stage("data.resize", &["x.a"], &[], &config)]).unwrap();
     let k = keys(&graph, &mut SourceMemo::default());
     assert_ne!(k["data.crop"], k["data.resize"]);
 }
@@ -362,9 +359,7 @@ impl executor::StageRunner for Overlap {
 }
 
 fn independent(n: usize, kind: &str, uses: oodpipe_engine::stage_spec::Uses) -> Vec<StageSpec> {
-    (0..n)
-        .map(|i| StageSpec { uses, ..concat_stage(&format!("{kind}.{i}"), &[], &[], &Value::Null) })
-        .collect()
+    (0..n).map(|i| StageSpec { uses, ..concat_stage(&format!("{kind}.{i}"), &[], &[], &Value::Null) }).collect()
 }
 
 #[test]
@@ -438,7 +433,9 @@ fn a_rebuild_with_the_same_bytes_reruns_nothing_downstream() {
     let config = toml_config("[x]\na = 1\nb = 2\nd = 3\n");
     let counter = Arc::new(AtomicUsize::new(0));
     let run = |graph: &Graph, reporter: &dyn Reporter| {
-        let stages = oodpipe_engine::fingerprint::key_stages_in(&graph.closure(&[]).unwrap(), &mut SourceMemo::default(), &platform(), &store).unwrap();
+        let stages =
+            oodpipe_engine::fingerprint::key_stages_in(&graph.closure(&[]).unwrap(), &mut SourceMemo::default(), &platform(), &store)
+                .unwrap();
         executor::run(&store, &stages, &Tasks::new(&counter), reporter, false)
     };
     let first = run(&pipeline(&config, &source), &Silent);
@@ -457,7 +454,8 @@ fn a_rebuild_with_the_same_bytes_reruns_nothing_downstream() {
     assert!(notes.contains(&("mid.b".to_string(), "input gen.a rebuilt with the same bytes: kept".to_string())), "{notes:?}");
     assert!(notes.iter().any(|(id, m)| id == "gen.a" && m.contains("same bytes")), "{notes:?}");
     // Keyed again against the store, every stage is fresh; mid.b names the input that kept it.
-    let stages = oodpipe_engine::fingerprint::key_stages_in(&bumped.closure(&[]).unwrap(), &mut SourceMemo::default(), &platform(), &store).unwrap();
+    let stages =
+        oodpipe_engine::fingerprint::key_stages_in(&bumped.closure(&[]).unwrap(), &mut SourceMemo::default(), &platform(), &store).unwrap();
     assert!(stages.iter().all(|ks| staleness(&store, ks).is_empty()));
     assert_eq!(stages.iter().find(|ks| ks.spec.id == "mid.b").unwrap().kept, ["gen.a"]);
     // A third run does nothing.

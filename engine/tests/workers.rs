@@ -70,9 +70,7 @@ fn synthetic_worker() {
 fn runner(healed: bool) -> WorkerRunner {
     WorkerRunner {
         program: std::env::current_exe().unwrap(),
-        args: ["--exact", "synthetic_worker", "--ignored", "--nocapture", "--test-threads=1", "-q"]
-            .map(String::from)
-            .to_vec(),
+        args: ["--exact", "synthetic_worker", "--ignored", "--nocapture", "--test-threads=1", "-q"].map(String::from).to_vec(),
         runtime: json!({ "healed": healed }),
     }
 }
@@ -171,9 +169,8 @@ fn ctrl_c_stops_the_worker_and_the_next_run_resumes() {
     // Wait until the sleeping stage's worker has started (its temporary folder holds `out`).
     let started = std::time::Instant::now();
     loop {
-        let busy = std::fs::read_dir(cache.join("tmp"))
-            .map(|d| d.filter_map(|e| e.ok()).any(|e| e.path().join("out").exists()))
-            .unwrap_or(false);
+        let busy =
+            std::fs::read_dir(cache.join("tmp")).map(|d| d.filter_map(|e| e.ok()).any(|e| e.path().join("out").exists())).unwrap_or(false);
         if busy && cache.join("logs").join("b.sleep.log").exists() {
             break;
         }
@@ -183,7 +180,8 @@ fn ctrl_c_stops_the_worker_and_the_next_run_resumes() {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let output = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout.lines().find_map(|l| l.split_once("OUTCOME ").map(|(_, rest)| rest)).unwrap_or_else(|| panic!("no outcome: {stdout}"));
+    let line =
+        stdout.lines().find_map(|l| l.split_once("OUTCOME ").map(|(_, rest)| rest)).unwrap_or_else(|| panic!("no outcome: {stdout}"));
     let outcome: serde_json::Value = serde_json::from_str(line).unwrap();
     assert_eq!(outcome["interrupted"], json!(true));
     assert_eq!(outcome["executed"], json!(["a.ok"]));

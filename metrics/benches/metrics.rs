@@ -28,11 +28,7 @@ fn scores_n(seed: u64, offset: f64, n: usize) -> Vec<f64> {
             state ^= state >> 7;
             state ^= state << 17;
             let x = offset + (state >> 11) as f64 / (1u64 << 53) as f64;
-            if i % 4 == 0 {
-                (x * 1000.0).round() / 1000.0
-            } else {
-                x
-            }
+            if i % 4 == 0 { (x * 1000.0).round() / 1000.0 } else { x }
         })
         .collect()
 }
@@ -44,15 +40,10 @@ fn main() {
     let mut metrics = None;
     for _ in 0..RUNS {
         let start = Instant::now();
-        metrics = Some(black_box(
-            ood_metrics(black_box(&in_scores), black_box(&ood_scores)).unwrap(),
-        ));
+        metrics = Some(black_box(ood_metrics(black_box(&in_scores), black_box(&ood_scores)).unwrap()));
         best = best.min(start.elapsed());
     }
-    println!(
-        "ood_metrics on {N} + {N} scores: best of {RUNS} = {:.1} ms",
-        best.as_secs_f64() * 1e3
-    );
+    println!("ood_metrics on {N} + {N} scores: best of {RUNS} = {:.1} ms", best.as_secs_f64() * 1e3);
     println!("{:?}", metrics.unwrap());
 
     // The bootstrap at the report's size: one (method, OOD set, seed) cell.

@@ -82,11 +82,7 @@ pub enum MetricsError {
     /// A list has no scores: TPR or FPR would divide by zero.
     Empty { list: ScoreList },
     /// A score is NaN or infinite, so it has no place in the ranking.
-    NonFinite {
-        list: ScoreList,
-        index: usize,
-        value: f64,
-    },
+    NonFinite { list: ScoreList, index: usize, value: f64 },
 }
 
 impl fmt::Display for MetricsError {
@@ -94,10 +90,7 @@ impl fmt::Display for MetricsError {
         match self {
             MetricsError::Empty { list } => write!(f, "the {list} score list is empty"),
             MetricsError::NonFinite { list, index, value } => {
-                write!(
-                    f,
-                    "{list} score at index {index} is {value}, expected a finite number"
-                )
+                write!(f, "{list} score at index {index} is {value}, expected a finite number")
             }
         }
     }
@@ -224,11 +217,7 @@ fn validated_sorted(scores: &[f64], list: ScoreList) -> Result<Vec<f64>, Metrics
         return Err(MetricsError::Empty { list });
     }
     if let Some(index) = scores.iter().position(|s| !s.is_finite()) {
-        return Err(MetricsError::NonFinite {
-            list,
-            index,
-            value: scores[index],
-        });
+        return Err(MetricsError::NonFinite { list, index, value: scores[index] });
     }
     let mut sorted = scores.to_vec();
     sorted.sort_unstable_by(f64::total_cmp);
@@ -246,11 +235,7 @@ struct CompensatedSum {
 impl CompensatedSum {
     fn add(&mut self, x: f64) {
         let t = self.sum + x;
-        self.compensation += if self.sum.abs() >= x.abs() {
-            (self.sum - t) + x
-        } else {
-            (x - t) + self.sum
-        };
+        self.compensation += if self.sum.abs() >= x.abs() { (self.sum - t) + x } else { (x - t) + self.sum };
         self.sum = t;
     }
 

@@ -67,11 +67,7 @@ impl Difference {
         assert!(na >= 2 && nb >= 2, "Welch's test needs at least two values a side");
         let (va, vb) = (sa * sa / na as f64, sb * sb / nb as f64);
         let se = (va + vb).sqrt();
-        let df = if se > 0.0 {
-            (va + vb).powi(2) / (va * va / (na - 1) as f64 + vb * vb / (nb - 1) as f64)
-        } else {
-            (na + nb - 2) as f64
-        };
+        let df = if se > 0.0 { (va + vb).powi(2) / (va * va / (na - 1) as f64 + vb * vb / (nb - 1) as f64) } else { (na + nb - 2) as f64 };
         Difference { estimate: ma - mb, spread: Spread::T { se, df } }
     }
 

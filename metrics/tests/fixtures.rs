@@ -17,10 +17,7 @@ fn read_scores(path: &Path) -> Vec<f64> {
     text.lines()
         .map(str::trim)
         .filter(|line| !line.is_empty())
-        .map(|line| {
-            line.parse()
-                .unwrap_or_else(|e| panic!("{}: {line:?}: {e}", path.display()))
-        })
+        .map(|line| line.parse().unwrap_or_else(|e| panic!("{}: {line:?}: {e}", path.display())))
         .collect()
 }
 
@@ -36,13 +33,9 @@ fn check_oracle_cases(dir: &Path) -> usize {
     let mut failures = Vec::new();
     for case in &case_dirs {
         let name = case.file_name().unwrap().to_string_lossy();
-        let expected: serde_json::Value =
-            serde_json::from_str(&fs::read_to_string(case.join("expected.json")).unwrap()).unwrap();
-        let actual = ood_metrics(
-            &read_scores(&case.join("in.txt")),
-            &read_scores(&case.join("out.txt")),
-        )
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let expected: serde_json::Value = serde_json::from_str(&fs::read_to_string(case.join("expected.json")).unwrap()).unwrap();
+        let actual =
+            ood_metrics(&read_scores(&case.join("in.txt")), &read_scores(&case.join("out.txt"))).unwrap_or_else(|e| panic!("{name}: {e}"));
         let actual = serde_json::to_value(actual).unwrap();
         let expected = expected.as_object().unwrap();
         // Every metric we produce must be in the oracle's answer, and the other way round.
@@ -58,12 +51,7 @@ fn check_oracle_cases(dir: &Path) -> usize {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} mismatches:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
     case_dirs.len()
 }
 
@@ -77,17 +65,11 @@ fn shared_fixtures_match_sklearn() {
 #[test]
 fn generated_sklearn_cases_match() {
     let n = check_oracle_cases(&manifest_path("../tests/data/metrics_sklearn"));
-    assert!(
-        n >= 30,
-        "only {n} generated cases found; run scripts/sklearn_metric_cases.py"
-    );
+    assert!(n >= 30, "only {n} generated cases found; run scripts/sklearn_metric_cases.py");
 }
 
 fn assert_close(got: f64, want: f64, what: &str) {
-    assert!(
-        (got - want).abs() <= TOLERANCE,
-        "{what}: expected {want}, got {got}"
-    );
+    assert!((got - want).abs() <= TOLERANCE, "{what}: expected {want}, got {got}");
 }
 
 #[test]
@@ -113,11 +95,7 @@ fn perfectly_inverted() {
     assert_eq!((m.fpr_at_95_tpr, m.tpr_at_threshold), (1.0, 1.0));
     assert_close(m.detection_error, 0.5, "detection error");
     // AUPR-In: recall steps of 1/4 at precisions 1/3, 2/4, 3/5, 4/6.
-    assert_close(
-        m.aupr_in,
-        (1.0 / 3.0 + 2.0 / 4.0 + 3.0 / 5.0 + 4.0 / 6.0) / 4.0,
-        "AUPR-In",
-    );
+    assert_close(m.aupr_in, (1.0 / 3.0 + 2.0 / 4.0 + 3.0 / 5.0 + 4.0 / 6.0) / 4.0, "AUPR-In");
     // AUPR-Out, OOD positive with negated scores: the two OOD samples rank last, at 1/5 and 2/6.
     assert_close(m.aupr_out, (1.0 / 5.0 + 2.0 / 6.0) / 2.0, "AUPR-Out");
 }
@@ -148,10 +126,7 @@ fn auroc_counts_ties_one_half() {
 fn signed_zeros_are_one_threshold() {
     let m = ood_metrics(&[0.0, 1.0], &[-0.0]).unwrap();
     assert_eq!(m.auroc, 0.75);
-    assert_eq!(
-        roc_curve(&[0.0, 1.0], &[-0.0]).unwrap(),
-        vec![(0.0, 0.0), (0.0, 0.5), (1.0, 1.0)]
-    );
+    assert_eq!(roc_curve(&[0.0, 1.0], &[-0.0]).unwrap(), vec![(0.0, 0.0), (0.0, 0.5), (1.0, 1.0)]);
 }
 
 #[test]
@@ -169,10 +144,7 @@ fn fpr_is_read_where_tpr_first_reaches_95_percent() {
 #[test]
 fn roc_curve_has_one_point_per_distinct_score() {
     let points = roc_curve(&[0.9, 0.8, 0.8, 0.3], &[0.8, 0.1]).unwrap();
-    assert_eq!(
-        points,
-        vec![(0.0, 0.0), (0.0, 0.25), (0.5, 0.75), (0.5, 1.0), (1.0, 1.0)]
-    );
+    assert_eq!(points, vec![(0.0, 0.0), (0.0, 0.25), (0.5, 0.75), (0.5, 1.0), (1.0, 1.0)]);
 }
 
 /// A small xorshift generator, so the test needs no dependency and is the same on every machine.
@@ -201,11 +173,7 @@ fn permuting_the_inputs_changes_nothing() {
     reversed_ood.reverse();
     let mut sorted_in = in_scores.clone();
     sorted_in.sort_by(f64::total_cmp);
-    for (a, b) in [
-        (&rotated_in, &reversed_ood),
-        (&sorted_in, &ood_scores),
-        (&in_scores, &reversed_ood),
-    ] {
+    for (a, b) in [(&rotated_in, &reversed_ood), (&sorted_in, &ood_scores), (&in_scores, &reversed_ood)] {
         assert_eq!(ood_metrics(a, b).unwrap(), reference);
     }
 }
@@ -225,75 +193,28 @@ fn swapping_the_classes_mirrors_the_metrics() {
 
 #[test]
 fn metrics_are_fractions() {
-    let m: OodMetrics = ood_metrics(
-        &xorshift_scores(5, 1000, 0.1, 3),
-        &xorshift_scores(6, 1000, 0.0, 3),
-    )
-    .unwrap();
-    for v in [
-        m.fpr_at_95_tpr,
-        m.detection_error,
-        m.auroc,
-        m.aupr_in,
-        m.aupr_out,
-        m.tpr_at_threshold,
-    ] {
+    let m: OodMetrics = ood_metrics(&xorshift_scores(5, 1000, 0.1, 3), &xorshift_scores(6, 1000, 0.0, 3)).unwrap();
+    for v in [m.fpr_at_95_tpr, m.detection_error, m.auroc, m.aupr_in, m.aupr_out, m.tpr_at_threshold] {
         assert!((0.0..=1.0).contains(&v), "{m:?}");
     }
 }
 
 #[test]
 fn empty_lists_are_errors() {
-    assert_eq!(
-        ood_metrics(&[], &[1.0]),
-        Err(MetricsError::Empty {
-            list: ScoreList::InDistribution
-        })
-    );
-    assert_eq!(
-        ood_metrics(&[1.0], &[]),
-        Err(MetricsError::Empty {
-            list: ScoreList::Ood
-        })
-    );
-    assert_eq!(
-        roc_curve(&[1.0], &[]),
-        Err(MetricsError::Empty {
-            list: ScoreList::Ood
-        })
-    );
-    assert_eq!(
-        MetricsError::Empty {
-            list: ScoreList::InDistribution
-        }
-        .to_string(),
-        "the in-distribution score list is empty"
-    );
+    assert_eq!(ood_metrics(&[], &[1.0]), Err(MetricsError::Empty { list: ScoreList::InDistribution }));
+    assert_eq!(ood_metrics(&[1.0], &[]), Err(MetricsError::Empty { list: ScoreList::Ood }));
+    assert_eq!(roc_curve(&[1.0], &[]), Err(MetricsError::Empty { list: ScoreList::Ood }));
+    assert_eq!(MetricsError::Empty { list: ScoreList::InDistribution }.to_string(), "the in-distribution score list is empty");
 }
 
 #[test]
 fn non_finite_scores_are_errors_naming_list_and_index() {
     let e = ood_metrics(&[0.0, 1.0, f64::INFINITY], &[0.5]).unwrap_err();
-    assert_eq!(
-        e,
-        MetricsError::NonFinite {
-            list: ScoreList::InDistribution,
-            index: 2,
-            value: f64::INFINITY
-        }
-    );
-    assert_eq!(
-        e.to_string(),
-        "in-distribution score at index 2 is inf, expected a finite number"
-    );
+    assert_eq!(e, MetricsError::NonFinite { list: ScoreList::InDistribution, index: 2, value: f64::INFINITY });
+    assert_eq!(e.to_string(), "in-distribution score at index 2 is inf, expected a finite number");
 
     let e = ood_metrics(&[0.0], &[0.5, f64::NAN]).unwrap_err();
-    assert!(
-        matches!(e, MetricsError::NonFinite { list: ScoreList::Ood, index: 1, value } if value.is_nan())
-    );
-    assert_eq!(
-        e.to_string(),
-        "OOD score at index 1 is NaN, expected a finite number"
-    );
+    assert!(matches!(e, MetricsError::NonFinite { list: ScoreList::Ood, index: 1, value } if value.is_nan()));
+    assert_eq!(e.to_string(), "OOD score at index 1 is NaN, expected a finite number");
     let _: &dyn std::error::Error = &e;
 }

@@ -5,9 +5,7 @@ use oodpipe_metrics::{OodMetrics, ood_metrics};
 use proptest::prelude::*;
 
 fn in_unit_interval(m: &OodMetrics) -> bool {
-    [m.fpr_at_95_tpr, m.detection_error, m.auroc, m.aupr_in, m.aupr_out, m.tpr_at_threshold]
-        .iter()
-        .all(|v| (0.0..=1.0).contains(v))
+    [m.fpr_at_95_tpr, m.detection_error, m.auroc, m.aupr_in, m.aupr_out, m.tpr_at_threshold].iter().all(|v| (0.0..=1.0).contains(v))
 }
 
 /// Each score replaced by the rank of its value among all distinct values of both lists: strictly

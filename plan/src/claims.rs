@@ -122,7 +122,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Claim>, ConfigErrors> {
                 Ok(cmp) => {
                     for side in [&cmp.a, &cmp.b] {
                         if !sides.contains(&side.as_str()) {
-                            problem(&format!("\"{text}\""), key("compare"), format!("`{side}` in `{text}`: expected {what}: {}", sides.join(", ")));
+                            problem(
+                                &format!("\"{text}\""),
+                                key("compare"),
+                                format!("`{side}` in `{text}`: expected {what}: {}", sides.join(", ")),
+                            );
                         }
                     }
                     if cmp.relation == Relation::Equivalent && c.margin.is_none_or(|m| m <= 0.0 || !m.is_finite()) {

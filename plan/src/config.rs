@@ -488,7 +488,12 @@ impl Config {
         if let Some(seeds) = &t.seeds {
             let distinct: std::collections::BTreeSet<_> = seeds.iter().collect();
             check(!seeds.is_empty() && distinct.len() == seeds.len(), "train.seeds", &seeds, "a non-empty list of distinct seeds");
-            check(t.seed == 0 || seeds.contains(&t.seed), "train.seed", &t.seed, "one of train.seeds, or no train.seed (train.seeds replaces it)");
+            check(
+                t.seed == 0 || seeds.contains(&t.seed),
+                "train.seed",
+                &t.seed,
+                "one of train.seeds, or no train.seed (train.seeds replaces it)",
+            );
         }
         check(t.gamma > 0.0 && t.gamma.is_finite(), "train.gamma", &t.gamma, "a positive number");
         check(t.epochs >= 1, "train.epochs", &t.epochs, "at least 1");
@@ -500,9 +505,19 @@ impl Config {
         check((0.0..1.0).contains(&t.warmup), "train.warmup", &t.warmup, "in [0, 1)");
         check((0.0..1.0).contains(&t.label_smoothing), "train.label_smoothing", &t.label_smoothing, "in [0, 1)");
         let temps = &self.tune.temperatures;
-        check(!temps.is_empty() && temps.iter().all(|t| *t > 0.0 && t.is_finite()), "tune.temperatures", &temps, "a non-empty list of positive numbers");
+        check(
+            !temps.is_empty() && temps.iter().all(|t| *t > 0.0 && t.is_finite()),
+            "tune.temperatures",
+            &temps,
+            "a non-empty list of positive numbers",
+        );
         let eps = &self.tune.odin_epsilons;
-        check(!eps.is_empty() && eps.iter().all(|e| *e >= 0.0 && e.is_finite()), "tune.odin_epsilons", &eps, "a non-empty list of non-negative numbers");
+        check(
+            !eps.is_empty() && eps.iter().all(|e| *e >= 0.0 && e.is_finite()),
+            "tune.odin_epsilons",
+            &eps,
+            "a non-empty list of non-negative numbers",
+        );
         check(self.report.bootstrap != 1, "report.bootstrap", &self.report.bootstrap, "0 (no bootstrap) or at least 2 resamples");
         check(self.eval.batch_size >= 1, "eval.batch_size", &self.eval.batch_size, "at least 1");
         if let Some(poll) = self.executor.poll_seconds {

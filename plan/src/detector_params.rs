@@ -174,7 +174,8 @@ impl<'de> Deserialize<'de> for DetectorTables {
                 while let Some(name) = map.next_key::<String>()? {
                     let Some(params) = crate::detector::find(&name).and_then(|d| d.params) else {
                         let with: Vec<&str> = with_params().map(|(n, _)| n).collect();
-                        let why = if crate::detector::find(&name).is_some() { "has no hyper-parameters" } else { "is not a registered detector" };
+                        let why =
+                            if crate::detector::find(&name).is_some() { "has no hyper-parameters" } else { "is not a registered detector" };
                         return Err(A::Error::custom(format!(
                             "`{name}` {why}; the detectors with a [detector.<name>] table are: {}",
                             with.join(", ")
@@ -243,7 +244,11 @@ mod tests {
             assert_eq!(c.detector.get(name), Some(&p.default_value()), "{name}");
         }
         let (name, field, default) = some_table();
-        let other = if default.is_u64() { serde_json::json!(default.as_u64().unwrap() + 1) } else { serde_json::json!(default.as_f64().unwrap() / 2.0) };
+        let other = if default.is_u64() {
+            serde_json::json!(default.as_u64().unwrap() + 1)
+        } else {
+            serde_json::json!(default.as_f64().unwrap() / 2.0)
+        };
         let c = load(&format!("[detector.{name}]\n{field} = {other}\n")).unwrap();
         assert_eq!(c.detector.get(name).unwrap()[&field], other);
         assert_ne!(c.detector, DetectorTables::default());

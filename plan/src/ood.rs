@@ -158,9 +158,8 @@ impl OodSetConfig {
     pub fn problems(&self, name: &str) -> Vec<(String, String, String)> {
         let mut out = Vec::new();
         let key = |field: &str| format!("ood.{name}.{field}");
-        let name_ok = !name.is_empty()
-            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-            && name != "cifar10";
+        let name_ok =
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') && name != "cifar10";
         if !name_ok {
             out.push((
                 format!("ood.{name}"),

@@ -22,23 +22,47 @@ pub enum Task {
     /// The CIFAR-10 splits.
     Cifar10,
     /// An OOD set of the config's `[ood.<name>]` tables.
-    OodData { set: OodSet },
-    Train { model: ModelKind },
+    OodData {
+        set: OodSet,
+    },
+    Train {
+        model: ModelKind,
+    },
     /// A network's outputs on a data set (`cifar10` or an OOD set).
-    Outputs { model: ModelKind, set: String },
+    Outputs {
+        model: ModelKind,
+        set: String,
+    },
     /// A network's pooled penultimate features on a data set, for the detectors that read them.
-    Features { model: ModelKind, set: String },
+    Features {
+        model: ModelKind,
+        set: String,
+    },
     /// A detector's stage on CIFAR-10 shared by every OOD set (ODIN's grid, Mahalanobis's fit).
-    Prepare { detector: String },
+    Prepare {
+        detector: String,
+    },
     /// A detector's tuning on an OOD set's validation split.
-    Tune { detector: String, set: OodSet },
+    Tune {
+        detector: String,
+        set: OodSet,
+    },
     /// A detector's scores and metrics on an OOD set's test split.
-    Score { detector: String, set: OodSet },
+    Score {
+        detector: String,
+        set: OodSet,
+    },
     /// The report; `sets` are the OOD sets (name, label) in config order.
-    Report { sets: Vec<(String, String)> },
+    Report {
+        sets: Vec<(String, String)>,
+    },
     /// A sweep's report: every point's results side by side (`sets` as the report's, `keys` the
     /// swept keys, each point with its values and the inputs it reads).
-    Sweep { sets: Vec<(String, String)>, keys: Vec<String>, points: Vec<SweepPoint> },
+    Sweep {
+        sets: Vec<(String, String)>,
+        keys: Vec<String>,
+        points: Vec<SweepPoint>,
+    },
 }
 
 /// One point of a sweep, as its report reads it.
@@ -92,7 +116,12 @@ impl Task {
     /// by their plain ids; the report reads every seed's.
     pub fn is_per_seed(&self) -> bool {
         match self {
-            Task::Train { .. } | Task::Outputs { .. } | Task::Features { .. } | Task::Prepare { .. } | Task::Tune { .. } | Task::Score { .. } => true,
+            Task::Train { .. }
+            | Task::Outputs { .. }
+            | Task::Features { .. }
+            | Task::Prepare { .. }
+            | Task::Tune { .. }
+            | Task::Score { .. } => true,
             Task::Report { .. } | Task::Sweep { .. } | Task::Cifar10 | Task::OodData { .. } => false,
         }
     }
@@ -137,14 +166,8 @@ pub mod salt {
 }
 
 /// The six official CIFAR-10 batch files.
-pub const CIFAR10_FILES: [&str; 6] = [
-    "data_batch_1.bin",
-    "data_batch_2.bin",
-    "data_batch_3.bin",
-    "data_batch_4.bin",
-    "data_batch_5.bin",
-    "test_batch.bin",
-];
+pub const CIFAR10_FILES: [&str; 6] =
+    ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin"];
 
 /// The report's source label of the claims file (config key `report.claims`).
 pub const CLAIMS_SOURCE: &str = "claims.toml";
@@ -402,8 +425,7 @@ fn seed_stages(config: &Config, suffix: &str, models: &[ModelKind], detectors: &
         stages.push(t);
 
         for &set in &data_sets {
-            let mut o =
-                stage(id(ids::outputs(model, set)), "outputs", salt::OUTPUTS, Task::Outputs { model, set: set.to_string() });
+            let mut o = stage(id(ids::outputs(model, set)), "outputs", salt::OUTPUTS, Task::Outputs { model, set: set.to_string() });
             o.reads = vec![reads::<view::Network>(), reads::<view::EvalBatch>()];
             o.model = Some(model);
             o.inputs = vec![id(ids::train(model)), ids::data(set)];
@@ -445,12 +467,8 @@ fn seed_stages(config: &Config, suffix: &str, models: &[ModelKind], detectors: &
         for set in sets {
             // Tuning on the validation splits.
             let tuned = d.tuning.map(|t| {
-                let mut s = stage(
-                    id(ids::tune(d.name, &set.name)),
-                    t.kind,
-                    t.version,
-                    Task::Tune { detector: d.name.into(), set: set.clone() },
-                );
+                let mut s =
+                    stage(id(ids::tune(d.name, &set.name)), t.kind, t.version, Task::Tune { detector: d.name.into(), set: set.clone() });
                 s.reads = detector_reads(t.reads, t.network);
                 s.model = Some(model);
                 s.extra = set.label_params();
@@ -555,17 +573,30 @@ mod tests {
         assert_eq!(params("data.tin_resize"), ["data.ood_count", "data.ood_seed", "data.ood_val"]);
         assert_eq!(get("data.tin_crop").sources[0].label, "tiny-imagenet-200/test/images");
         assert!(params("score.baseline.gaussian").is_empty());
-        assert_eq!(inputs("score.baseline_t.tin_crop"), ["outputs.softmax.cifar10", "outputs.softmax.tin_crop", "tune.baseline_t.tin_crop"]);
+        assert_eq!(
+            inputs("score.baseline_t.tin_crop"),
+            ["outputs.softmax.cifar10", "outputs.softmax.tin_crop", "tune.baseline_t.tin_crop"]
+        );
         assert_eq!(params("tune.baseline_t.tin_crop"), ["tune.temperatures"]);
         assert_eq!(
             inputs("score.odin.tin_resize"),
-            ["data.cifar10", "data.tin_resize", "outputs.softmax.cifar10", "outputs.softmax.tin_resize", "train.softmax", "tune.odin.tin_resize"]
+            [
+                "data.cifar10",
+                "data.tin_resize",
+                "outputs.softmax.cifar10",
+                "outputs.softmax.tin_resize",
+                "train.softmax",
+                "tune.odin.tin_resize"
+            ]
         );
         assert_eq!(params("score.odin.tin_resize"), ["eval.batch_size", "model.depth", "model.widen", "train.channels_last"]);
         assert_eq!(inputs("tune.odin.gaussian"), ["data.gaussian", "train.softmax", "tune.odin.cifar10"]);
         assert_eq!(get("tune.odin.cifar10").salt, "tune-1");
         assert_eq!(inputs("score.viby_ii.gaussian"), ["outputs.viby.cifar10", "outputs.viby.gaussian"]);
-        assert_eq!(params("outputs.bin.tin_crop"), ["eval.batch_size", "methods.bin.zeta", "model.depth", "model.widen", "train.channels_last"]);
+        assert_eq!(
+            params("outputs.bin.tin_crop"),
+            ["eval.batch_size", "methods.bin.zeta", "model.depth", "model.widen", "train.channels_last"]
+        );
     }
 
     /// The detectors on features share one features stage per data set (none without such a
@@ -575,13 +606,20 @@ mod tests {
         let specs = plan(&Config::default()).unwrap();
         let get = |specs: &[StageSpec], id: &str| specs.iter().find(|s| s.id == id).unwrap_or_else(|| panic!("no stage {id}")).clone();
         let features: Vec<&str> = specs.iter().filter(|s| s.kind == "features").map(|s| s.id.as_str()).collect();
-        assert_eq!(features, ["features.softmax.cifar10", "features.softmax.gaussian", "features.softmax.tin_crop", "features.softmax.tin_resize"]);
+        assert_eq!(
+            features,
+            ["features.softmax.cifar10", "features.softmax.gaussian", "features.softmax.tin_crop", "features.softmax.tin_resize"]
+        );
         let f = get(&specs, "features.softmax.tin_crop");
         assert_eq!(f.params.keys().collect::<Vec<_>>(), ["eval.batch_size", "model.depth", "model.widen", "train.channels_last"]);
         assert_eq!(f.inputs, ["train.softmax", "data.tin_crop"]);
         for d in crate::detector::ALL.iter().filter(|d| d.features) {
             let score = get(&specs, &ids::score(d.name, "gaussian"));
-            assert!(score.inputs.contains(&"features.softmax.cifar10".into()) && score.inputs.contains(&"features.softmax.gaussian".into()), "{}", d.name);
+            assert!(
+                score.inputs.contains(&"features.softmax.cifar10".into()) && score.inputs.contains(&"features.softmax.gaussian".into()),
+                "{}",
+                d.name
+            );
             assert!(!score.inputs.contains(&"features.softmax.tin_crop".into()), "{}", d.name);
             if !d.network {
                 assert!(!score.inputs.contains(&"train.softmax".into()), "{}: it needs no network", d.name);

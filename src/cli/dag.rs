@@ -1,7 +1,7 @@
 //! `oodpipe dag`: the stage graph as text, Graphviz dot or Mermaid.
 
-use oodpipe_engine::graph::DagFormat;
 use crate::pipeline::ConfigArgs;
+use oodpipe_engine::graph::DagFormat;
 use std::process::ExitCode;
 
 pub fn run(config: &ConfigArgs, format: DagFormat) -> anyhow::Result<ExitCode> {

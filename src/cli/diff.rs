@@ -72,10 +72,7 @@ fn git_show(rev: &str, path: &Path) -> Option<String> {
 }
 
 fn is_revision(rev: &str) -> bool {
-    Command::new("git")
-        .args(["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
+    Command::new("git").args(["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")]).output().is_ok_and(|o| o.status.success())
 }
 
 /// The config a published report was made from: its run.json's `config`, else `fallback`.
@@ -178,11 +175,7 @@ pub fn run(config: &Path, cache: &Path, a: &str, b: Option<&str>, as_json: bool)
     let diff = ResultsDiff {
         correction: Correction::of(&changed),
         changed,
-        config_changes: if old.config.is_empty() || new.config.is_empty() {
-            Vec::new()
-        } else {
-            config_changes(&old.config, &new.config)
-        },
+        config_changes: if old.config.is_empty() || new.config.is_empty() { Vec::new() } else { config_changes(&old.config, &new.config) },
         platform_changes: platform_changes(&old.platform, &new.platform),
         overrides: (old.overrides, new.overrides),
     };

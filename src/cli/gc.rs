@@ -60,17 +60,11 @@ pub fn run(config: &crate::pipeline::ConfigArgs, cache: &Path, dry_run: bool) ->
         total += bytes;
         println!("{} {what}: {} ({bytes} bytes)", if dry_run { "would remove" } else { "removing" }, file.display());
         if !dry_run {
-            let removed =
-                if file.is_dir() { std::fs::remove_dir_all(file) } else { std::fs::remove_file(file) };
+            let removed = if file.is_dir() { std::fs::remove_dir_all(file) } else { std::fs::remove_file(file) };
             removed.map_err(|e| anyhow::anyhow!("removing {}: {e}", file.display()))?;
         }
     }
-    println!(
-        "{} {} items, {total} bytes ({:.1} MB)",
-        if dry_run { "would remove" } else { "removed" },
-        doomed.len(),
-        total as f64 / 1e6
-    );
+    println!("{} {} items, {total} bytes ({:.1} MB)", if dry_run { "would remove" } else { "removed" }, doomed.len(), total as f64 / 1e6);
     Ok(ExitCode::SUCCESS)
 }
 

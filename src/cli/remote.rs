@@ -62,10 +62,7 @@ pub fn connect(args: &RemoteArgs, session: &Session, read_only: bool, strict: bo
 fn required(args: &RemoteArgs, session: &Session) -> anyhow::Result<Remote> {
     match connect(args, session, false, true)? {
         Some(remote) => Ok(remote),
-        None => Err(BadInput(
-            "no remote store: name one with --remote URL, $OODPIPE_REMOTE or `[remote] url` in the config".into(),
-        )
-        .into()),
+        None => Err(BadInput("no remote store: name one with --remote URL, $OODPIPE_REMOTE or `[remote] url` in the config".into()).into()),
     }
 }
 
@@ -118,8 +115,7 @@ pub fn push(config: &crate::pipeline::ConfigArgs, cache: &Path, targets: &[Strin
 pub fn pull(config: &crate::pipeline::ConfigArgs, cache: &Path, targets: &[String], args: &RemoteArgs) -> anyhow::Result<ExitCode> {
     let session = super::open(config, cache, targets)?;
     let remote = required(args, &session)?;
-    let wanted: Vec<&KeyedStage> =
-        session.stages.iter().filter(|ks| session.store.entry(&ks.material.kind, &ks.key).is_none()).collect();
+    let wanted: Vec<&KeyedStage> = session.stages.iter().filter(|ks| session.store.entry(&ks.material.kind, &ks.key).is_none()).collect();
     let here = session.stages.len() - wanted.len();
     let report = if wanted.is_empty() { Default::default() } else { remote.pull(&session.store, &wanted, true) };
     for (id, why) in &report.unusable {

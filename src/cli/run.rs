@@ -46,8 +46,7 @@ pub fn run(
     let remote = super::remote::connect(&remote.remote, &session, remote.remote_read_only, false)?;
     let started_unix = unix_now();
     oodpipe_engine::interrupt::install();
-    let outcome =
-        executor::run_with_remote(&session.store, &session.stages, runner.as_ref(), &reporter, dry_run, &jobs, remote.as_ref());
+    let outcome = executor::run_with_remote(&session.store, &session.stages, runner.as_ref(), &reporter, dry_run, &jobs, remote.as_ref());
     // A run that built nothing (and failed at nothing) changed nothing: it is not recorded, which
     // also keeps a no-op run from asking git about the work tree.
     let built_nothing = outcome.executed.is_empty() && outcome.failed.is_empty() && !outcome.interrupted;

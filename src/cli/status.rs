@@ -5,7 +5,13 @@ use serde_json::json;
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn run(config: &crate::pipeline::ConfigArgs, cache: &Path, targets: &[String], as_json: bool, remote: &super::remote::RemoteArgs) -> anyhow::Result<ExitCode> {
+pub fn run(
+    config: &crate::pipeline::ConfigArgs,
+    cache: &Path,
+    targets: &[String],
+    as_json: bool,
+    remote: &super::remote::RemoteArgs,
+) -> anyhow::Result<ExitCode> {
     let session = super::open(config, cache, targets)?;
     let remote = super::remote::connect(remote, &session, true, false)?;
     // Stages a run has submitted to Slurm and that have no entry yet: where their job is.
@@ -27,7 +33,10 @@ pub fn run(config: &crate::pipeline::ConfigArgs, cache: &Path, targets: &[String
         if reasons.is_empty() && !ks.kept.is_empty() {
             // Fresh by early cutoff: say why it did not rerun.
             rows.push((ks.spec.id.clone(), Vec::new()));
-            notes.push((ks.spec.id.clone(), ks.kept.iter().map(|id| format!("input {id} rebuilt with the same bytes: kept")).collect::<Vec<_>>()));
+            notes.push((
+                ks.spec.id.clone(),
+                ks.kept.iter().map(|id| format!("input {id} rebuilt with the same bytes: kept")).collect::<Vec<_>>(),
+            ));
             continue;
         }
         rows.push((ks.spec.id.clone(), reasons));
@@ -55,7 +64,8 @@ pub fn run(config: &crate::pipeline::ConfigArgs, cache: &Path, targets: &[String
             .zip(&on_remote)
             .map(|((id, reasons), &on_remote)| {
                 let kept = notes.iter().find(|(n, _)| n == id).map(|(_, k)| k.clone()).unwrap_or_default();
-                let mut row = json!({"id": id, "state": if reasons.is_empty() { "fresh" } else { "stale" }, "reasons": reasons, "kept": kept});
+                let mut row =
+                    json!({"id": id, "state": if reasons.is_empty() { "fresh" } else { "stale" }, "reasons": reasons, "kept": kept});
                 if remote.is_some() {
                     row["on_remote"] = json!(on_remote);
                 }

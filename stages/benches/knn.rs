@@ -28,7 +28,9 @@ fn time(runs: usize, mut f: impl FnMut()) -> Duration {
 fn main() {
     tch::manual_seed(0);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("KNN, exact, K = {K}: {TRAIN} training features against 10,000 + 3 x 1,000 test features (f64 distances, blocks of 256 queries)");
+    println!(
+        "KNN, exact, K = {K}: {TRAIN} training features against 10,000 + 3 x 1,000 test features (f64 distances, blocks of 256 queries)"
+    );
     for (d, runs) in [(64i64, 3), (640, 1)] {
         let train = Tensor::randn([TRAIN, d], (Kind::Float, Device::Cpu)).relu();
         let queries: Vec<Tensor> = QUERIES.iter().map(|(_, n)| Tensor::randn([*n, d], (Kind::Float, Device::Cpu)).relu()).collect();

@@ -70,10 +70,8 @@ fn main() -> Result<()> {
     let train_count: i64 = get("train", "45000").parse()?;
     let timing_batches: Option<i64> = args.get("batches").map(|b| b.parse()).transpose()?;
 
-    let (images, labels) = read_batches(
-        &dir,
-        &["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"],
-    )?;
+    let (images, labels) =
+        read_batches(&dir, &["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"])?;
     let count = match timing_batches {
         Some(b) => (b * config.train.batch_size as i64).min(train_count),
         None => train_count,
@@ -82,8 +80,16 @@ fn main() -> Result<()> {
     let t = &config.train;
     println!(
         "WRN-{}-{} threads={threads} epochs={} batch={} schedule={:?} lr={} warmup={} smoothing={} channels_last={} augment={} train_images={count}",
-        config.model.depth, config.model.widen, t.epochs, t.batch_size, t.schedule, t.lr, t.warmup, t.label_smoothing,
-        t.channels_last, t.augment
+        config.model.depth,
+        config.model.widen,
+        t.epochs,
+        t.batch_size,
+        t.schedule,
+        t.lr,
+        t.warmup,
+        t.label_smoothing,
+        t.channels_last,
+        t.augment
     );
     tch::manual_seed(t.seed as i64);
     let net = Network::new(ModelKind::Softmax, &oodpipe_stages::view::of_config(&config, Some(ModelKind::Softmax))?, Device::Cpu)?;
@@ -100,7 +106,12 @@ fn main() -> Result<()> {
     for l in &logs {
         println!(
             "epoch {:>3} loss {:.4} train_acc {:.2}% lr {:.4} {:.1}s {:.0} img/s",
-            l.epoch, l.loss, 100.0 * l.train_accuracy, l.lr, l.seconds, l.images_per_second
+            l.epoch,
+            l.loss,
+            100.0 * l.train_accuracy,
+            l.lr,
+            l.seconds,
+            l.images_per_second
         );
     }
     let img_s = logs.iter().map(|l| l.images_per_second * l.seconds).sum::<f64>() / logs.iter().map(|l| l.seconds).sum::<f64>();
@@ -113,7 +124,14 @@ fn main() -> Result<()> {
     let acc = train::accuracy(&net, &test_images, &test_labels.to_kind(Kind::Int64), 500)?;
     println!(
         "RESULT WRN-{}-{} epochs={} schedule={:?} channels_last={} {:.0} img/s train {:.2} min test_accuracy {:.2}% (eval {:.1}s)",
-        config.model.depth, config.model.widen, t.epochs, t.schedule, t.channels_last, img_s, minutes, 100.0 * acc,
+        config.model.depth,
+        config.model.widen,
+        t.epochs,
+        t.schedule,
+        t.channels_last,
+        img_s,
+        minutes,
+        100.0 * acc,
         eval_started.elapsed().as_secs_f64()
     );
     Ok(())

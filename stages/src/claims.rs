@@ -139,8 +139,7 @@ fn test(a: &[(u64, Measured)], b: &[(u64, Measured)], relation: Relation, margin
         Relation::Better => (difference.p_two_sided(), false),
         Relation::Equivalent => {
             let inside = difference.p_equivalent(margin);
-            let beyond =
-                if difference.estimate >= 0.0 { difference.p_above(margin) } else { difference.p_below(-margin) };
+            let beyond = if difference.estimate >= 0.0 { difference.p_above(margin) } else { difference.p_below(-margin) };
             ((2.0 * inside.min(beyond)).min(1.0), inside <= beyond)
         }
     };
@@ -167,17 +166,17 @@ pub fn check<'a>(claims: &'a [Claim], values: &[(Key, Vec<(u64, Measured)>)], se
         } else {
             match &claim.sets {
                 None => sets.to_vec(),
-                Some(names) => names
-                    .iter()
-                    .map(|n| sets.iter().find(|(s, _)| s == n).cloned().unwrap_or_else(|| (n.clone(), n.clone())))
-                    .collect(),
+                Some(names) => {
+                    names.iter().map(|n| sets.iter().find(|(s, _)| s == n).cloned().unwrap_or_else(|| (n.clone(), n.clone()))).collect()
+                }
             }
         };
         for comparison in &claim.comparisons {
             for (set, set_label) in &on {
                 for &metric in &claim.metrics {
                     let (a, b) = (find(values, set, &comparison.a, metric), find(values, set, &comparison.b, metric));
-                    let label = |side: Option<&(Key, _)>, name: &str| side.map(|(k, _)| k.method.clone()).unwrap_or_else(|| name.to_string());
+                    let label =
+                        |side: Option<&(Key, _)>, name: &str| side.map(|(k, _)| k.method.clone()).unwrap_or_else(|| name.to_string());
                     let outcome = match (a, b) {
                         (Some((_, a)), Some((_, b))) => test(a, b, comparison.relation, claim.margin.unwrap_or(0.0)),
                         _ if !sets.iter().any(|(s, _)| s == set) && set != CIFAR10 => Err(format!("the run has no OOD set `{set}`")),
@@ -348,7 +347,17 @@ impl Checked<'_> {
         let mut out = String::from("claim,comparison,a,b,set,metric,test,seeds,difference,ci_low,ci_high,p,p_adjusted,verdict\n");
         let quote = |s: &str| if s.contains([',', '"']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() };
         for r in &self.rows {
-            write!(out, "{},{},{},{},{},{},", r.claim + 1, quote(&r.comparison.to_string()), quote(&r.labels.0), quote(&r.labels.1), quote(&r.set), r.metric.name()).unwrap();
+            write!(
+                out,
+                "{},{},{},{},{},{},",
+                r.claim + 1,
+                quote(&r.comparison.to_string()),
+                quote(&r.labels.0),
+                quote(&r.labels.1),
+                quote(&r.set),
+                r.metric.name()
+            )
+            .unwrap();
             match &r.outcome {
                 Ok(t) => {
                     let seeds: Vec<String> = t.seeds.iter().map(u64::to_string).collect();

@@ -191,8 +191,7 @@ pub fn score(ctx: &StageContext, detector: &str, set: &OodSet) -> Result<()> {
     let test = code.score(&DetectorStage { ctx, detector, set: Some(set), split: TEST })?;
     let val = code.score(&DetectorStage { ctx, detector, set: Some(set), split: VAL })?;
     let metrics = ood_metrics(&test.in_scores, &test.out_scores).with_context(|| format!("metrics of {}", ctx.id))?;
-    let val_metrics =
-        ood_metrics(&val.in_scores, &val.out_scores).with_context(|| format!("validation metrics of {}", ctx.id))?;
+    let val_metrics = ood_metrics(&val.in_scores, &val.out_scores).with_context(|| format!("validation metrics of {}", ctx.id))?;
     tensors::write(
         &ctx.output(files::SCORES),
         &[

@@ -102,10 +102,8 @@ fn plot_err<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> anyhow::Error + 
 pub fn roc_figure(path: &Path, ood_label: &str, curves: &[Scored]) -> Result<Vec<f64>> {
     let mut drawn = Vec::new();
     for c in curves {
-        let metrics = oodpipe_metrics::ood_metrics(c.in_scores, c.out_scores)
-            .map_err(|e| anyhow!("{} on {ood_label}: {e}", c.label))?;
-        let points = oodpipe_metrics::roc_curve(c.in_scores, c.out_scores)
-            .map_err(|e| anyhow!("{} on {ood_label}: {e}", c.label))?;
+        let metrics = oodpipe_metrics::ood_metrics(c.in_scores, c.out_scores).map_err(|e| anyhow!("{} on {ood_label}: {e}", c.label))?;
+        let points = oodpipe_metrics::roc_curve(c.in_scores, c.out_scores).map_err(|e| anyhow!("{} on {ood_label}: {e}", c.label))?;
         drawn.push((c, metrics.auroc, downsample(&points, MAX_ROC_POINTS)));
     }
     // Good detectors leave the lower right empty; curves below chance, the upper left.
@@ -210,7 +208,8 @@ pub fn histogram_figure(path: &Path, method_label: &str, ood_label: &str, in_sco
     let top = series.iter().flat_map(|s| s.1.iter().copied()).fold(0.0, f64::max).max(1e-3) * 1.3;
     // The legend goes in the upper corner over the lower bars.
     let peak = |bins: std::ops::Range<usize>| series.iter().flat_map(|s| s.1[bins.clone()].iter().copied()).fold(0.0, f64::max);
-    let legend_at = if peak(0..BINS / 2) <= peak(BINS / 2..BINS) { SeriesLabelPosition::UpperLeft } else { SeriesLabelPosition::UpperRight };
+    let legend_at =
+        if peak(0..BINS / 2) <= peak(BINS / 2..BINS) { SeriesLabelPosition::UpperLeft } else { SeriesLabelPosition::UpperRight };
     let width = (hi - lo) / BINS as f64;
     let x_desc = if clipped {
         format!("{SCORE_LABEL} (0.5th to 99.5th percentile; scores beyond it counted in the end bins)")
@@ -308,8 +307,7 @@ pub fn histogram_path(detector: &Detector, set: &str) -> String {
 pub(crate) fn read_scores(ctx: &StageContext, id: &str, name: &str) -> Result<Vec<f64>> {
     let path = ctx.input(id, files::SCORES)?;
     let tensor = crate::tensors::read_one(path, name)?;
-    Vec::<f64>::try_from(tensor.to_kind(tch::Kind::Double).flatten(0, -1))
-        .with_context(|| format!("{}: tensor `{name}`", path.display()))
+    Vec::<f64>::try_from(tensor.to_kind(tch::Kind::Double).flatten(0, -1)).with_context(|| format!("{}: tensor `{name}`", path.display()))
 }
 
 /// Draws every figure from the stage's `score.<detector>.<ood set>` inputs into `figures/`, for
@@ -328,10 +326,8 @@ pub fn write_all(ctx: &StageContext, sets: &[(String, String)]) -> Result<Figure
         if scored.is_empty() {
             continue;
         }
-        let curves: Vec<Scored> = scored
-            .iter()
-            .map(|(d, i, a, b)| Scored { label: d.label, colour: *i, in_scores: a, out_scores: b })
-            .collect();
+        let curves: Vec<Scored> =
+            scored.iter().map(|(d, i, a, b)| Scored { label: d.label, colour: *i, in_scores: a, out_scores: b }).collect();
         roc_figure(&ctx.output(&roc_path(name)), label, &curves)?;
         figures.roc.push((name.clone(), label.clone()));
         for (detector, _, a, b) in &scored {
@@ -356,8 +352,7 @@ impl Figures {
             writeln!(md, "![ROC, {label}]({})\n", roc_path(name)).unwrap();
         }
         let sets: Vec<&(String, String)> = self.roc.iter().filter(|(n, _)| self.histograms.iter().any(|(_, h)| h == n)).collect();
-        let detectors: Vec<&Detector> =
-            ALL.iter().copied().filter(|d| self.histograms.iter().any(|(h, _)| h.name == d.name)).collect();
+        let detectors: Vec<&Detector> = ALL.iter().copied().filter(|d| self.histograms.iter().any(|(h, _)| h.name == d.name)).collect();
         if !detectors.is_empty() {
             md.push_str(
                 "Score histograms: each method's scores on the CIFAR-10 test split against the OOD set's, each as \

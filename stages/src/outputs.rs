@@ -3,12 +3,12 @@
 //! that the methods that need no gradients never touch the network again.
 
 use crate::config::ModelKind;
-use oodpipe_plan::view;
 use crate::ids::{self, files};
 use crate::model::{HeadOutput, Network};
 use crate::stage::StageContext;
 use crate::tensors;
 use anyhow::{Context, Result};
+use oodpipe_plan::view;
 use serde_json::json;
 use tch::{Kind, Tensor};
 
@@ -46,14 +46,11 @@ pub fn run(ctx: &StageContext, model: ModelKind, set: &str) -> Result<()> {
     let mut named = Vec::new();
     let mut accuracy = serde_json::Map::new();
     for split in ["val", "test"] {
-        let images = data
-            .remove(&format!("{split}_images"))
-            .with_context(|| format!("{} has no `{split}_images`", data_path.display()))?;
+        let images = data.remove(&format!("{split}_images")).with_context(|| format!("{} has no `{split}_images`", data_path.display()))?;
         let out = net.eval_outputs(&images, batch);
         if set == ids::CIFAR10 {
-            let labels = data
-                .remove(&format!("{split}_labels"))
-                .with_context(|| format!("{} has no `{split}_labels`", data_path.display()))?;
+            let labels =
+                data.remove(&format!("{split}_labels")).with_context(|| format!("{} has no `{split}_labels`", data_path.display()))?;
             accuracy.insert(format!("{split}_accuracy"), json!(accuracy_of(&out.logits, &labels)?));
         }
         named.extend(split_outputs(model, split, out));

@@ -169,7 +169,14 @@ pub struct Collected {
 
 /// One split's five metrics of a score stage's record (`metrics` or `val_metrics`) with the
 /// bootstrap replicates of its scores (`<prefix>in_scores`, `<prefix>out_scores`).
-fn measure_split(ctx: &StageContext, id: &str, record: &serde_json::Value, split: &str, resamples: usize, boot_seed: u64) -> Result<Option<(Vec<Measured>, Sizes)>> {
+fn measure_split(
+    ctx: &StageContext,
+    id: &str,
+    record: &serde_json::Value,
+    split: &str,
+    resamples: usize,
+    boot_seed: u64,
+) -> Result<Option<(Vec<Measured>, Sizes)>> {
     let (field, prefix) = if split == crate::detector::TEST { ("metrics", "") } else { ("val_metrics", "val_") };
     if record.get(field).is_none() {
         return Ok(None);
@@ -232,7 +239,8 @@ pub fn collect(
                 }
             }
             for (k, metric) in Metric::OOD.into_iter().enumerate() {
-                let key = Key { set: name.clone(), set_label: label.clone(), side: detector.name.into(), method: detector.label.into(), metric };
+                let key =
+                    Key { set: name.clone(), set_label: label.clone(), side: detector.name.into(), method: detector.label.into(), metric };
                 if !test[k].is_empty() {
                     values.push((key.clone(), std::mem::take(&mut test[k])));
                 }
@@ -461,9 +469,20 @@ fn aupr_note(sets: &[(String, String)], sizes: &BTreeMap<String, Sizes>) -> Stri
 
 /// Table 1 (the paper's detectors) or Table 3 (beyond the paper): every OOD set in config order,
 /// every detector of the table; the paper's numbers where it has them.
-fn detector_table(title: &str, lookup: &Lookup, detectors: &[&Detector], sets: &[(String, String)], note: &str, sizes: &BTreeMap<String, Sizes>) -> String {
+fn detector_table(
+    title: &str,
+    lookup: &Lookup,
+    detectors: &[&Detector],
+    sets: &[(String, String)],
+    note: &str,
+    sizes: &BTreeMap<String, Sizes>,
+) -> String {
     let mut md = format!("# {title}\n\n");
-    writeln!(md, "Each cell: ours / the paper's (ours minus the paper's), in percent (ours alone where the paper has no number); {note}.\n").unwrap();
+    writeln!(
+        md,
+        "Each cell: ours / the paper's (ours minus the paper's), in percent (ours alone where the paper has no number); {note}.\n"
+    )
+    .unwrap();
     md.push_str("| Out-of-distribution dataset | Method |");
     for metric in Metric::OOD {
         write!(md, " {} |", metric.header()).unwrap();
@@ -538,12 +557,10 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)]) -> Result<()> {
     let ours = rows_to_frame(&rows(&estimated))?;
     let compared = compare(&ours, &paper)?;
     let lookup = Lookup::new(&estimated, &compared)?;
-    let present = |label: &str, in_dist: bool| {
-        collected.values.iter().any(|(k, _)| k.method == label && (k.metric == Metric::Accuracy) == in_dist)
-    };
-    let detectors = |table: ReportTable| -> Vec<&Detector> {
-        ALL.iter().copied().filter(|d| d.table == table && present(d.label, false)).collect()
-    };
+    let present =
+        |label: &str, in_dist: bool| collected.values.iter().any(|(k, _)| k.method == label && (k.metric == Metric::Accuracy) == in_dist);
+    let detectors =
+        |table: ReportTable| -> Vec<&Detector> { ALL.iter().copied().filter(|d| d.table == table && present(d.label, false)).collect() };
     let (paper_detectors, beyond) = (detectors(ReportTable::Paper), detectors(ReportTable::Beyond));
     let models: Vec<ModelKind> = ModelKind::ALL.into_iter().filter(|m| present(m.label(), true)).collect();
     let note = interval_note(collected.seeds.len(), config.report.bootstrap);
@@ -561,7 +578,8 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)]) -> Result<()> {
     std::fs::write(ctx.output("table1.md"), detector_table(title, &lookup, &paper_detectors, sets, &note, &collected.sizes))?;
     if !beyond.is_empty() {
         let title = "Table 3: beyond the paper, more detectors on the same networks and sets";
-        let methods: Vec<(&str, &str)> = paper_detectors.iter().map(|d| (d.label, "1")).chain(beyond.iter().map(|d| (d.label, "3"))).collect();
+        let methods: Vec<(&str, &str)> =
+            paper_detectors.iter().map(|d| (d.label, "1")).chain(beyond.iter().map(|d| (d.label, "3"))).collect();
         let labels: Vec<&str> = sets.iter().map(|(_, l)| l.as_str()).collect();
         let metrics: Vec<(&str, &str)> = Metric::OOD.iter().map(|m| (m.name(), m.header())).collect();
         let summary = crate::report_summary::markdown(&crate::report_summary::Values::of(&collected.values), &methods, &labels, &metrics);

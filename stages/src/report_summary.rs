@@ -121,7 +121,9 @@ pub fn markdown(values: &Values, methods: &[(&str, &str)], sets: &[&str], metric
 
     let seeds = means.iter().flatten().flatten().map(|m| m.seeds).max().unwrap_or(1);
     let how = if seeds >= 2 {
-        format!("the 95% Student's t interval of the {seeds} training seeds' means over the sets (cut at 0 and 100 where it reaches beyond, marked †)")
+        format!(
+            "the 95% Student's t interval of the {seeds} training seeds' means over the sets (cut at 0 and 100 where it reaches beyond, marked †)"
+        )
     } else {
         "the 95% percentile bootstrap interval of the mean (each replicate resamples the test images \
          and averages the sets' replicates, which share the in-distribution draw; it covers the test images, not training)"

@@ -21,7 +21,9 @@ pub fn cpu_capability() -> String {
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).trim().to_string())))
+        .and_then(|t| {
+            t.lines().find_map(|l| l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).trim().to_string()))
+        })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 

@@ -41,10 +41,7 @@ impl StageContext<'_> {
 
     /// The path of output `name` of input stage `stage`.
     pub fn input(&self, stage: &str, name: &str) -> Result<&Path> {
-        let outputs = self
-            .inputs
-            .get(stage)
-            .with_context(|| format!("stage {} has no input `{stage}`", self.id))?;
+        let outputs = self.inputs.get(stage).with_context(|| format!("stage {} has no input `{stage}`", self.id))?;
         match outputs.get(name) {
             Some(p) => Ok(p),
             None => bail!(

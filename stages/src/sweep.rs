@@ -52,7 +52,8 @@ fn cells(collected: &[Collected]) -> Vec<Cell> {
     for (point, c) in collected.iter().enumerate() {
         for (split, values) in [(VAL, &c.val_values), (TEST, &c.values)] {
             for (key, per_seed) in values {
-                let seeds: Vec<Estimate> = per_seed.iter().map(|(_, m)| Estimate::of_seed(m.value, &m.replicates, m.count).scaled(100.0)).collect();
+                let seeds: Vec<Estimate> =
+                    per_seed.iter().map(|(_, m)| Estimate::of_seed(m.value, &m.replicates, m.count).scaled(100.0)).collect();
                 out.push(Cell { point, key: key.clone(), split, est: Estimate::aggregate(&seeds) });
             }
         }
@@ -129,7 +130,14 @@ fn cell_text(est: &Estimate) -> String {
 }
 
 /// `sweep.md` (see the module doc).
-fn markdown(keys: &[String], points: &[SweepPoint], sets: &[(String, String)], cells: &[Cell], chosen: &BTreeMap<(String, String), usize>, seeds: usize) -> String {
+fn markdown(
+    keys: &[String],
+    points: &[SweepPoint],
+    sets: &[(String, String)],
+    cells: &[Cell],
+    chosen: &BTreeMap<(String, String), usize>,
+    seeds: usize,
+) -> String {
     let point_name = |p: usize| keys.iter().zip(&points[p].values).map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ");
     let mut md = String::from("# Sweep\n\n");
     for (i, k) in keys.iter().enumerate() {
@@ -162,7 +170,9 @@ fn markdown(keys: &[String], points: &[SweepPoint], sets: &[(String, String)], c
     )
     .unwrap();
     let lookup = |p: usize, set: &str, method: &str, metric: Metric, split: &str| {
-        cells.iter().find(|c| c.point == p && c.key.set_label == set && c.key.method == method && c.key.metric == metric && c.split == split)
+        cells
+            .iter()
+            .find(|c| c.point == p && c.key.set_label == set && c.key.method == method && c.key.metric == metric && c.split == split)
     };
     let methods = varying(cells);
     let shared: Vec<String> = {
@@ -261,8 +271,10 @@ fn figure(path: &Path, keys: &[String], k: usize, points: &[SweepPoint], cells: 
     let mut lines: BTreeMap<String, Vec<(f64, f64, (f64, f64))>> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
     for c in cells.iter().filter(|c| c.split == VAL && c.key.metric == Metric::FprAt95Tpr && methods.contains(&c.key.method)) {
-        let others: Vec<String> =
-            (0..keys.len()).filter(|&i| i != k).map(|i| format!("{}={}", keys[i].rsplit('.').next().unwrap_or(&keys[i]), points[c.point].values[i])).collect();
+        let others: Vec<String> = (0..keys.len())
+            .filter(|&i| i != k)
+            .map(|i| format!("{}={}", keys[i].rsplit('.').next().unwrap_or(&keys[i]), points[c.point].values[i]))
+            .collect();
         let mut label = format!("{}, {}", c.key.method, c.key.set_label);
         if !others.is_empty() {
             label.push_str(&format!(" ({})", others.join(", ")));
@@ -315,9 +327,9 @@ fn figure(path: &Path, keys: &[String], k: usize, points: &[SweepPoint], cells: 
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], colour.stroke_width(3)));
         // Interval bars: the vertical line and its two caps.
         let cap = (x_hi - x_lo + 2.0 * pad) / 120.0;
-        let bars = line.iter().flat_map(|&(x, _, (lo, hi))| {
-            [vec![(x, lo), (x, hi)], vec![(x - cap, lo), (x + cap, lo)], vec![(x - cap, hi), (x + cap, hi)]]
-        });
+        let bars = line
+            .iter()
+            .flat_map(|&(x, _, (lo, hi))| [vec![(x, lo), (x, hi)], vec![(x - cap, lo), (x + cap, lo)], vec![(x - cap, hi), (x + cap, hi)]]);
         chart.draw_series(bars.map(|b| PathElement::new(b, colour.stroke_width(1)))).map_err(|e| err(&e))?;
     }
     chart

@@ -11,8 +11,7 @@ use tch::Tensor;
 
 /// Writes named tensors (made contiguous, on the CPU) to one safetensors file.
 pub fn write(path: &Path, tensors: &[(&str, &Tensor)]) -> Result<()> {
-    let owned: Vec<(&str, Tensor)> =
-        tensors.iter().map(|(n, t)| (*n, t.to_device(tch::Device::Cpu).contiguous())).collect();
+    let owned: Vec<(&str, Tensor)> = tensors.iter().map(|(n, t)| (*n, t.to_device(tch::Device::Cpu).contiguous())).collect();
     Tensor::write_safetensors(&owned, path).with_context(|| format!("writing {}", path.display()))
 }
 

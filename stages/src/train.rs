@@ -7,12 +7,12 @@
 //! same config trains the same network. A NaN or infinite loss stops the stage, naming the step.
 
 use crate::config::{ModelKind, Schedule, TrainConfig};
-use oodpipe_plan::view;
 use crate::ids::{self, files};
 use crate::model::{Network, to_unit_range};
 use crate::stage::{ProgressFn, StageContext};
 use crate::tensors;
 use anyhow::{Context, Result, bail, ensure};
+use oodpipe_plan::view;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use serde::Serialize;
@@ -65,7 +65,13 @@ pub fn pad_crop_flip(images: &Tensor, pad: i64, offsets: &[(i64, i64)], flips: &
     assert!(pad < h && pad < w, "reflect padding must be smaller than the image");
     let reflect = |p: i64, n: i64| {
         let r = p - pad;
-        if r < 0 { -r } else if r > n - 1 { 2 * (n - 1) - r } else { r }
+        if r < 0 {
+            -r
+        } else if r > n - 1 {
+            2 * (n - 1) - r
+        } else {
+            r
+        }
     };
     let mut rows = Vec::with_capacity((b * h) as usize);
     let mut cols = Vec::with_capacity((b * w) as usize);
@@ -84,8 +90,7 @@ pub fn pad_crop_flip(images: &Tensor, pad: i64, offsets: &[(i64, i64)], flips: &
 pub fn random_pad_crop_flip(images: &Tensor, pad: i64, rng: &mut ChaCha8Rng) -> Tensor {
     let b = images.size()[0] as usize;
     let span = (2 * pad + 1) as u64;
-    let offsets: Vec<(i64, i64)> =
-        (0..b).map(|_| ((rng.next_u64() % span) as i64, (rng.next_u64() % span) as i64)).collect();
+    let offsets: Vec<(i64, i64)> = (0..b).map(|_| ((rng.next_u64() % span) as i64, (rng.next_u64() % span) as i64)).collect();
     let flips: Vec<bool> = (0..b).map(|_| rng.next_u32() & 1 == 1).collect();
     pad_crop_flip(images, pad, &offsets, &flips)
 }
@@ -116,13 +121,7 @@ pub struct EpochLog {
 
 /// Trains `net` in place on `images` ([N,3,H,W], u8 CIFAR bytes or f32 in [0,1], on the CPU) and
 /// `labels` (i64 [N]) with the optimiser, schedule and augmentation of `cfg`.
-pub fn train_network(
-    net: &Network,
-    images: &Tensor,
-    labels: &Tensor,
-    cfg: &TrainConfig,
-    progress: ProgressFn,
-) -> Result<Vec<EpochLog>> {
+pub fn train_network(net: &Network, images: &Tensor, labels: &Tensor, cfg: &TrainConfig, progress: ProgressFn) -> Result<Vec<EpochLog>> {
     let n = images.size()[0] as usize;
     ensure!(n > 0, "no training images");
     ensure!(labels.size() == [n as i64], "{} labels for {n} images", labels.numel());
@@ -132,8 +131,8 @@ pub fn train_network(
     let labels = labels.to_device(Device::Cpu).to_kind(Kind::Int64);
     let steps_per_epoch = n.div_ceil(cfg.batch_size);
     let total_steps = cfg.epochs * steps_per_epoch;
-    let mut opt = nn::Sgd { momentum: cfg.momentum, dampening: 0.0, wd: cfg.weight_decay, nesterov: cfg.nesterov }
-        .build(&net.vs, cfg.lr)?;
+    let mut opt =
+        nn::Sgd { momentum: cfg.momentum, dampening: 0.0, wd: cfg.weight_decay, nesterov: cfg.nesterov }.build(&net.vs, cfg.lr)?;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut logs = Vec::with_capacity(cfg.epochs);
     for epoch in 0..cfg.epochs {

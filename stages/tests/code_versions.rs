@@ -45,7 +45,10 @@ pub fn normalise(src: &str) -> String {
                     i += 1;
                 }
             }
-        } else if c == 'r' && (next == Some('"') || next == Some('#')) && !s.get(i.wrapping_sub(1)).is_some_and(|p| p.is_alphanumeric() || *p == '_') {
+        } else if c == 'r'
+            && (next == Some('"') || next == Some('#'))
+            && !s.get(i.wrapping_sub(1)).is_some_and(|p| p.is_alphanumeric() || *p == '_')
+        {
             // A raw string r#"..."#: copied up to its closing quote and hashes.
             let mut j = i + 1;
             while s.get(j) == Some(&'#') {
@@ -113,7 +116,13 @@ fn groups() -> Vec<(String, Vec<String>, String)> {
     let mut groups = vec![
         (
             "data".to_string(),
-            files(&["stages/src/data/mod.rs", "stages/src/data/cifar10.rs", "stages/src/data/noise.rs", "stages/src/data/image_folder.rs", "stages/src/data/ood_set.rs"]),
+            files(&[
+                "stages/src/data/mod.rs",
+                "stages/src/data/cifar10.rs",
+                "stages/src/data/noise.rs",
+                "stages/src/data/image_folder.rs",
+                "stages/src/data/ood_set.rs",
+            ]),
             format!("data={}", salt::DATA),
         ),
         (
@@ -131,9 +140,17 @@ fn groups() -> Vec<(String, Vec<String>, String)> {
         ),
         ("outputs".to_string(), files(&["stages/src/outputs.rs"]), format!("outputs={}", salt::OUTPUTS)),
         // The shared features stages, and every detector that reads them.
-        ("features".to_string(), files(&["stages/src/features/mod.rs"]), format!("features={} {}", salt::FEATURES, detector_versions(&features))),
+        (
+            "features".to_string(),
+            files(&["stages/src/features/mod.rs"]),
+            format!("features={} {}", salt::FEATURES, detector_versions(&features)),
+        ),
         // The statistics the detectors on features fit (interval.rs: the percentile).
-        ("feature statistics".to_string(), files(&["stages/src/features/stats.rs", "metrics/src/interval.rs"]), detector_versions(&features)),
+        (
+            "feature statistics".to_string(),
+            files(&["stages/src/features/stats.rs", "metrics/src/interval.rs"]),
+            detector_versions(&features),
+        ),
         (
             "report".to_string(),
             files(&[
@@ -151,7 +168,11 @@ fn groups() -> Vec<(String, Vec<String>, String)> {
         ("sweep".to_string(), files(&["stages/src/sweep.rs"]), format!("sweep={}", salt::SWEEP)),
         // What every detector's stages share: the stage functions and the metrics.
         ("detectors (shared)".to_string(), files(&["stages/src/detector.rs", "metrics/src/lib.rs"]), detector_versions(&[])),
-        ("temperature scaling".to_string(), files(&["stages/src/methods/temperature.rs"]), detector_versions(&["baseline", "baseline_t", "odin"])),
+        (
+            "temperature scaling".to_string(),
+            files(&["stages/src/methods/temperature.rs"]),
+            detector_versions(&["baseline", "baseline_t", "odin"]),
+        ),
         ("tuning".to_string(), files(&["stages/src/methods/tuner.rs"]), detector_versions(&["baseline_t", "odin"])),
         ("odin".to_string(), files(&["stages/src/methods/odin.rs"]), detector_versions(&["odin"])),
         ("sigmoid".to_string(), files(&["stages/src/methods/sigmoid.rs"]), detector_versions(&["bin", "binc"])),
@@ -180,9 +201,12 @@ const RECORD: &str = "stages/tests/code_versions.txt";
 
 #[test]
 fn a_kinds_code_does_not_change_without_its_version() {
-    let now: Vec<(String, String, String)> = groups().into_iter().map(|(name, files, versions)| (name, hash_files(&files), versions)).collect();
+    let now: Vec<(String, String, String)> =
+        groups().into_iter().map(|(name, files, versions)| (name, hash_files(&files), versions)).collect();
     let render = |rows: &[(String, String, String)]| -> String {
-        let mut out = String::from("# group\tsource hash (comments and whitespace removed)\tversions; written by OODPIPE_BLESS=1 cargo test -p oodpipe-stages --test code_versions\n");
+        let mut out = String::from(
+            "# group\tsource hash (comments and whitespace removed)\tversions; written by OODPIPE_BLESS=1 cargo test -p oodpipe-stages --test code_versions\n",
+        );
         for (name, hash, versions) in rows {
             out.push_str(&format!("{name}\t{hash}\t{versions}\n"));
         }

@@ -9,10 +9,10 @@
 use oodpipe_stages::config::Config;
 use oodpipe_stages::data::{cifar10, image_folder, noise, ood_set};
 use oodpipe_stages::ood::{OodSet, TINY_IMAGENET_SOURCE};
-use oodpipe_stages::table::ood_sets;
-use oodpipe_stages::view;
 use oodpipe_stages::stage::{Source, StageContext};
+use oodpipe_stages::table::ood_sets;
 use oodpipe_stages::tensors;
+use oodpipe_stages::view;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -32,15 +32,7 @@ fn run_stage(
     let inputs = BTreeMap::new();
     let progress = |_: u64, _: u64, _: &str| {};
     let params = every_field(config);
-    let ctx = StageContext {
-        id,
-        params: &params,
-        inputs: &inputs,
-        sources,
-        out_dir,
-        device: "cpu",
-        progress: &progress,
-    };
+    let ctx = StageContext { id, params: &params, inputs: &inputs, sources, out_dir, device: "cpu", progress: &progress };
     f(&ctx)
 }
 
@@ -110,10 +102,7 @@ fn parse_batch_reads_known_bytes() {
 fn parse_batch_refuses_bad_labels_and_partial_records() {
     let bytes = fake_batch(&[1, 2, 10]);
     let err = cifar10::parse_batch(&bytes, "data_batch_4.bin").unwrap_err().to_string();
-    assert!(
-        err.contains("data_batch_4.bin") && err.contains("record 2") && err.contains("label 10"),
-        "{err}"
-    );
+    assert!(err.contains("data_batch_4.bin") && err.contains("record 2") && err.contains("label 10"), "{err}");
 
     let mut bytes = fake_batch(&[1, 2]);
     bytes.pop();
@@ -176,8 +165,7 @@ fn split_and_limits_refuse_bad_config() {
     assert_eq!(kept, vec![3, 5]);
     assert_eq!(cifar10::apply_limit(vec![3, 5], None, "data.train_limit").unwrap(), vec![3, 5]);
     for bad in [0, 5] {
-        let err =
-            cifar10::apply_limit(vec![3, 5, 8, 9], Some(bad), "data.test_limit").unwrap_err().to_string();
+        let err = cifar10::apply_limit(vec![3, 5, 8, 9], Some(bad), "data.test_limit").unwrap_err().to_string();
         assert!(err.contains("data.test_limit"), "{err}");
     }
 }
@@ -205,9 +193,7 @@ fn cifar_stage_refuses_a_file_of_the_wrong_size() {
         std::fs::write(dir.path().join(f), fake_batch(&[1, 2, 3])).unwrap();
     }
     let out = tempfile::tempdir().unwrap();
-    let err =
-        run_stage("data.cifar10", &Config::default(), &cifar_sources(dir.path()), out.path(), cifar10::run)
-            .unwrap_err();
+    let err = run_stage("data.cifar10", &Config::default(), &cifar_sources(dir.path()), out.path(), cifar10::run).unwrap_err();
     let msg = format!("{err:#}");
     assert!(msg.contains("data_batch_1.bin") && msg.contains("30730000") && msg.contains("9219"), "{msg}");
 }
@@ -234,9 +220,7 @@ fn cifar_stage_refuses_a_file_with_the_wrong_checksum() {
         }
     }
     let out = tempfile::tempdir().unwrap();
-    let err =
-        run_stage("data.cifar10", &Config::default(), &cifar_sources(dir.path()), out.path(), cifar10::run)
-            .unwrap_err();
+    let err = run_stage("data.cifar10", &Config::default(), &cifar_sources(dir.path()), out.path(), cifar10::run).unwrap_err();
     let msg = format!("{err:#}");
     let expected = cifar10::FILES.iter().find(|(f, _)| *f == corrupt).unwrap().1;
     assert!(msg.contains(corrupt) && msg.contains(expected) && msg.contains("found"), "{msg}");
@@ -311,9 +295,8 @@ fn gaussian_values_are_pinned() {
     assert_eq!(&v[..16], PINNED_NOISE_SEED0);
 }
 
-const PINNED_NOISE_SEED0: &[f32] = &[
-    1.0, 1.0, 1.0, 1.0, 0.40672737, 1.0, 0.0, 0.0, 0.98971677, 0.0, 0.0, 0.5269509, 0.0, 0.1081213, 0.0, 0.0,
-];
+const PINNED_NOISE_SEED0: &[f32] =
+    &[1.0, 1.0, 1.0, 1.0, 0.40672737, 1.0, 0.0, 0.0, 0.98971677, 0.0, 0.0, 0.5269509, 0.0, 0.1081213, 0.0, 0.0];
 
 #[test]
 fn ood_sizes_are_checked() {
@@ -333,13 +316,8 @@ fn ood_sizes_are_checked() {
 /// differs.
 fn pattern_rgb(seed: u32, side: u32) -> image::RgbImage {
     image::RgbImage::from_fn(side, side, |x, y| {
-        let h =
-            (x.wrapping_mul(73_856_093) ^ y.wrapping_mul(19_349_663) ^ seed.wrapping_mul(83_492_791)) % 61;
-        image::Rgb([
-            ((x * 4 + h) % 256) as u8,
-            ((y * 4 + seed * 30) % 256) as u8,
-            ((x * 2 + y * 2 + h * 2) % 256) as u8,
-        ])
+        let h = (x.wrapping_mul(73_856_093) ^ y.wrapping_mul(19_349_663) ^ seed.wrapping_mul(83_492_791)) % 61;
+        image::Rgb([((x * 4 + h) % 256) as u8, ((y * 4 + seed * 30) % 256) as u8, ((x * 2 + y * 2 + h * 2) % 256) as u8])
     })
 }
 
@@ -438,11 +416,7 @@ fn read_tin(path: &Path, split: &str) -> TinOutput {
         assert_eq!(o.size(), vec![n, 2]);
         to_vec::<i64>(o)
     });
-    TinOutput {
-        images: to_vec(images),
-        sources: to_vec(&t[&format!("{split}_source")]),
-        offsets: offsets.unwrap_or_default(),
-    }
+    TinOutput { images: to_vec(images), sources: to_vec(&t[&format!("{split}_source")]), offsets: offsets.unwrap_or_default() }
 }
 
 #[test]
@@ -480,8 +454,7 @@ fn tin_crop_and_resize_match_a_direct_computation() {
                         let at = img + c * 1024 + r * 32 + x;
                         let want = planes[c * 4096 + (row + r) * 64 + col + x] as f32 / 255.0;
                         assert_eq!(crop.images[at], want, "crop of test_{n}: c {c} r {r} x {x}");
-                        let p =
-                            |dr: usize, dc: usize| planes[c * 4096 + (2 * r + dr) * 64 + 2 * x + dc] as f64;
+                        let p = |dr: usize, dc: usize| planes[c * 4096 + (2 * r + dr) * 64 + 2 * x + dc] as f64;
                         let mean = (p(0, 0) + p(0, 1) + p(1, 0) + p(1, 1)) / 4.0 / 255.0;
                         assert!((resize.images[at] as f64 - mean).abs() < 1e-6, "resize of test_{n}");
                     }
@@ -492,9 +465,7 @@ fn tin_crop_and_resize_match_a_direct_computation() {
                 let img = &resize.images[img..img + 3072];
                 assert_eq!(img[..1024], img[1024..2048]);
                 assert_eq!(img[..1024], img[2048..]);
-                let luma = image::load_from_memory(&std::fs::read(dir.path().join("test_7.JPEG")).unwrap())
-                    .unwrap()
-                    .to_luma8();
+                let luma = image::load_from_memory(&std::fs::read(dir.path().join("test_7.JPEG")).unwrap()).unwrap().to_luma8();
                 assert_eq!(
                     img[0],
                     (luma.get_pixel(0, 0)[0] as f32
@@ -583,7 +554,9 @@ fn area_average_by_upsampling(planes: &[u8], h: usize, w: usize) -> Vec<f64> {
 fn image_folders_of_any_size_and_format_match_a_direct_computation() {
     let dir = tempfile::tempdir().unwrap();
     let rgb = |w: u32, h: u32, seed: u32| {
-        image::RgbImage::from_fn(w, h, |x, y| image::Rgb([((x * 7 + y * 3 + seed) % 256) as u8, ((x * y + seed) % 256) as u8, ((x + 5 * y) % 256) as u8]))
+        image::RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([((x * 7 + y * 3 + seed) % 256) as u8, ((x * y + seed) % 256) as u8, ((x + 5 * y) % 256) as u8])
+        })
     };
     let files: Vec<(&str, Vec<u8>)> = vec![
         ("img1.png", png(rgb(50, 40, 1))),
@@ -595,10 +568,7 @@ fn image_folders_of_any_size_and_format_match_a_direct_computation() {
         std::fs::write(dir.path().join(name), bytes).unwrap();
     }
     let mut config = ood_config(4, 1, 3);
-    config.ood.insert(
-        "mine".into(),
-        toml::from_str("kind = \"image_folder\"\ntransform = \"resize\"\nfolder = \"x\"").unwrap(),
-    );
+    config.ood.insert("mine".into(), toml::from_str("kind = \"image_folder\"\ntransform = \"resize\"\nfolder = \"x\"").unwrap());
     let mut set = ood_sets(&config).unwrap().into_iter().find(|s| s.name == "mine").unwrap();
     let sources = vec![source("ood.mine.folder", dir.path())];
     let out = tempfile::tempdir().unwrap();
@@ -608,12 +578,12 @@ fn image_folders_of_any_size_and_format_match_a_direct_computation() {
     let direct = |name: &str| {
         let img = image::load_from_memory(&files.iter().find(|f| f.0 == name).unwrap().1).unwrap();
         let rgb = match img {
-            image::DynamicImage::ImageRgba16(ref i) => image::DynamicImage::ImageRgba8(image::ImageBuffer::from_fn(
-                i.width(),
-                i.height(),
-                |x, y| image::Rgba(i.get_pixel(x, y).0.map(|v| (v >> 8) as u8)),
-            ))
-            .to_rgb8(),
+            image::DynamicImage::ImageRgba16(ref i) => {
+                image::DynamicImage::ImageRgba8(image::ImageBuffer::from_fn(i.width(), i.height(), |x, y| {
+                    image::Rgba(i.get_pixel(x, y).0.map(|v| (v >> 8) as u8))
+                }))
+                .to_rgb8()
+            }
             other => other.to_rgb8(),
         };
         let (w, h) = (rgb.width() as usize, rgb.height() as usize);

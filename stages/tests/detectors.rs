@@ -61,11 +61,8 @@ fn max_logit_is_the_largest_logit() {
 /// The inverse of a symmetric positive-definite matrix by Gauss-Jordan elimination with partial pivoting.
 fn inverse(a: &[Vec<f64>]) -> Vec<Vec<f64>> {
     let n = a.len();
-    let mut m: Vec<Vec<f64>> = a
-        .iter()
-        .enumerate()
-        .map(|(i, row)| row.iter().copied().chain((0..n).map(|j| if i == j { 1.0 } else { 0.0 })).collect())
-        .collect();
+    let mut m: Vec<Vec<f64>> =
+        a.iter().enumerate().map(|(i, row)| row.iter().copied().chain((0..n).map(|j| if i == j { 1.0 } else { 0.0 })).collect()).collect();
     for col in 0..n {
         let pivot = (col..n).max_by(|&x, &y| m[x][col].abs().total_cmp(&m[y][col].abs())).unwrap();
         m.swap(col, pivot);
@@ -159,8 +156,7 @@ fn mahalanobis_copes_with_a_dead_feature() {
     let (n, d) = (60, 3);
     let labels: Vec<i64> = (0..n).map(|i| (i % 2) as i64).collect();
     let raw = values(n * d, 9);
-    let train: Vec<Vec<f64>> =
-        (0..n).map(|i| vec![raw[i * d] + labels[i] as f64, raw[i * d + 1] - 0.3 * raw[i * d], 0.0]).collect();
+    let train: Vec<Vec<f64>> = (0..n).map(|i| vec![raw[i * d] + labels[i] as f64, raw[i * d + 1] - 0.3 * raw[i * d], 0.0]).collect();
     let test: Vec<Vec<f64>> = values(10 * 2, 10).chunks(2).map(|r| vec![r[0], r[1], 0.0]).collect();
     let (means, precision) = mahalanobis::code::fit(&matrix(&train).to_kind(Kind::Float), &Tensor::from_slice(&labels)).unwrap();
     let got = mahalanobis::code::score(&matrix(&test), &means, &precision);

@@ -5,9 +5,7 @@
 use oodpipe_stages::config::{MethodsConfig, ModelKind};
 use oodpipe_stages::methods::{kl, sigmoid};
 use oodpipe_stages::model::head::{Head, smoothed_cross_entropy};
-use oodpipe_stages::model::losses::{
-    at_labels, binc_loss, gaussian_kl, gaussian_kl_per_class, posterior, vib_loss, weighted_bce,
-};
+use oodpipe_stages::model::losses::{at_labels, binc_loss, gaussian_kl, gaussian_kl_per_class, posterior, vib_loss, weighted_bce};
 use oodpipe_stages::model::mmce::{binary_mmce_sum, mmce, mmce_columns};
 use tch::{Device, Kind, Tensor, nn};
 
@@ -19,7 +17,6 @@ fn global_rng() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
-
 
 fn vec(t: &Tensor) -> Vec<f64> {
     Vec::<f64>::try_from(&t.to_kind(Kind::Double).contiguous().view([-1])).unwrap()
@@ -250,7 +247,8 @@ fn binc_loss_with_mmce_has_the_right_gradient() {
     let mmce_part = scalar(&binary_mmce_sum(&bin, &y));
     assert!(mmce_part > 0.01, "the batch exercises MMCE: {mmce_part}");
     let total = scalar(&binc_loss(&soft, &bin, &y, zeta, lambda, smoothing));
-    let parts = scalar(&smoothed_cross_entropy(&soft, &y, smoothing)) + scalar(&weighted_bce(&bin, &y, zeta, smoothing)) + lambda * mmce_part;
+    let parts =
+        scalar(&smoothed_cross_entropy(&soft, &y, smoothing)) + scalar(&weighted_bce(&bin, &y, zeta, smoothing)) + lambda * mmce_part;
     assert!((total - parts).abs() < 1e-12);
 
     let worst = check_gradients(&[Param::new("softmax logits", &soft), Param::new("bin logits", &bin)], |t| {

@@ -2,8 +2,8 @@
 
 use oodpipe_stages::config::{Config, ModelKind, Schedule, TrainConfig};
 use oodpipe_stages::model::{self, Network, is_channels_last, normalise};
-use oodpipe_stages::view;
 use oodpipe_stages::stage::StageContext;
+use oodpipe_stages::view;
 use oodpipe_stages::{outputs, tensors, train};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,7 +17,6 @@ fn global_rng() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
-
 
 fn tiny_config() -> Config {
     let mut c = Config::default();
@@ -35,8 +34,7 @@ fn tiny_config() -> Config {
 fn separable_images(n: i64, classes: i64, seed: i64) -> (Tensor, Tensor) {
     tch::manual_seed(seed);
     let labels = Tensor::arange(n, (Kind::Int64, Device::Cpu)).remainder(classes);
-    let palette = Tensor::from_slice(&[220.0f32, 40.0, 40.0, 40.0, 220.0, 40.0, 40.0, 40.0, 220.0, 128.0, 128.0, 128.0])
-        .view([4, 3, 1, 1]);
+    let palette = Tensor::from_slice(&[220.0f32, 40.0, 40.0, 40.0, 220.0, 40.0, 40.0, 40.0, 220.0, 128.0, 128.0, 128.0]).view([4, 3, 1, 1]);
     let base = palette.index_select(0, &labels).expand([n, 3, 32, 32], false);
     let noise = Tensor::randn([n, 3, 32, 32], (Kind::Float, Device::Cpu)) * 20.0;
     ((base + noise).clamp(0.0, 255.0).to_kind(Kind::Uint8), labels)
@@ -72,15 +70,7 @@ fn run_stage(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(out_dir).unwrap();
     let params = every_field(config);
-    let ctx = StageContext {
-        id,
-        params: &params,
-        inputs,
-        sources: &[],
-        out_dir,
-        device: "cpu",
-        progress: &|_, _, _| {},
-    };
+    let ctx = StageContext { id, params: &params, inputs, sources: &[], out_dir, device: "cpu", progress: &|_, _, _| {} };
     f(&ctx)
 }
 
@@ -281,10 +271,7 @@ fn train_and_outputs_stages_end_to_end() {
     // Same config, same weights.
     let again = dir.path().join("again");
     run_stage("train.softmax", &config, &inputs, &again, |ctx| train::run(ctx, ModelKind::Softmax)).unwrap();
-    let (w1, w2) = (
-        tensors::read(&train_dir.join("model.safetensors")).unwrap(),
-        tensors::read(&again.join("model.safetensors")).unwrap(),
-    );
+    let (w1, w2) = (tensors::read(&train_dir.join("model.safetensors")).unwrap(), tensors::read(&again.join("model.safetensors")).unwrap());
     assert_eq!(w1.keys().collect::<Vec<_>>(), w2.keys().collect::<Vec<_>>());
     for (name, t) in &w1 {
         assert!(t.equal(&w2[name]), "training is not deterministic: {name} differs");
@@ -293,10 +280,7 @@ fn train_and_outputs_stages_end_to_end() {
     let mut inputs = inputs.clone();
     inputs.insert("train.softmax".into(), outputs_of(&[("model.safetensors", &train_dir.join("model.safetensors"))]));
     let out_dir = dir.path().join("outputs");
-    run_stage("outputs.softmax.cifar10", &config, &inputs, &out_dir, |ctx| {
-        outputs::run(ctx, ModelKind::Softmax, "cifar10")
-    })
-    .unwrap();
+    run_stage("outputs.softmax.cifar10", &config, &inputs, &out_dir, |ctx| outputs::run(ctx, ModelKind::Softmax, "cifar10")).unwrap();
     let out = tensors::read(&out_dir.join("outputs.safetensors")).unwrap();
     assert_eq!(out["val_logits"].size(), [9, 10]);
     assert_eq!(out["test_logits"].size(), [11, 10]);
@@ -307,7 +291,8 @@ fn train_and_outputs_stages_end_to_end() {
 
     // The saved weights reload into a network (either memory format) giving the same logits.
     config.train.channels_last = false;
-    let net = Network::load(&train_dir.join("model.safetensors"), ModelKind::Softmax, &shape(&config, ModelKind::Softmax), Device::Cpu).unwrap();
+    let net =
+        Network::load(&train_dir.join("model.safetensors"), ModelKind::Softmax, &shape(&config, ModelKind::Softmax), Device::Cpu).unwrap();
     let val = tensors::read_one(&cifar, "val_images").unwrap();
     let logits = net.eval_outputs(&val, 4).logits;
     let diff = f64::try_from((logits - &out["val_logits"]).abs().max()).unwrap();
@@ -319,10 +304,7 @@ fn train_and_outputs_stages_end_to_end() {
     tensors::write(&ood, &[("val_images", &v), ("test_images", &t)]).unwrap();
     inputs.insert("data.gaussian".into(), outputs_of(&[("gaussian.safetensors", &ood)]));
     let ood_dir = dir.path().join("ood");
-    run_stage("outputs.softmax.gaussian", &config, &inputs, &ood_dir, |ctx| {
-        outputs::run(ctx, ModelKind::Softmax, "gaussian")
-    })
-    .unwrap();
+    run_stage("outputs.softmax.gaussian", &config, &inputs, &ood_dir, |ctx| outputs::run(ctx, ModelKind::Softmax, "gaussian")).unwrap();
     let out = tensors::read(&ood_dir.join("outputs.safetensors")).unwrap();
     assert_eq!((out["val_logits"].size(), out["test_logits"].size()), (vec![5, 10], vec![6, 10]));
     assert!(!ood_dir.join("accuracy.json").exists());

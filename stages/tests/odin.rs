@@ -3,9 +3,9 @@
 use oodpipe_stages::config::{Config, ModelKind};
 use oodpipe_stages::methods::{odin, temperature};
 use oodpipe_stages::model::{Network, STD, normalise};
-use oodpipe_stages::view;
 use oodpipe_stages::stage::StageContext;
 use oodpipe_stages::tensors;
+use oodpipe_stages::view;
 use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor};
 
@@ -17,7 +17,6 @@ fn global_rng() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
-
 
 fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol

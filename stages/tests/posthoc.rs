@@ -3,7 +3,7 @@
 //! RMDS, with ties, a dead feature (zero everywhere) and K larger than a class; and the shared
 //! statistics (numpy's percentile, scipy's pinvh cut-off).
 
-use oodpipe_stages::detectors::{ash, dice, knn, r#gen as gen_, react, rmds, she, vim};
+use oodpipe_stages::detectors::{ash, dice, r#gen as gen_, knn, react, rmds, she, vim};
 use oodpipe_stages::features::stats;
 use tch::{Kind, Tensor};
 
@@ -154,8 +154,11 @@ fn dice_masks_the_weights_whose_contribution_is_not_above_the_percentile() {
     for p in [90.0, 50.0] {
         let contribution: Vec<Vec<f64>> = w.iter().map(|row| row.iter().zip(&mean).map(|(a, m)| a * m).collect()).collect();
         let threshold = percentile(&contribution.iter().flatten().copied().collect::<Vec<_>>(), p);
-        let masked: Vec<Vec<f64>> =
-            w.iter().zip(&contribution).map(|(row, c)| row.iter().zip(c).map(|(a, c)| if *c > threshold { *a } else { 0.0 }).collect()).collect();
+        let masked: Vec<Vec<f64>> = w
+            .iter()
+            .zip(&contribution)
+            .map(|(row, c)| row.iter().zip(c).map(|(a, c)| if *c > threshold { *a } else { 0.0 }).collect())
+            .collect();
         let (got_w, got_t) = dice::code::mask(&matrix(&train), &matrix(&w), p).unwrap();
         assert!((got_t - threshold).abs() < 1e-15);
         let kept = masked.iter().flatten().filter(|a| **a != 0.0).count();
@@ -238,13 +241,8 @@ fn vim_subtracts_alpha_times_the_residual_norm_in_a_constructed_eigenbasis() {
     let sd = [2.0, 3f64.sqrt(), 2f64.sqrt(), 1.0];
     let (c1, s1, c2, s2) = (0.6, 0.8, 0.28, 0.96);
     // Columns of R: the eigenvectors, by decreasing eigenvalue.
-    let r = [
-        [c1, 0.0, -s1, 0.0, 0.0],
-        [0.0, c2, 0.0, -s2, 0.0],
-        [s1, 0.0, c1, 0.0, 0.0],
-        [0.0, s2, 0.0, c2, 0.0],
-        [0.0, 0.0, 0.0, 0.0, 1.0],
-    ];
+    let r =
+        [[c1, 0.0, -s1, 0.0, 0.0], [0.0, c2, 0.0, -s2, 0.0], [s1, 0.0, c1, 0.0, 0.0], [0.0, s2, 0.0, c2, 0.0], [0.0, 0.0, 0.0, 0.0, 1.0]];
     let train: Vec<Vec<f64>> = hadamard
         .iter()
         .map(|h| {
@@ -257,9 +255,8 @@ fn vim_subtracts_alpha_times_the_residual_norm_in_a_constructed_eigenbasis() {
     for dim in [None, Some(2), Some(3)] {
         let principal = dim.unwrap_or(d / 2);
         // Residual norm: the components of f - u along the eigenvectors after the first `principal`.
-        let residual = |f: &[f64]| -> f64 {
-            (principal..d).map(|j| (0..d).map(|i| (f[i] - u[i]) * r[i][j]).sum::<f64>().powi(2)).sum::<f64>().sqrt()
-        };
+        let residual =
+            |f: &[f64]| -> f64 { (principal..d).map(|j| (0..d).map(|i| (f[i] - u[i]) * r[i][j]).sum::<f64>().powi(2)).sum::<f64>().sqrt() };
         let max_logit = |f: &[f64]| head(&w, &b, f).into_iter().fold(f64::NEG_INFINITY, f64::max);
         let alpha = train.iter().map(|f| max_logit(f)).sum::<f64>() / train.iter().map(|f| residual(f)).sum::<f64>();
         let fitted = vim::code::fit(&matrix(&train), &matrix(&w), &vector(&b), dim).unwrap();
@@ -314,8 +311,10 @@ fn she_scores_the_inner_product_with_the_predicted_class_pattern() {
     let test = relu_features(20, d, 15, dead);
     let mut patterns = Vec::new();
     for c in 0..3 {
-        let correct: Vec<&Vec<f64>> = train.iter().zip(&labels).filter(|(f, y)| **y == c && argmax(&head(&w, &b, f)) == c).map(|(f, _)| f).collect();
-        let pool: Vec<&Vec<f64>> = if correct.is_empty() { train.iter().zip(&labels).filter(|(_, y)| **y == c).map(|(f, _)| f).collect() } else { correct };
+        let correct: Vec<&Vec<f64>> =
+            train.iter().zip(&labels).filter(|(f, y)| **y == c && argmax(&head(&w, &b, f)) == c).map(|(f, _)| f).collect();
+        let pool: Vec<&Vec<f64>> =
+            if correct.is_empty() { train.iter().zip(&labels).filter(|(_, y)| **y == c).map(|(f, _)| f).collect() } else { correct };
         patterns.push((0..d).map(|j| pool.iter().map(|f| f[j]).sum::<f64>() / pool.len() as f64).collect::<Vec<f64>>());
     }
     let (got_patterns, fallbacks) = she::code::fit(&matrix(&train), &Tensor::from_slice(&labels), &matrix(&w), &vector(&b)).unwrap();
@@ -326,7 +325,8 @@ fn she_scores_the_inner_product_with_the_predicted_class_pattern() {
         }
     }
     let got = she::code::score(&matrix(&test), &matrix(&w), &vector(&b), &got_patterns).unwrap();
-    let want: Vec<f64> = test.iter().map(|f| f.iter().zip(&patterns[argmax(&head(&w, &b, f)) as usize]).map(|(a, p)| a * p).sum()).collect();
+    let want: Vec<f64> =
+        test.iter().map(|f| f.iter().zip(&patterns[argmax(&head(&w, &b, f)) as usize]).map(|(a, p)| a * p).sum()).collect();
     close(&got, &want, 1e-12);
 }
 
@@ -371,15 +371,19 @@ fn rmds_is_the_best_class_distance_relative_to_the_background_with_a_dead_featur
             vec![r[0] + y, r[1] + 0.5 * r[0] - y, 0.0, r[2] * 0.7 + 0.3 * r[1] + 0.5 * y]
         })
         .collect();
-    let test: Vec<Vec<f64>> = rows(15, d, 17, 3.0).into_iter().map(|mut r| {
-        r[2] = 0.0;
-        r
-    }).collect();
+    let test: Vec<Vec<f64>> = rows(15, d, 17, 3.0)
+        .into_iter()
+        .map(|mut r| {
+            r[2] = 0.0;
+            r
+        })
+        .collect();
     let live = |f: &Vec<f64>| vec![f[0], f[1], f[3]];
     let (tl, testl): (Vec<Vec<f64>>, Vec<Vec<f64>>) = (train.iter().map(live).collect(), test.iter().map(live).collect());
     // By hand on the live features: class means, shared and whole covariances (1 / N), inverses.
     let mean_of = |rows: &[&Vec<f64>]| -> Vec<f64> { (0..3).map(|j| rows.iter().map(|r| r[j]).sum::<f64>() / rows.len() as f64).collect() };
-    let means: Vec<Vec<f64>> = (0..3).map(|c| mean_of(&tl.iter().zip(&labels).filter(|(_, y)| **y == c).map(|(f, _)| f).collect::<Vec<_>>())).collect();
+    let means: Vec<Vec<f64>> =
+        (0..3).map(|c| mean_of(&tl.iter().zip(&labels).filter(|(_, y)| **y == c).map(|(f, _)| f).collect::<Vec<_>>())).collect();
     let whole = mean_of(&tl.iter().collect::<Vec<_>>());
     let cov = |centre: &dyn Fn(usize) -> Vec<f64>| -> Vec<Vec<f64>> {
         let mut c = vec![vec![0.0; 3]; 3];
@@ -424,7 +428,17 @@ fn every_posthoc_detector_scores_the_softmax_network_in_table_3_with_its_default
         assert_eq!(config.detector.get(d.name), defaults.as_ref(), "{}", d.name);
     }
     assert_eq!(
-        [&react::DETECTOR, &ash::DETECTOR, &dice::DETECTOR, &knn::DETECTOR, &vim::DETECTOR, &gen_::DETECTOR, &she::DETECTOR, &rmds::DETECTOR].map(|d| d.label),
+        [
+            &react::DETECTOR,
+            &ash::DETECTOR,
+            &dice::DETECTOR,
+            &knn::DETECTOR,
+            &vim::DETECTOR,
+            &gen_::DETECTOR,
+            &she::DETECTOR,
+            &rmds::DETECTOR
+        ]
+        .map(|d| d.label),
         ["ReAct", "ASH", "DICE", "KNN", "ViM", "GEN", "SHE", "RMDS"]
     );
 }

@@ -100,7 +100,17 @@ fn smoke_pipeline_runs_caches_and_reruns_only_what_changed() {
     let s = Scratch::new(|_| {});
     let dag = ok(&s.oodpipe(&["dag"]));
     let all: BTreeSet<String> = dag.lines().map(|l| l.split(" <- ").next().unwrap().to_string()).collect();
-    for id in ["data.cifar10", "data.gaussian", "data.tin_crop", "data.tin_resize", "train.softmax", "outputs.softmax.cifar10", "tune.odin.gaussian", "score.odin.tin_resize", "report"] {
+    for id in [
+        "data.cifar10",
+        "data.gaussian",
+        "data.tin_crop",
+        "data.tin_resize",
+        "train.softmax",
+        "outputs.softmax.cifar10",
+        "tune.odin.gaussian",
+        "score.odin.tin_resize",
+        "report",
+    ] {
         assert!(all.contains(id), "missing stage {id}");
     }
 
@@ -113,7 +123,8 @@ fn smoke_pipeline_runs_caches_and_reruns_only_what_changed() {
     let table1 = std::fs::read_to_string(s.path("reports/table1.md")).unwrap();
     for ood in ["Gaussian Noise", "Tiny ImageNet (crop)", "Tiny ImageNet (resize)"] {
         for method in ["Baseline", "Baseline+T", "ODIN"] {
-            let row = table1.lines().find(|l| l.starts_with(&format!("| {ood} | {method} |"))).unwrap_or_else(|| panic!("no row {ood} {method}"));
+            let row =
+                table1.lines().find(|l| l.starts_with(&format!("| {ood} | {method} |"))).unwrap_or_else(|| panic!("no row {ood} {method}"));
             assert_eq!(row.matches(" / ").count(), 5, "{row}");
             assert!(!row.contains("NaN"), "{row}");
         }
@@ -143,10 +154,19 @@ fn smoke_pipeline_runs_caches_and_reruns_only_what_changed() {
     // and early cutoff rightly keeps the report.)
     config["tune"].as_table_mut().unwrap().insert("odin_epsilons".into(), toml::Value::Array(vec![0.003.into()]));
     s.write_config(&config);
-    let expected: BTreeSet<String> = ["tune.odin.cifar10", "tune.odin.gaussian", "tune.odin.tin_crop", "tune.odin.tin_resize", "score.odin.gaussian", "score.odin.tin_crop", "score.odin.tin_resize", "report"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let expected: BTreeSet<String> = [
+        "tune.odin.cifar10",
+        "tune.odin.gaussian",
+        "tune.odin.tin_crop",
+        "tune.odin.tin_resize",
+        "score.odin.gaussian",
+        "score.odin.tin_crop",
+        "score.odin.tin_resize",
+        "report",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let status = last_json(&s.oodpipe(&["status", "--json"]));
     let mut stale = BTreeSet::new();
     for stage in status["stages"].as_array().unwrap() {
@@ -154,7 +174,10 @@ fn smoke_pipeline_runs_caches_and_reruns_only_what_changed() {
             let id = stage["id"].as_str().unwrap().to_string();
             let reasons: Vec<&str> = stage["reasons"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
             if id.starts_with("tune.odin") {
-                assert!(reasons.iter().any(|r| r.contains("tune.odin_epsilons") && r.contains("[0.0,0.002]") && r.contains("[0.003]")), "{id}: {reasons:?}");
+                assert!(
+                    reasons.iter().any(|r| r.contains("tune.odin_epsilons") && r.contains("[0.0,0.002]") && r.contains("[0.003]")),
+                    "{id}: {reasons:?}"
+                );
             }
             stale.insert(id);
         }
@@ -295,7 +318,6 @@ fn dag_renders_dot_and_mermaid() {
     assert!(mermaid.contains("train_softmax --> outputs_softmax_cifar10"));
 }
 
-
 fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git")
         .current_dir(dir)
@@ -363,7 +385,12 @@ fn diff_of_two_runs_of_the_same_networks_is_the_paired_bootstrap_of_their_stored
     });
     let dir = s.dir.path();
     let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_oodpipe")).current_dir(dir).args(["-c", "smoke.toml", "--cache", "cache"]).args(args).output().unwrap()
+        Command::new(env!("CARGO_BIN_EXE_oodpipe"))
+            .current_dir(dir)
+            .args(["-c", "smoke.toml", "--cache", "cache"])
+            .args(args)
+            .output()
+            .unwrap()
     };
     std::fs::write(dir.join(".gitignore"), "cache/\n").unwrap();
     git(dir, &["init", "-q"]);
@@ -396,7 +423,11 @@ fn diff_of_two_runs_of_the_same_networks_is_the_paired_bootstrap_of_their_stored
         .collect();
     assert_eq!(listed, expected);
     for c in changed {
-        let key = (c["ood_set"].as_str().unwrap().to_string(), c["method"].as_str().unwrap().to_string(), c["metric"].as_str().unwrap().to_string());
+        let key = (
+            c["ood_set"].as_str().unwrap().to_string(),
+            c["method"].as_str().unwrap().to_string(),
+            c["metric"].as_str().unwrap().to_string(),
+        );
         assert_eq!(c["old"].as_f64().unwrap(), before[&key].0);
         assert_eq!(c["new"].as_f64().unwrap(), after[&key].0);
         assert_eq!(c["test"], "paired_bootstrap", "{c}");
@@ -544,7 +575,12 @@ fn diff_of_constructed_results_tests_each_value_by_what_the_sides_share() {
     });
     let dir = s.dir.path();
     let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_oodpipe")).current_dir(dir).args(["-c", "smoke.toml", "--cache", "cache"]).args(args).output().unwrap()
+        Command::new(env!("CARGO_BIN_EXE_oodpipe"))
+            .current_dir(dir)
+            .args(["-c", "smoke.toml", "--cache", "cache"])
+            .args(args)
+            .output()
+            .unwrap()
     };
     git(dir, &["init", "-q"]);
     std::fs::create_dir_all(dir.join("reports")).unwrap();
@@ -589,14 +625,16 @@ fn diff_of_constructed_results_tests_each_value_by_what_the_sides_share() {
     commit(&one_c, Some(run_json_with_networks("c", 1)), "one seed of networks c");
     let one_d = seeded_results(&[(g, "Baseline", "auroc", &[75.0]), (g, "BIN", "auroc", &[62.0]), (acc, "Baseline", "accuracy", &[81.0])]);
     commit(&one_d, Some(run_json_with_networks("d", 1)), "one seed of networks d");
-    let one_d_scored = seeded_results(&[(g, "Baseline", "auroc", &[76.5]), (g, "BIN", "auroc", &[62.0]), (acc, "Baseline", "accuracy", &[81.0])]);
+    let one_d_scored =
+        seeded_results(&[(g, "Baseline", "auroc", &[76.5]), (g, "BIN", "auroc", &[62.0]), (acc, "Baseline", "accuracy", &[81.0])]);
     commit(&one_d_scored, Some(run_json_with_networks("d", 1)), "networks d, scores changed");
     let diff = |a: &str, b: &str| last_json(&run(&["diff", a, b, "--json"]));
-    let tested = |method: &str, test: &str, p: f64, adjusted: f64, verdict: &str, got: &(String, String, Option<f64>, Option<f64>, String)| {
-        assert_eq!((got.0.as_str(), got.1.as_str(), got.4.as_str()), (method, test, verdict), "{got:?}");
-        close(got.2, p, &format!("{method} p"));
-        close(got.3, adjusted, &format!("{method} adjusted p"));
-    };
+    let tested =
+        |method: &str, test: &str, p: f64, adjusted: f64, verdict: &str, got: &(String, String, Option<f64>, Option<f64>, String)| {
+            assert_eq!((got.0.as_str(), got.1.as_str(), got.4.as_str()), (method, test, verdict), "{got:?}");
+            close(got.2, p, &format!("{method} p"));
+            close(got.3, adjusted, &format!("{method} adjusted p"));
+        };
 
     // Two multi-seed runs of different networks: Welch's t on the per-seed rows, one
     // Benjamini-Hochberg correction across the three. Oracle: scipy 1.17.1,
@@ -637,15 +675,20 @@ fn diff_of_constructed_results_tests_each_value_by_what_the_sides_share() {
     // Two one-seed runs of different networks: no verdict, training noise not measured.
     let d = diff("HEAD~2", "HEAD~1");
     let t = tests_of(&d);
-    assert_eq!(t.iter().map(|x| (x.0.as_str(), x.1.as_str(), x.2, x.4.as_str())).collect::<Vec<_>>(), [
-        ("Baseline", "none", None, "not measured"),
-        ("Baseline accuracy", "none", None, "not measured")
-    ]);
+    assert_eq!(
+        t.iter().map(|x| (x.0.as_str(), x.1.as_str(), x.2, x.4.as_str())).collect::<Vec<_>>(),
+        [("Baseline", "none", None, "not measured"), ("Baseline accuracy", "none", None, "not measured")]
+    );
     assert_eq!(d["changed"][0]["significant"], false);
     assert_eq!(d["correction"]["tests"], 0);
     let text = ok(&run(&["diff", "HEAD~2", "HEAD~1"]));
     assert!(text.contains("| none: training noise not measured: run several seeds (train.seeds) | – | – | not measured |"), "{text}");
-    assert!(text.trim_end().ends_with("2 values changed (0 significant, 0 within noise, 2 not measured), 0 config fields changed between HEAD~2 and HEAD~1."), "{text}");
+    assert!(
+        text.trim_end().ends_with(
+            "2 values changed (0 significant, 0 within noise, 2 not measured), 0 config fields changed between HEAD~2 and HEAD~1."
+        ),
+        "{text}"
+    );
 
     // The same network, one seed, its scores not in this store: no test, and it says why.
     let d = diff("HEAD~1", "HEAD");
@@ -660,11 +703,10 @@ fn diff_of_constructed_results_tests_each_value_by_what_the_sides_share() {
     let fields: Vec<&str> = d["config_changes"].as_array().unwrap().iter().map(|c| c["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["train.old_knob"]);
     let t = tests_of(&d);
-    assert_eq!(t.iter().map(|x| (x.0.as_str(), x.1.as_str(), x.4.as_str())).collect::<Vec<_>>(), [
-        ("Baseline", "none", "not measured"),
-        ("BIN", "none", "added"),
-        ("Baseline accuracy", "none", "added")
-    ]);
+    assert_eq!(
+        t.iter().map(|x| (x.0.as_str(), x.1.as_str(), x.4.as_str())).collect::<Vec<_>>(),
+        [("Baseline", "none", "not measured"), ("BIN", "none", "added"), ("Baseline accuracy", "none", "added")]
+    );
     assert_eq!(d["changed"][0]["test_description"], "none: no per-seed rows (an older results.csv)");
 
     // In a checkout without the config file: the results are still compared, the tests the same.
@@ -684,8 +726,7 @@ fn seeds_build_per_seed_stages_and_a_new_seed_runs_only_its_own() {
     let one = last_json(&s.oodpipe(&["run", "--json"]));
     let plain = ids(&one["executed"]);
     assert!(plain.iter().all(|id| !id.contains('@')), "{plain:?}");
-    let seed_dependent: BTreeSet<String> =
-        plain.iter().filter(|id| !id.starts_with("data.") && *id != "report").cloned().collect();
+    let seed_dependent: BTreeSet<String> = plain.iter().filter(|id| !id.starts_with("data.") && *id != "report").cloned().collect();
     let with_suffix = |n: u64| -> BTreeSet<String> { seed_dependent.iter().map(|id| format!("{id}@seed{n}")).collect() };
 
     let set_seeds = |seeds: &[i64]| {
@@ -739,7 +780,8 @@ fn every_bad_value_of_a_file_is_refused_at_once_non_finite_numbers_included() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("3 problems"), "{err}");
     let text = std::fs::read_to_string(s.config()).unwrap();
-    for (key, starts) in [("train.gamma", "gamma ="), ("train.weight_decay", "weight_decay ="), ("tune.temperatures[1]", "temperatures =")] {
+    for (key, starts) in [("train.gamma", "gamma ="), ("train.weight_decay", "weight_decay ="), ("tune.temperatures[1]", "temperatures =")]
+    {
         let line = text.lines().position(|l| l.starts_with(starts)).unwrap() + 1;
         assert!(err.contains(&format!("smoke.toml:{line}:1: key `{key}`: not a finite number")), "{key}: {err}");
     }

@@ -53,7 +53,9 @@ fn photos(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     for i in 0..130u32 {
         let (w, h) = [(40, 48), (64, 64), (33, 90), (100, 70)][i as usize % 4];
-        let rgb = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([((x * 5 + i) % 256) as u8, ((y * 3 + 2 * i) % 256) as u8, ((x * y + i) % 256) as u8]));
+        let rgb = image::RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([((x * 5 + i) % 256) as u8, ((y * 3 + 2 * i) % 256) as u8, ((x * y + i) % 256) as u8])
+        });
         let img = if i % 3 == 0 { image::DynamicImage::ImageRgb8(rgb).grayscale() } else { image::DynamicImage::ImageRgb8(rgb) };
         img.save(dir.join(format!("photo_{i}.png"))).unwrap();
     }
@@ -130,7 +132,9 @@ fn a_detector_and_an_image_folder_set_added_as_the_readme_says_run_end_to_end() 
 
     // The plan has the new stages; they run end to end.
     let status = String::from_utf8(run(&["status"]).stdout).unwrap();
-    for id in ["data.my_photos", "score.neg_entropy.my_photos", "score.neg_entropy.gaussian", "score.baseline.my_photos", "outputs.vib.my_photos"] {
+    for id in
+        ["data.my_photos", "score.neg_entropy.my_photos", "score.neg_entropy.gaussian", "score.baseline.my_photos", "outputs.vib.my_photos"]
+    {
         assert!(status.lines().any(|l| l.split_whitespace().nth(1) == Some(id)), "status lists no {id}:\n{status}");
     }
     let out = run(&["run"]);
@@ -186,10 +190,17 @@ fn a_detector_and_an_image_folder_set_added_as_the_readme_says_run_end_to_end() 
     let summary: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
     let mut executed: Vec<&str> = summary["executed"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     executed.sort();
-    assert_eq!(executed, ["data.cifar10", "data.gaussian", "data.my_photos", "data.tin_crop", "data.tin_resize"], "only the data stages rerun");
+    assert_eq!(
+        executed,
+        ["data.cifar10", "data.gaussian", "data.my_photos", "data.tin_crop", "data.tin_resize"],
+        "only the data stages rerun"
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("train.softmax: input data.cifar10 rebuilt with the same bytes: kept"), "{err}");
     let status = String::from_utf8(run(&["status"]).stdout).unwrap();
     assert!(!status.lines().any(|l| l.starts_with("stale")) && status.contains(" fresh, 0 stale"), "{status}");
-    assert!(status.lines().any(|l| l.starts_with("fresh  train.softmax") && l.contains("input data.cifar10 rebuilt with the same bytes: kept")), "{status}");
+    assert!(
+        status.lines().any(|l| l.starts_with("fresh  train.softmax") && l.contains("input data.cifar10 rebuilt with the same bytes: kept")),
+        "{status}"
+    );
 }

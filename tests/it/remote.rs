@@ -183,18 +183,30 @@ fn two_caches_share_one_server_the_second_builds_nothing_and_gets_identical_resu
         c.insert("remote".into(), toml::Table::from_iter([("url".to_string(), toml::Value::from(seed.url.clone()))]).into());
     });
     let status = ok(&s3(&third, &["status"]));
-    assert!(status.contains(&format!("{n} stages: 0 fresh, {n} stale ({n} of them on the remote {})", seed.url, n = all.len())), "{status}");
+    assert!(
+        status.contains(&format!("{n} stages: 0 fresh, {n} stale ({n} of them on the remote {})", seed.url, n = all.len())),
+        "{status}"
+    );
     assert!(status.contains("no entry yet; on the remote (a run fetches it)"), "{status}");
     let pull = s3(&third, &["pull"]);
     let said = ok(&pull);
-    assert!(said.starts_with(&format!("pulled {} stages (", all.len())) && said.contains("already here: 0 stages; not on the remote: 0 stages"), "{said}");
+    assert!(
+        said.starts_with(&format!("pulled {} stages (", all.len())) && said.contains("already here: 0 stages; not on the remote: 0 stages"),
+        "{said}"
+    );
     assert!(stale(&third, &[]).is_empty());
     let again = ok(&s3(&third, &["pull"]));
-    assert!(again.starts_with("pulled 0 stages (0 objects, 0 B)") && again.contains(&format!("already here: {} stages", all.len())), "{again}");
+    assert!(
+        again.starts_with("pulled 0 stages (0 objects, 0 B)") && again.contains(&format!("already here: {} stages", all.len())),
+        "{again}"
+    );
 
     // Pushing what the server has sends nothing.
     let push = ok(&s3(&seed.scratch, &["push", "--remote", &seed.url]));
-    assert!(push.starts_with("pushed 0 stages (0 objects, 0 B)") && push.contains(&format!("already there: {} stages", all.len())), "{push}");
+    assert!(
+        push.starts_with("pushed 0 stages (0 objects, 0 B)") && push.contains(&format!("already there: {} stages", all.len())),
+        "{push}"
+    );
 
     // The secret is in no file of any of the three folders (caches, reports, configs) and in no output.
     for s in [&seed.scratch, &second, &third] {
@@ -379,7 +391,8 @@ fn transfers_killed_at_random_moments_leave_nothing_half_visible_on_either_side(
     // without its sound objects, and a last pull completes it.
     let s = Scratch::new(|_| {});
     for _ in 0..6 {
-        let mut child = s3_command(&s, PORT, SECRET, &["pull", "--remote", &seed.url]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child =
+            s3_command(&s, PORT, SECRET, &["pull", "--remote", &seed.url]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         std::thread::sleep(Duration::from_millis(next_ms(1200)));
         let _ = child.kill();
         child.wait().unwrap();
@@ -392,7 +405,11 @@ fn transfers_killed_at_random_moments_leave_nothing_half_visible_on_either_side(
     // concurrently: what a pull then finds on the server is sound, and a last push completes it.
     let url = fresh_url("killed-push");
     for _ in 0..6 {
-        let mut child = s3_command(&seed.scratch, PORT, SECRET, &["push", "--remote", &url]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = s3_command(&seed.scratch, PORT, SECRET, &["push", "--remote", &url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(next_ms(1200)));
         let _ = child.kill();
         child.wait().unwrap();

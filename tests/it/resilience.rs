@@ -177,7 +177,9 @@ fn ctrl_c_stops_the_run_records_it_as_interrupted_and_the_next_run_resumes() {
     let pid = child.id() as i32;
     // Interrupt during the first training (the stages before it take a few seconds in all).
     let started = Instant::now();
-    while !std::fs::read_dir(s.path("cache/logs")).is_ok_and(|d| d.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with("train."))) {
+    while !std::fs::read_dir(s.path("cache/logs"))
+        .is_ok_and(|d| d.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with("train.")))
+    {
         assert!(started.elapsed() < Duration::from_secs(120), "no training started");
         std::thread::sleep(Duration::from_millis(20));
     }

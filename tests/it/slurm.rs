@@ -43,7 +43,12 @@ fn a_cancelled_job_fails_its_stage_and_the_next_run_resumes() {
         return;
     }
     let s = Scratch::new(|_| {});
-    let child = s.command(&["run", "--executor", "slurm"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child = s
+        .command(&["run", "--executor", "slurm"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     // The run keeps each in-flight job's id in the store; cancel train.softmax's.
     let job_file = s.path("cache/state/slurm/train.softmax.job");
     let started = Instant::now();

@@ -50,7 +50,8 @@ fn a_sweep_builds_only_what_its_key_reaches_and_a_point_is_a_plain_run() {
 
     let sweep = last_json(&s.oodpipe(&["run", "--json", "--sweep", "methods.bin.zeta=0.1,0.3"]));
     let executed = ids(&sweep["executed"]);
-    let mut expected: BTreeSet<String> = ["train.bin@zeta=0.3", "outputs.bin.cifar10@zeta=0.3", "sweep"].iter().map(|x| x.to_string()).collect();
+    let mut expected: BTreeSet<String> =
+        ["train.bin@zeta=0.3", "outputs.bin.cifar10@zeta=0.3", "sweep"].iter().map(|x| x.to_string()).collect();
     for set in ["gaussian", "tin_crop", "tin_resize"] {
         expected.insert(format!("outputs.bin.{set}@zeta=0.3"));
         expected.insert(format!("score.bin.{set}@zeta=0.3"));

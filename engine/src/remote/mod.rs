@@ -118,10 +118,7 @@ impl Shared {
 
     /// As the local store names objects: by digest, keeping the output's extension.
     pub fn object_path(&self, digest: &str, output_name: &str) -> RemotePath {
-        let ext = std::path::Path::new(output_name)
-            .extension()
-            .map(|e| format!(".{}", e.to_string_lossy()))
-            .unwrap_or_default();
+        let ext = std::path::Path::new(output_name).extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
         self.path(&["objects", &digest[..2], &format!("{}{ext}", &digest[2..])])
     }
 
@@ -166,10 +163,9 @@ enum Location {
 
 fn parse(url: &str) -> Result<Location, Refusal> {
     parse_url(url).map_err(|cause| (true, cause)).and_then(|location| match location {
-        Location::Folder(path) if !path.is_dir() => Err((
-            false,
-            format!("the folder {} does not exist (create it, or mount the share it should be on)", path.display()),
-        )),
+        Location::Folder(path) if !path.is_dir() => {
+            Err((false, format!("the folder {} does not exist (create it, or mount the share it should be on)", path.display())))
+        }
         Location::Folder(path) => std::path::absolute(path).map(Location::Folder).map_err(|e| (false, e.to_string())),
         s3 => Ok(s3),
     })

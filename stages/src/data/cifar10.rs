@@ -19,9 +19,9 @@
 //! Within each split the images stay in file order.
 
 use crate::stage::StageContext;
-use oodpipe_plan::view;
 use crate::tensors;
 use anyhow::{Context, Result, bail, ensure};
+use oodpipe_plan::view;
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use tch::Tensor;
@@ -76,10 +76,7 @@ pub fn parse_batch<'a>(bytes: &'a [u8], name: &str) -> Result<Vec<Record<'a>>> {
         .map(|(i, chunk)| {
             let label = chunk[0];
             if label >= CLASSES {
-                bail!(
-                    "{name}: record {i} (byte offset {}) has label {label}, expected 0..=9",
-                    i * RECORD_BYTES
-                );
+                bail!("{name}: record {i} (byte offset {}) has label {label}, expected 0..=9", i * RECORD_BYTES);
             }
             Ok(Record { label, pixels: &chunk[1..] })
         })
@@ -147,11 +144,7 @@ pub fn split(n: usize, val_size: usize, seed: u64) -> Result<Split> {
 /// the number of items is refused.
 pub fn apply_limit<T>(mut items: Vec<T>, limit: Option<usize>, key: &str) -> Result<Vec<T>> {
     if let Some(limit) = limit {
-        ensure!(
-            (1..=items.len()).contains(&limit),
-            "config key {key} = {limit} must be in 1..={} (or absent to keep all)",
-            items.len()
-        );
+        ensure!((1..=items.len()).contains(&limit), "config key {key} = {limit} must be in 1..={} (or absent to keep all)", items.len());
         items.truncate(limit);
     }
     Ok(items)

@@ -78,7 +78,8 @@ impl DetectorStage<'_> {
     /// The head's weight [classes, D] and bias [classes] (f32), for a head of one linear layer.
     pub fn head(&self) -> Result<(Tensor, Tensor)> {
         let path = self.features_file(CIFAR10)?;
-        let weight = tensors::read_one(path, "head_weight").with_context(|| format!("the {} head is not one linear layer", self.detector.model.name()))?;
+        let weight = tensors::read_one(path, "head_weight")
+            .with_context(|| format!("the {} head is not one linear layer", self.detector.model.name()))?;
         Ok((weight, tensors::read_one(path, "head_bias")?))
     }
 

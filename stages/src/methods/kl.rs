@@ -11,8 +11,7 @@
 use tch::{Kind, Tensor};
 
 fn to_vec(t: &Tensor) -> Vec<f64> {
-    Vec::<f64>::try_from(&t.to_device(tch::Device::Cpu).to_kind(Kind::Double).contiguous())
-        .expect("a 1-d f64 tensor converts to Vec<f64>")
+    Vec::<f64>::try_from(&t.to_device(tch::Device::Cpu).to_kind(Kind::Double).contiguous()).expect("a 1-d f64 tensor converts to Vec<f64>")
 }
 
 /// VIB: log r = -KL for each entry of `kl` [N].

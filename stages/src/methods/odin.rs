@@ -8,9 +8,9 @@
 //! at eps = 0 depend on neither, so one forward per batch, one backward per (batch, T) and one
 //! forward per (batch, T, eps > 0) cover the whole grid.
 
+use crate::detector::{CIFAR10, DetectorStage, VAL, files};
 use crate::methods::temperature::max_softmax;
 use crate::model::{Network, mean_tensor, normalise, std_tensor, to_unit_range};
-use crate::detector::{CIFAR10, DetectorStage, VAL, files};
 use crate::stage::ProgressFn;
 use crate::tensors;
 use anyhow::Result;
@@ -109,10 +109,6 @@ pub fn cifar10_grid(stage: &DetectorStage, temperatures: &[f64], epsilons: &[f64
     let scores = Tensor::from_slice(&flat).view(shape);
     tensors::write(
         &stage.output_path(files::ODIN_GRID),
-        &[
-            ("scores", &scores),
-            ("temperatures", &Tensor::from_slice(temperatures)),
-            ("epsilons", &Tensor::from_slice(epsilons)),
-        ],
+        &[("scores", &scores), ("temperatures", &Tensor::from_slice(temperatures)), ("epsilons", &Tensor::from_slice(epsilons))],
     )
 }

@@ -63,10 +63,8 @@ mod tests {
         // fpr = (log10 T - 2)^2 + (eps - 0.002)^2 * 1e4: minimum at T = 100, eps = 0.002.
         let temps = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0];
         let eps: Vec<f64> = (0..=20).map(|i| 0.004 * i as f64 / 20.0).collect();
-        let grid: Vec<GridPoint> = temps
-            .iter()
-            .flat_map(|&t| eps.iter().map(move |&e| p(t, e, (t.log10() - 2.0).powi(2) + (e - 0.002).powi(2) * 1e4)))
-            .collect();
+        let grid: Vec<GridPoint> =
+            temps.iter().flat_map(|&t| eps.iter().map(move |&e| p(t, e, (t.log10() - 2.0).powi(2) + (e - 0.002).powi(2) * 1e4))).collect();
         let best = choose(&grid);
         assert_eq!(best.temperature, 100.0);
         assert!((best.epsilon.unwrap() - 0.002).abs() < 1e-12);

@@ -15,8 +15,8 @@
 
 use super::losses::{at_labels, binc_loss, gaussian_kl, gaussian_kl_per_class, posterior, vib_loss, weighted_bce};
 use crate::config::ModelKind;
-use oodpipe_plan::view::MethodTables;
 use anyhow::{Context, Result};
+use oodpipe_plan::view::MethodTables;
 use tch::nn;
 use tch::{Kind, Tensor};
 
@@ -80,11 +80,7 @@ pub fn linear(vs: nn::Path, c_in: i64, c_out: i64) -> nn::Linear {
         vs,
         c_in,
         c_out,
-        nn::LinearConfig {
-            ws_init: nn::Init::Uniform { lo: -bound, up: bound },
-            bs_init: Some(nn::Init::Const(0.0)),
-            bias: true,
-        },
+        nn::LinearConfig { ws_init: nn::Init::Uniform { lo: -bound, up: bound }, bs_init: Some(nn::Init::Const(0.0)), bias: true },
     )
 }
 
@@ -148,11 +144,7 @@ impl Head {
                 let (mu, sigma) = posterior(&features.apply(encoder));
                 let logits = mu.apply(decoder);
                 let kl_of = |mu: &Tensor, sigma: &Tensor, mean: &Tensor, log_std: &Tensor| {
-                    if per_class {
-                        gaussian_kl_per_class(mu, sigma, mean, log_std)
-                    } else {
-                        gaussian_kl(mu, sigma, mean, log_std)
-                    }
+                    if per_class { gaussian_kl_per_class(mu, sigma, mean, log_std) } else { gaussian_kl(mu, sigma, mean, log_std) }
                 };
                 if train {
                     let latent = &mu + &sigma * sigma.randn_like();
@@ -173,9 +165,7 @@ impl Head {
         Ok(match self {
             Head::Softmax { .. } => smoothed_cross_entropy(&out.logits, labels, label_smoothing),
             Head::Bin { zeta, .. } => weighted_bce(&out.logits, labels, *zeta, label_smoothing),
-            Head::Binc { zeta, lambda, .. } => {
-                binc_loss(&out.logits, extra("bin_logits")?, labels, *zeta, *lambda, label_smoothing)
-            }
+            Head::Binc { zeta, lambda, .. } => binc_loss(&out.logits, extra("bin_logits")?, labels, *zeta, *lambda, label_smoothing),
             Head::Vib { beta, .. } => vib_loss(extra("sampled_logits")?, labels, extra("kl")?, *beta, label_smoothing),
             Head::Viby { beta, .. } => {
                 let kl = at_labels(extra("kl")?, labels);

@@ -40,8 +40,7 @@ pub fn mmce_columns(confidence: &Tensor, correct: &Tensor) -> Tensor {
     let b = &r * &ic; // weights of the incorrect examples
     // a^T K b for each classifier: [K, 1, N] x [K, N, N] x [K, N, 1]
     let quad = |u: &Tensor, v: &Tensor| u.unsqueeze(1).bmm(&kernel).bmm(&v.unsqueeze(2)).view([-1]);
-    let mmd = quad(&a, &a) / (&m * &m + 1e-5) + quad(&b, &b) / (&n * &n + 1e-5)
-        - quad(&a, &b) * 2.0 / (&m * &n + 1e-5);
+    let mmd = quad(&a, &a) / (&m * &m + 1e-5) + quad(&b, &b) / (&n * &n + 1e-5) - quad(&a, &b) * 2.0 / (&m * &n + 1e-5);
     let value = (mmd.clamp_min(0.0) + 1e-10).sqrt();
     let both = m.gt(0.0).logical_and(&n.gt(0.0)).to_kind(kind);
     value * both

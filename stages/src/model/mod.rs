@@ -11,8 +11,8 @@ pub mod mmce;
 pub mod wrn;
 
 use crate::config::ModelKind;
-use oodpipe_plan::view;
 use anyhow::{Context, Result};
+use oodpipe_plan::view;
 use std::path::Path;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
@@ -80,11 +80,7 @@ impl Network {
     pub fn load(path: &Path, kind: ModelKind, config: &view::Network, device: Device) -> Result<Network> {
         let mut net = Network::new(kind, config, device)?;
         net.vs.load(path).with_context(|| {
-            format!(
-                "loading the {} network's weights from {} (does model.depth/widen match the training?)",
-                kind.name(),
-                path.display()
-            )
+            format!("loading the {} network's weights from {} (does model.depth/widen match the training?)", kind.name(), path.display())
         })?;
         Ok(net)
     }
@@ -140,11 +136,8 @@ impl Network {
                 extras[i].1.push(t.to_device(Device::Cpu));
             }
         }
-        let logits = if logits.is_empty() {
-            Tensor::zeros([0, head::CLASSES], (Kind::Float, Device::Cpu))
-        } else {
-            Tensor::cat(&logits, 0)
-        };
+        let logits =
+            if logits.is_empty() { Tensor::zeros([0, head::CLASSES], (Kind::Float, Device::Cpu)) } else { Tensor::cat(&logits, 0) };
         HeadOutput { logits, extras: extras.into_iter().map(|(n, parts)| (n, Tensor::cat(&parts, 0))).collect() }
     }
 

@@ -9,8 +9,8 @@
 //! (std = sqrt(2 / (3 * 3 * out_channels))), BN weight 1 and bias 0.
 
 use anyhow::{Result, ensure};
-use tch::nn::{self, ModuleT};
 use tch::Tensor;
+use tch::nn::{self, ModuleT};
 
 /// BN with the WRN code's init (weight 1, bias 0) and PyTorch's defaults otherwise.
 fn batch_norm(vs: nn::Path, channels: i64) -> nn::BatchNorm {
