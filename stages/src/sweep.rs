@@ -140,6 +140,7 @@ fn markdown(
 ) -> String {
     let point_name = |p: usize| keys.iter().zip(&points[p].values).map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ");
     let mut md = String::from("# Sweep\n\n");
+    let mut distinct = Vec::new();
     for (i, k) in keys.iter().enumerate() {
         let values: Vec<&str> = {
             let mut v: Vec<&str> = Vec::new();
@@ -151,10 +152,17 @@ fn markdown(
             v
         };
         writeln!(md, "- `{k}`: {}", values.join(", ")).unwrap();
+        distinct.push(values.len());
     }
+    // The points say how the keys were combined: every combination, or the i-th values together.
+    let combined = match keys.len() {
+        1 => "",
+        _ if distinct.iter().product::<usize>() == points.len() => " (the cross product)",
+        _ => " (the keys side by side: the i-th values of every key together)",
+    };
     writeln!(
         md,
-        "\n{} points (the cross product). Every point's stages that do not depend on the swept keys are shared \
+        "\n{} points{combined}. Every point's stages that do not depend on the swept keys are shared \
          with the other points and with a plain run of that point's config (`oodpipe run --set ...`), so each row \
          here is that run's number. **Chosen**: per OOD set and method, the point with the lowest FPR at 95% TPR on \
          the validation splits (CIFAR-10's 5,000 validation images against the OOD set's 500), ties to the first \
@@ -415,6 +423,27 @@ mod tests {
         let md = markdown(&["methods.bin.zeta".into()], &points, &[("g".into(), "G".into())], &c, &chosen, 1);
         assert!(md.contains("| methods.bin.zeta = 0.05 | 35.00 | **chosen** |"), "{md}");
         assert!(md.contains("Not changed by the swept keys (the same stages at every point): Baseline."), "{md}");
+    }
+
+    #[test]
+    fn the_text_says_how_the_keys_were_combined() {
+        let point = |a: &str, b: &str| SweepPoint {
+            values: vec![a.to_string(), b.to_string()],
+            seeds: vec![(0, String::new())],
+            inputs: Default::default(),
+        };
+        let keys = ["methods.bin.zeta".to_string(), "methods.vib.beta".to_string()];
+        let c = cells(&[collected(0.4, 0.3), collected(0.3, 0.3)]);
+        let chosen = choose(&c);
+        let sets = [("g".to_string(), "G".to_string())];
+        let zip = markdown(&keys, &[point("0.01", "0.001"), point("0.05", "0.005")], &sets, &c, &chosen, 1);
+        assert!(zip.contains("2 points (the keys side by side: the i-th values of every key together)."), "{zip}");
+        let c4 = cells(&[collected(0.4, 0.3), collected(0.3, 0.3), collected(0.3, 0.3), collected(0.3, 0.3)]);
+        let grid_points = [point("0.01", "0.001"), point("0.01", "0.005"), point("0.05", "0.001"), point("0.05", "0.005")];
+        let grid = markdown(&keys, &grid_points, &sets, &c4, &choose(&c4), 1);
+        assert!(grid.contains("4 points (the cross product)."), "{grid}");
+        let one = markdown(&keys[..1], &[point("0.01", ""), point("0.05", "")], &sets, &c, &chosen, 1);
+        assert!(one.contains("2 points. Every point's"), "{one}");
     }
 
     #[test]
