@@ -161,8 +161,8 @@ pub mod salt {
     /// accuracy bootstrapped per image, exact t quantiles; configured OOD sets in config order,
     /// and Table 3 with the mean over the sets.
     pub const REPORT: &str = "report-6";
-    /// A sweep's report (`sweep.csv`, `sweep.md`, its figures).
-    pub const SWEEP: &str = "sweep-1";
+    /// A sweep's report (`sweep.csv`, `sweep.md`, its figures); says how the keys were combined.
+    pub const SWEEP: &str = "sweep-2";
 }
 
 /// The six official CIFAR-10 batch files.
