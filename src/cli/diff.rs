@@ -32,7 +32,7 @@ struct Side {
 }
 
 /// `--set K=V` and `--sweep K=V1,V2` of a run's overrides and sweep.
-fn override_args(overrides: &[String], sweep: &[(String, Vec<String>)]) -> Vec<String> {
+pub(super) fn override_args(overrides: &[String], sweep: &[(String, Vec<String>)]) -> Vec<String> {
     overrides
         .iter()
         .map(|o| format!("--set {o}"))

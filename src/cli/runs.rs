@@ -19,13 +19,10 @@ pub fn run(cache: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
             (Some(c), _) => c[..c.len().min(10)].to_string(),
             (None, _) => "no git".into(),
         };
-        let mut config = r.config_path.display().to_string();
-        for o in &r.overrides {
-            config.push_str(&format!(" --set {o}"));
-        }
-        for (key, values) in &r.sweep {
-            config.push_str(&format!(" --sweep {key}={}", values.join(",")));
-        }
+        let config = std::iter::once(r.config_path.display().to_string())
+            .chain(super::diff::override_args(&r.overrides, &r.sweep))
+            .collect::<Vec<_>>()
+            .join(" ");
         println!(
             "{}  {commit:<16} {config}  executed {:>3}, cached {:>3}{}  {:.1}s",
             r.id,
