@@ -110,6 +110,14 @@ fn remote_object(remote_dir: &Path, store: &Store, id: &str, name: &str) -> Path
     remote_dir.join(rel)
 }
 
+/// A remote on a new folder `name` in `dir`, and that folder.
+fn folder_remote(dir: &Path, name: &str) -> (PathBuf, Remote) {
+    let remote_dir = dir.join(name);
+    std::fs::create_dir(&remote_dir).unwrap();
+    let remote = Remote::open(remote_dir.to_str().unwrap(), false).unwrap();
+    (remote_dir, remote)
+}
+
 fn every_file(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
@@ -123,9 +131,9 @@ fn every_file(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn a_second_store_fetches_everything_the_first_built_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
-    let remote_dir = dir.path().join("remote");
-    std::fs::create_dir(&remote_dir).unwrap();
-    let remote = Remote::open(remote_dir.to_str().unwrap(), false).unwrap();
+    let (remote_dir, remote) = folder_remote(dir.path(), "remote");
+    // gen.a's 40 MB come in 16 MiB ranges (objects over 256 MB do in use), and are hashed after.
+    let remote = remote.downloading_parts_above(16 << 20);
 
     let first = Store::open(&dir.path().join("one")).unwrap();
     let (outcome, lines) = run(&first, &remote);
@@ -163,10 +171,19 @@ fn a_second_store_fetches_everything_the_first_built_byte_for_byte() {
 
 #[test]
 fn a_damaged_object_on_the_remote_is_never_used_its_stage_is_built_and_the_remote_repaired() {
+    // The large object in one stream, hashed as it arrives, and in ranged parts, hashed after.
+    for parts_above in [None, Some(16 << 20)] {
+        damaged_object_case(parts_above);
+    }
+}
+
+fn damaged_object_case(parts_above: Option<u64>) {
     let dir = tempfile::tempdir().unwrap();
-    let remote_dir = dir.path().join("remote");
-    std::fs::create_dir(&remote_dir).unwrap();
-    let remote = Remote::open(remote_dir.to_str().unwrap(), false).unwrap();
+    let (remote_dir, remote) = folder_remote(dir.path(), "remote");
+    let remote = match parts_above {
+        Some(bytes) => remote.downloading_parts_above(bytes),
+        None => remote,
+    };
     let first = Store::open(&dir.path().join("one")).unwrap();
     run(&first, &remote);
 
@@ -200,9 +217,7 @@ fn a_damaged_object_on_the_remote_is_never_used_its_stage_is_built_and_the_remot
 #[test]
 fn an_entry_that_is_not_the_stages_is_not_used() {
     let dir = tempfile::tempdir().unwrap();
-    let remote_dir = dir.path().join("remote");
-    std::fs::create_dir(&remote_dir).unwrap();
-    let remote = Remote::open(remote_dir.to_str().unwrap(), false).unwrap();
+    let (remote_dir, remote) = folder_remote(dir.path(), "remote");
     let first = Store::open(&dir.path().join("one")).unwrap();
     run(&first, &remote);
     // Someone's entry under gen.d's key claims other key material.
@@ -221,9 +236,7 @@ fn an_entry_that_is_not_the_stages_is_not_used() {
 #[test]
 fn push_sends_what_the_remote_lacks_and_pull_fetches_it_into_an_empty_store() {
     let dir = tempfile::tempdir().unwrap();
-    let remote_dir = dir.path().join("remote");
-    std::fs::create_dir(&remote_dir).unwrap();
-    let remote = Remote::open(remote_dir.to_str().unwrap(), false).unwrap();
+    let (remote_dir, remote) = folder_remote(dir.path(), "remote");
     let read_only = Remote::open(remote_dir.to_str().unwrap(), true).unwrap();
     let first = Store::open(&dir.path().join("one")).unwrap();
     let (outcome, _) = run(&first, &read_only);
@@ -252,9 +265,7 @@ fn push_sends_what_the_remote_lacks_and_pull_fetches_it_into_an_empty_store() {
         assert!(second.verify_entry(&entry).is_empty());
     }
     // A local object damaged after the fact is not pushed, nor its entry.
-    let third_dir = dir.path().join("remote2");
-    std::fs::create_dir(&third_dir).unwrap();
-    let other = Remote::open(third_dir.to_str().unwrap(), false).unwrap();
+    let (third_dir, other) = folder_remote(dir.path(), "remote2");
     let d = second.last_entry("gen.d").unwrap();
     let object = second.object_path(&d.outputs["small.json"], "small.json");
     let mut perms = std::fs::metadata(&object).unwrap().permissions();

@@ -68,7 +68,7 @@ struct Ready {
 /// `--multi-thread-cutoff`): on a server near by, one stream is faster than ranged parts (measured
 /// on SeaweedFS: a 185 MB object in one stream 0.85-1.2 s, in 16 MB ranges 1.6 s), and many
 /// objects travel at once anyway. Larger ones come in parts of [`PART`], four at once.
-const ONE_STREAM: u64 = 256 << 20;
+pub const ONE_STREAM: u64 = 256 << 20;
 
 /// Threads committing stages: moving objects in syncs each file and folder.
 const COMMITS: usize = 4;
@@ -303,7 +303,7 @@ async fn one(
 }
 
 /// Downloads one object into `dest`: all of it in one request when the size that request reports
-/// is at most [`ONE_STREAM`], else its first part there and the rest in parts of [`PART`], four at
+/// is at most [`Shared::one_stream`] ([`ONE_STREAM`] unless a test lowers it), else its first part there and the rest in parts of [`PART`], four at
 /// once. Returns its size, and its digest when it came
 /// in one request (hashed as it arrived; the caller hashes the file otherwise).
 async fn download_object(shared: Arc<Shared>, path: RemotePath, dest: PathBuf, meter: Meter) -> Result<(u64, Option<String>), Miss> {
@@ -319,7 +319,7 @@ async fn download_object(shared: Arc<Shared>, path: RemotePath, dest: PathBuf, m
         let size = got.meta.size;
         meter.expect(size);
         // Small enough: all of it in this request. Otherwise its first part, then parts at once.
-        let first = if size <= ONE_STREAM { size } else { PART };
+        let first = if size <= shared.one_stream { size } else { PART };
         let mut stream = got.into_stream();
         let mut written = 0u64;
         let mut hasher = (first == size).then(blake3::Hasher::new);

@@ -105,6 +105,8 @@ pub(crate) struct Shared {
     pub data: Arc<dyn ObjectStore>,
     prefix: Vec<String>,
     pub slots: tokio::sync::Semaphore,
+    /// Objects up to this size are downloaded in one request (256 MB unless a test lowers it).
+    pub one_stream: u64,
 }
 
 impl Shared {
@@ -261,6 +263,7 @@ impl Remote {
                 data,
                 prefix,
                 slots: tokio::sync::Semaphore::new(transfers.unwrap_or(TRANSFERS)),
+                one_stream: fetch::ONE_STREAM,
             }),
             runtime,
             read_only,
@@ -268,6 +271,13 @@ impl Remote {
             uploads: Mutex::new(Vec::new()),
             heal: Mutex::new(BTreeSet::new()),
         })
+    }
+
+    /// Downloads objects over `bytes` (at least one part) in ranged parts, instead of over 256 MB;
+    /// tests lower it so that small objects take that path too.
+    pub fn downloading_parts_above(mut self, bytes: u64) -> Remote {
+        Arc::get_mut(&mut self.shared).expect("a remote just opened is not shared yet").one_stream = bytes.max(PART);
+        self
     }
 
     /// The URL as given (it holds no credentials: [`Remote::open`] refuses those).
