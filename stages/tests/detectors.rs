@@ -5,22 +5,8 @@
 
 use oodpipe_stages::detectors::{energy, mahalanobis, max_logit};
 use tch::{Device, Kind, Tensor};
-
-/// A deterministic pseudo-random sequence in [-1, 1) (not libtorch's generator: tests run in parallel).
-fn values(n: usize, seed: u64) -> Vec<f64> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((x >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-        })
-        .collect()
-}
-
-fn matrix(rows: &[Vec<f64>]) -> Tensor {
-    let flat: Vec<f64> = rows.iter().flatten().copied().collect();
-    Tensor::from_slice(&flat).view([rows.len() as i64, rows[0].len() as i64])
-}
+mod oracle;
+use oracle::{inverse, matrix, values};
 
 fn logits(n: usize, seed: u64) -> Vec<Vec<f64>> {
     values(n * 10, seed).chunks(10).map(|r| r.iter().map(|v| v * 8.0).collect()).collect()
@@ -56,27 +42,6 @@ fn max_logit_is_the_largest_logit() {
         let want = row.iter().map(|&v| v as f32 as f64).fold(f64::NEG_INFINITY, f64::max);
         assert_eq!(*g, want);
     }
-}
-
-/// The inverse of a symmetric positive-definite matrix by Gauss-Jordan elimination with partial pivoting.
-fn inverse(a: &[Vec<f64>]) -> Vec<Vec<f64>> {
-    let n = a.len();
-    let mut m: Vec<Vec<f64>> =
-        a.iter().enumerate().map(|(i, row)| row.iter().copied().chain((0..n).map(|j| if i == j { 1.0 } else { 0.0 })).collect()).collect();
-    for col in 0..n {
-        let pivot = (col..n).max_by(|&x, &y| m[x][col].abs().total_cmp(&m[y][col].abs())).unwrap();
-        m.swap(col, pivot);
-        let p = m[col][col];
-        m[col].iter_mut().for_each(|v| *v /= p);
-        for r in 0..n {
-            if r != col {
-                let f = m[r][col];
-                let pivot_row = m[col].clone();
-                m[r].iter_mut().zip(&pivot_row).for_each(|(v, pv)| *v -= f * pv);
-            }
-        }
-    }
-    m.into_iter().map(|row| row[n..].to_vec()).collect()
 }
 
 /// -min_c (f - mu_c)^T P (f - mu_c), the class means and the shared covariance, by hand.

@@ -6,25 +6,11 @@
 use oodpipe_stages::detectors::{ash, dice, r#gen as gen_, knn, react, rmds, she, vim};
 use oodpipe_stages::features::stats;
 use tch::{Kind, Tensor};
-
-/// A deterministic pseudo-random sequence in [-1, 1).
-fn values(n: usize, seed: u64) -> Vec<f64> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((x >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-        })
-        .collect()
-}
+mod oracle;
+use oracle::{inverse, matrix, values};
 
 fn rows(n: usize, d: usize, seed: u64, scale: f64) -> Vec<Vec<f64>> {
     values(n * d, seed).chunks(d).map(|r| r.iter().map(|v| v * scale).collect()).collect()
-}
-
-fn matrix(rows: &[Vec<f64>]) -> Tensor {
-    let flat: Vec<f64> = rows.iter().flatten().copied().collect();
-    Tensor::from_slice(&flat).view([rows.len() as i64, rows[0].len() as i64])
 }
 
 fn vector(v: &[f64]) -> Tensor {
@@ -328,27 +314,6 @@ fn she_scores_the_inner_product_with_the_predicted_class_pattern() {
     let want: Vec<f64> =
         test.iter().map(|f| f.iter().zip(&patterns[argmax(&head(&w, &b, f)) as usize]).map(|(a, p)| a * p).sum()).collect();
     close(&got, &want, 1e-12);
-}
-
-/// The inverse of a symmetric positive-definite matrix by Gauss-Jordan elimination.
-fn inverse(a: &[Vec<f64>]) -> Vec<Vec<f64>> {
-    let n = a.len();
-    let mut m: Vec<Vec<f64>> =
-        a.iter().enumerate().map(|(i, row)| row.iter().copied().chain((0..n).map(|j| if i == j { 1.0 } else { 0.0 })).collect()).collect();
-    for col in 0..n {
-        let pivot = (col..n).max_by(|&x, &y| m[x][col].abs().total_cmp(&m[y][col].abs())).unwrap();
-        m.swap(col, pivot);
-        let p = m[col][col];
-        m[col].iter_mut().for_each(|v| *v /= p);
-        for r in 0..n {
-            if r != col {
-                let f = m[r][col];
-                let pivot_row = m[col].clone();
-                m[r].iter_mut().zip(&pivot_row).for_each(|(v, pv)| *v -= f * pv);
-            }
-        }
-    }
-    m.into_iter().map(|row| row[n..].to_vec()).collect()
 }
 
 /// (f - mu)^T P (f - mu) by hand.
