@@ -69,6 +69,18 @@ pub enum OodKind {
     ImageFolder,
 }
 
+impl OodKind {
+    /// The name a config gives the kind (`kind = "..."`, as serde reads it). A match without a
+    /// wildcard: a new kind does not compile until it is named here.
+    pub fn name(self) -> &'static str {
+        match self {
+            OodKind::Gaussian => "gaussian",
+            OodKind::Uniform => "uniform",
+            OodKind::ImageFolder => "image_folder",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Transform {
@@ -167,18 +179,18 @@ impl OodSetConfig {
                 "a name of lowercase letters, digits and _ other than \"cifar10\" (it becomes stage ids and file names)".into(),
             ));
         }
-        let only = |present: bool, field: &str, kind: &str, out: &mut Vec<_>| {
-            if present && self.kind != kind_of(kind) {
-                out.push((key(field), "present".into(), format!("no `{field}`: it applies to kind = \"{kind}\" only")));
+        let only = |present: bool, field: &str, kind: OodKind, out: &mut Vec<_>| {
+            if present && self.kind != kind {
+                out.push((key(field), "present".into(), format!("no `{field}`: it applies to kind = \"{}\" only", kind.name())));
             }
         };
-        only(self.mean.is_some(), "mean", "gaussian", &mut out);
-        only(self.std.is_some(), "std", "gaussian", &mut out);
-        only(self.clip.is_some(), "clip", "gaussian", &mut out);
-        only(self.low.is_some(), "low", "uniform", &mut out);
-        only(self.high.is_some(), "high", "uniform", &mut out);
-        only(self.folder.is_some(), "folder", "image_folder", &mut out);
-        only(self.transform.is_some(), "transform", "image_folder", &mut out);
+        only(self.mean.is_some(), "mean", OodKind::Gaussian, &mut out);
+        only(self.std.is_some(), "std", OodKind::Gaussian, &mut out);
+        only(self.clip.is_some(), "clip", OodKind::Gaussian, &mut out);
+        only(self.low.is_some(), "low", OodKind::Uniform, &mut out);
+        only(self.high.is_some(), "high", OodKind::Uniform, &mut out);
+        only(self.folder.is_some(), "folder", OodKind::ImageFolder, &mut out);
+        only(self.transform.is_some(), "transform", OodKind::ImageFolder, &mut out);
         if self.kind == OodKind::ImageFolder && self.transform.is_none() {
             out.push((key("transform"), "absent".into(), "\"crop\" or \"resize\" for an image_folder set".into()));
         }
@@ -206,14 +218,6 @@ impl OodSetConfig {
             out.push((key("label"), format!("{:?}", self.label), "a one-line label without |".into()));
         }
         out
-    }
-}
-
-fn kind_of(name: &str) -> OodKind {
-    match name {
-        "gaussian" => OodKind::Gaussian,
-        "uniform" => OodKind::Uniform,
-        _ => OodKind::ImageFolder,
     }
 }
 
@@ -288,6 +292,13 @@ fn paper_generator(name: &str) -> Option<serde_json::Map<String, Value>> {
 mod tests {
     use super::*;
     use crate::config::DataConfig;
+
+    #[test]
+    fn a_kinds_name_is_what_the_config_says() {
+        for kind in [OodKind::Gaussian, OodKind::Uniform, OodKind::ImageFolder] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), serde_json::json!(kind.name()));
+        }
+    }
 
     fn resolve(name: &str, t: &OodSetConfig) -> OodSet {
         OodSet::resolve(name, t, &DataConfig::default(), "tin".into()).unwrap()
