@@ -2,8 +2,8 @@
 //!
 //! Every stage's entry is asked for at once; each entry is checked against the stage's own key
 //! material (so it is exactly this stage's result, whoever built it); its objects that the local
-//! store lacks are downloaded into the store's temporary folder (an object over [`ONE_STREAM`] in parts,
-//! several at once), and each is hashed (as it arrives when it comes in one request). Only when
+//! store lacks are downloaded into the store's temporary folder (an object over [`ONE_STREAM`] in
+//! parts, several at once), and each is hashed (as it arrives when it comes in one request). Only when
 //! every object of a stage hashes to its name are they moved into the objects and the entry
 //! written, last, under the key's lock: a fetch killed at any moment leaves temporary files (`gc`
 //! removes them), never an entry without its objects. A stage is committed as soon as its objects
@@ -303,9 +303,9 @@ async fn one(
 }
 
 /// Downloads one object into `dest`: all of it in one request when the size that request reports
-/// is at most [`Shared::one_stream`] ([`ONE_STREAM`] unless a test lowers it), else its first part there and the rest in parts of [`PART`], four at
-/// once. Returns its size, and its digest when it came
-/// in one request (hashed as it arrived; the caller hashes the file otherwise).
+/// is at most [`Shared::one_stream`] ([`ONE_STREAM`] unless a test lowers it), else its first
+/// part there and the rest in parts of [`PART`], four at once. Returns its size, and its digest
+/// when it came in one request (hashed as it arrived; the caller hashes the file otherwise).
 async fn download_object(shared: Arc<Shared>, path: RemotePath, dest: PathBuf, meter: Meter) -> Result<(u64, Option<String>), Miss> {
     let (shared, path, meter) = (&*shared, &path, &meter);
     let remote = |e: object_store::Error| match e {
