@@ -6,8 +6,9 @@
 //! parts, several at once), and each is hashed (as it arrives when it comes in one request). Only when
 //! every object of a stage hashes to its name are they moved into the objects and the entry
 //! written, last, under the key's lock: a fetch killed at any moment leaves temporary files (`gc`
-//! removes them), never an entry without its objects. A stage is committed as soon as its objects
-//! are verified, by a few threads beside the downloads, so that syncing files to disk overlaps the
+//! removes them), never an entry without its objects. Stages are committed as soon as their
+//! objects are verified, by a few threads beside the downloads (each takes every stage ready by
+//! then, with one pair of file-system syncs for all), so that syncing to disk overlaps the
 //! downloads of the other stages.
 //! An object that is missing on the remote or does not hash to its name makes the stage
 //! unusable, never half-used.
@@ -112,10 +113,17 @@ pub(super) fn fetch(
                 scope.spawn(|| {
                     let mut out = Vec::new();
                     loop {
-                        let Ok(r) = queue.lock().unwrap().recv() else { break };
-                        let result = commit(store, &r);
-                        let _ = std::fs::remove_dir_all(&r.tmp);
-                        out.push((r, result));
+                        // Every stage ready by now, committed together: one pair of syncs for all.
+                        let batch: Vec<Box<Ready>> = {
+                            let queue = queue.lock().unwrap();
+                            let Ok(first) = queue.recv() else { break };
+                            std::iter::once(first).chain(std::iter::from_fn(|| queue.try_recv().ok())).collect()
+                        };
+                        let results = commit(store, &batch);
+                        for (r, result) in batch.into_iter().zip(results) {
+                            let _ = std::fs::remove_dir_all(&r.tmp);
+                            out.push((r, result));
+                        }
                     }
                     out
                 })
@@ -165,9 +173,19 @@ pub(super) fn fetch(
     report
 }
 
-fn commit(store: &Store, r: &Ready) -> std::io::Result<()> {
-    store.put_objects(&r.files)?;
-    store.write_entry(&r.entry, &r.json)
+/// Moves the verified objects of `batch`'s stages into the store, then writes their entries
+/// (under their keys' locks), each step with one pair of file-system syncs for the whole batch:
+/// each stage's result.
+fn commit(store: &Store, batch: &[Box<Ready>]) -> Vec<std::io::Result<()>> {
+    let files: Vec<(String, String, PathBuf)> = batch.iter().flat_map(|r| r.files.iter().cloned()).collect();
+    if let Err(e) = store.put_objects(&files) {
+        return batch.iter().map(|_| Err(std::io::Error::new(e.kind(), e.to_string()))).collect();
+    }
+    let entries: Vec<(&Entry, &[u8])> = batch.iter().map(|r| (&r.entry, r.json.as_slice())).collect();
+    match store.write_entries(&entries) {
+        Ok(()) => batch.iter().map(|_| Ok(())).collect(),
+        Err(e) => batch.iter().map(|_| Err(std::io::Error::new(e.kind(), e.to_string()))).collect(),
+    }
 }
 
 /// Whether an entry from the remote is exactly this stage's, and its outputs are plain names and
