@@ -262,6 +262,16 @@ pub fn platform_changes(old: &BTreeMap<String, String>, new: &BTreeMap<String, S
 }
 
 impl ResultsDiff {
+    /// A diff of these changes, with the correction across them (the family is `changed`'s tests).
+    pub fn of(
+        changed: Vec<ChangedValue>,
+        config_changes: Vec<ConfigChange>,
+        platform_changes: Vec<ConfigChange>,
+        overrides: (Vec<String>, Vec<String>),
+    ) -> ResultsDiff {
+        ResultsDiff { correction: Correction::of(&changed), changed, config_changes, platform_changes, overrides }
+    }
+
     /// The Markdown a person reads: the changed values, the config changes, a one-line summary.
     pub fn to_markdown(&self, a: &str, b: &str) -> String {
         let mut md = String::new();
@@ -406,13 +416,7 @@ mod tests {
         assert!(platform_changes(&a, &BTreeMap::new()).is_empty(), "an older side without a platform is not a difference");
         let f = seeded(&[("ODIN", &[90.0])]);
         let changed = changed_values(&f, &f, &mut |_, _, _| Pairing::Unknown).unwrap();
-        let d = ResultsDiff {
-            correction: Correction::of(&changed),
-            changed,
-            config_changes: vec![],
-            platform_changes: changes,
-            overrides: Default::default(),
-        };
+        let d = ResultsDiff::of(changed, vec![], changes, Default::default());
         let md = d.to_markdown("A", "B");
         assert!(md.starts_with("The two sides ran on different platforms"), "{md}");
         assert!(md.contains("| cpu_model | Intel Xeon | AMD EPYC |") && md.ends_with("No differences between A and B.\n"), "{md}");
@@ -493,13 +497,7 @@ mod tests {
         assert!(by("W1").significant && !by("S").significant && !by("N").significant);
         assert_eq!(Correction::of(&changed).tests, 4);
 
-        let d = ResultsDiff {
-            correction: Correction::of(&changed),
-            changed,
-            config_changes: vec![],
-            platform_changes: vec![],
-            overrides: Default::default(),
-        };
+        let d = ResultsDiff::of(changed, vec![], vec![], Default::default());
         let md = d.to_markdown("A", "B");
         assert!(md.contains("| G | W1 | auroc | 80.40 | 84.37 | +3.97 [+2.24, +5.69] | Welch's t, 3 seeds against 3 seeds | 0.0032 | 0.0126 | significant |"), "{md}");
         assert!(md.contains("| G | N | auroc | 40.00 | 41.00 | +1.00 | none: training noise not measured: run several seeds (train.seeds) | – | – | not measured |"), "{md}");
@@ -546,13 +544,7 @@ mod tests {
     fn identical_frames_and_configs_say_so() {
         let f = frame(&[("G", "ODIN", "auroc", 90.0)]);
         let changed = changed_values(&f, &f, &mut |_, _, _| Pairing::Unknown).unwrap();
-        let d = ResultsDiff {
-            correction: Correction::of(&changed),
-            changed,
-            config_changes: vec![],
-            platform_changes: vec![],
-            overrides: Default::default(),
-        };
+        let d = ResultsDiff::of(changed, vec![], vec![], Default::default());
         assert_eq!(d.to_markdown("HEAD~1", "HEAD"), "No differences between HEAD~1 and HEAD.\n");
     }
 

@@ -11,7 +11,7 @@
 //! ([`crate::pairing`]).
 
 use crate::pairing::{Pairer, SideStages};
-use oodpipe_engine::results_diff::{Correction, ResultsDiff, changed_values, config_changes, platform_changes};
+use oodpipe_engine::results_diff::{ResultsDiff, changed_values, config_changes, platform_changes};
 use oodpipe_engine::results_frame::Results;
 use oodpipe_engine::run_record::RunRecord;
 use serde_json::Value;
@@ -172,13 +172,12 @@ pub fn run(config: &Path, cache: &Path, a: &str, b: Option<&str>, as_json: bool)
     for note in &pairer.notes {
         eprintln!("note: {note}; that value gets no paired bootstrap");
     }
-    let diff = ResultsDiff {
-        correction: Correction::of(&changed),
+    let diff = ResultsDiff::of(
         changed,
-        config_changes: if old.config.is_empty() || new.config.is_empty() { Vec::new() } else { config_changes(&old.config, &new.config) },
-        platform_changes: platform_changes(&old.platform, &new.platform),
-        overrides: (old.overrides, new.overrides),
-    };
+        if old.config.is_empty() || new.config.is_empty() { Vec::new() } else { config_changes(&old.config, &new.config) },
+        platform_changes(&old.platform, &new.platform),
+        (old.overrides, new.overrides),
+    );
     if as_json {
         println!("{}", serde_json::to_string(&diff)?);
     } else {

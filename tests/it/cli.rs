@@ -62,6 +62,17 @@ impl Scratch {
             .unwrap()
     }
 
+    /// Runs `oodpipe -c smoke.toml --cache cache ARGS` inside the scratch folder, as a user in a
+    /// checkout would (what `diff` of git revisions and relative report folders need).
+    pub(crate) fn oodpipe_inside(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_oodpipe"))
+            .current_dir(self.dir.path())
+            .args(["-c", "smoke.toml", "--cache", "cache"])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
     /// The same command as [`Scratch::oodpipe`], not yet started.
     pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_oodpipe"));
@@ -384,14 +395,7 @@ fn diff_of_two_runs_of_the_same_networks_is_the_paired_bootstrap_of_their_stored
         c["data"].as_table_mut().unwrap().insert("tiny_imagenet_dir".into(), tin.to_string_lossy().into_owned().into());
     });
     let dir = s.dir.path();
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_oodpipe"))
-            .current_dir(dir)
-            .args(["-c", "smoke.toml", "--cache", "cache"])
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| s.oodpipe_inside(args);
     std::fs::write(dir.join(".gitignore"), "cache/\n").unwrap();
     git(dir, &["init", "-q"]);
     ok(&run(&["run"]));
@@ -574,14 +578,7 @@ fn diff_of_constructed_results_tests_each_value_by_what_the_sides_share() {
         c["report"].as_table_mut().unwrap().insert("dir".into(), "reports".into());
     });
     let dir = s.dir.path();
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_oodpipe"))
-            .current_dir(dir)
-            .args(["-c", "smoke.toml", "--cache", "cache"])
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| s.oodpipe_inside(args);
     git(dir, &["init", "-q"]);
     std::fs::create_dir_all(dir.join("reports")).unwrap();
     // The oldest side: a results.csv of before seeds (no seed, no interval columns), no run.json,
