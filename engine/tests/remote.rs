@@ -133,7 +133,7 @@ fn a_second_store_fetches_everything_the_first_built_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
     let (remote_dir, remote) = folder_remote(dir.path(), "remote");
     // gen.a's 40 MB come in 16 MiB ranges (objects over 256 MB do in use), and are hashed after.
-    let remote = remote.downloading_parts_above(16 << 20);
+    let remote = remote.in_parts_above(16 << 20);
 
     let first = Store::open(&dir.path().join("one")).unwrap();
     let (outcome, lines) = run(&first, &remote);
@@ -181,7 +181,7 @@ fn damaged_object_case(parts_above: Option<u64>) {
     let dir = tempfile::tempdir().unwrap();
     let (remote_dir, remote) = folder_remote(dir.path(), "remote");
     let remote = match parts_above {
-        Some(bytes) => remote.downloading_parts_above(bytes),
+        Some(bytes) => remote.in_parts_above(bytes),
         None => remote,
     };
     let first = Store::open(&dir.path().join("one")).unwrap();
@@ -277,4 +277,25 @@ fn push_sends_what_the_remote_lacks_and_pull_fetches_it_into_an_empty_store() {
     assert_eq!((pushed.entries_sent, pushed.objects_sent), (0, 1), "{pushed:?}");
     assert!(pushed.local_problems.iter().any(|p| p.contains("is damaged here")), "{pushed:?}");
     assert!(!every_file(&third_dir).iter().any(|p| p.to_string_lossy().contains("stages/")));
+
+    // The same for a large object sent in parts: the multipart upload is aborted, nothing of it
+    // is left on the remote (one changed byte in its last part, found only at the end).
+    let (fourth_dir, parts) = folder_remote(dir.path(), "remote3");
+    let parts = parts.in_parts_above(16 << 20);
+    let a = second.last_entry("gen.a").unwrap();
+    let object = second.object_path(&a.outputs["out.bin"], "out.bin");
+    let mut perms = std::fs::metadata(&object).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&object, perms).unwrap();
+    let mut bytes = std::fs::read(&object).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&object, &bytes).unwrap();
+    let pushed = parts.push(&second, &[a], false);
+    assert_eq!(pushed.entries_sent, 0, "{pushed:?}");
+    assert!(pushed.local_problems.iter().any(|p| p.contains("is damaged here")), "{pushed:?}");
+    let left: Vec<PathBuf> = every_file(&fourth_dir);
+    assert!(!left.iter().any(|p| p.to_string_lossy().contains("stages/")), "{left:?}");
+    assert!(!left.iter().any(|p| std::fs::metadata(p).unwrap().len() > 16 << 20), "no part of the large object: {left:?}");
 }

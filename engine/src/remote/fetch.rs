@@ -2,7 +2,7 @@
 //!
 //! Every stage's entry is asked for at once; each entry is checked against the stage's own key
 //! material (so it is exactly this stage's result, whoever built it); its objects that the local
-//! store lacks are downloaded into the store's temporary folder (an object over [`ONE_STREAM`] in
+//! store lacks are downloaded into the store's temporary folder (an object over [`super::ONE_REQUEST`] in
 //! parts, several at once), and each is hashed (as it arrives when it comes in one request). Only when
 //! every object of a stage hashes to its name are they moved into the objects and the entry
 //! written, last, under the key's lock: a fetch killed at any moment leaves temporary files (`gc`
@@ -64,12 +64,6 @@ struct Ready {
     files: Vec<(String, String, PathBuf)>,
     bytes: u64,
 }
-
-/// Objects up to this size come in one request, hashed as they arrive (rclone's
-/// `--multi-thread-cutoff`): on a server near by, one stream is faster than ranged parts (measured
-/// on SeaweedFS: a 185 MB object in one stream 0.85-1.2 s, in 16 MB ranges 1.6 s), and many
-/// objects travel at once anyway. Larger ones come in parts of [`PART`], four at once.
-pub const ONE_STREAM: u64 = 256 << 20;
 
 /// Threads committing stages: moving objects in syncs each file and folder.
 const COMMITS: usize = 4;
@@ -321,7 +315,7 @@ async fn one(
 }
 
 /// Downloads one object into `dest`: all of it in one request when the size that request reports
-/// is at most [`Shared::one_stream`] ([`ONE_STREAM`] unless a test lowers it), else its first
+/// is at most [`Shared::one_request`] ([`super::ONE_REQUEST`] unless a test lowers it), else its first
 /// part there and the rest in parts of [`PART`], four at once. Returns its size, and its digest
 /// when it came in one request (hashed as it arrived; the caller hashes the file otherwise).
 async fn download_object(shared: Arc<Shared>, path: RemotePath, dest: PathBuf, meter: Meter) -> Result<(u64, Option<String>), Miss> {
@@ -337,7 +331,7 @@ async fn download_object(shared: Arc<Shared>, path: RemotePath, dest: PathBuf, m
         let size = got.meta.size;
         meter.expect(size);
         // Small enough: all of it in this request. Otherwise its first part, then parts at once.
-        let first = if size <= shared.one_stream { size } else { PART };
+        let first = if size <= shared.one_request { size } else { PART };
         let mut stream = got.into_stream();
         let mut written = 0u64;
         let mut hasher = (first == size).then(blake3::Hasher::new);

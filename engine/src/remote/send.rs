@@ -5,8 +5,10 @@
 //! default store is some 300 small requests and nothing else). An object it lacks, or holds with
 //! another size (a damaged copy), is uploaded from local bytes that are hashed on the way: an
 //! object that no longer hashes to its name is not sent (nor its entry), so a damaged local store
-//! cannot spread. An object over [`PART`] goes as a multipart upload, parts four at once, which the
-//! server makes visible only when it is completed; a mismatch aborts it. An entry the remote
+//! cannot spread. An object up to [`super::ONE_REQUEST`] goes in one request, read whole into memory
+//! (at most [`super::UPLOAD_MEMORY_MIB`] at once); a larger one as a multipart upload, parts of
+//! [`PART`] four at once, which the server makes visible only when it is completed; a mismatch
+//! aborts it. An entry the remote
 //! already has is kept (the first builder's), unless the parcel says to replace it.
 
 use super::meter::Meter;
@@ -194,7 +196,10 @@ async fn upload(shared: &Shared, digest: &str, path: &RemotePath, file: &std::pa
     };
     let remote = |e: object_store::Error| Unsent::Remote(shared.error(&e));
     let _slot = shared.slots.acquire().await.expect("never closed");
-    if size <= PART {
+    if size <= shared.one_request {
+        // Whole in memory: wait for room (an object over the budget waits for all of it).
+        let mib = size.div_ceil(1 << 20).clamp(1, super::UPLOAD_MEMORY_MIB as u64) as u32;
+        let _memory = shared.upload_memory.acquire_many(mib).await.expect("never closed");
         let owned = file.to_path_buf();
         let (bytes, actual) = tokio::task::spawn_blocking(move || {
             let bytes = std::fs::read(&owned)?;
