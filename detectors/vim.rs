@@ -21,16 +21,12 @@ use crate::detector::*;
 /// `[detector.vim]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[derive(Default)]
 pub struct Params {
     /// The dimension of the principal space; absent: half the feature dimension.
     pub dim: Option<usize>,
 }
 
-impl Default for Params {
-    fn default() -> Self {
-        Params { dim: None }
-    }
-}
 
 impl Hyperparameters for Params {
     fn check(&self, problems: &mut Problems) {
@@ -116,7 +112,7 @@ pub mod code {
         let mut fitted = Fitted { origin, residual, alpha: 0.0 };
         let norms = residual_norm(train, &fitted);
         let mean_norm = norms.mean(Kind::Double).double_value(&[]);
-        if !(mean_norm > 0.0) {
+        if mean_norm.is_nan() || mean_norm <= 0.0 {
             bail!("ViM: the training features have no residual beyond the first {dim} principal directions (detector.vim.dim)");
         }
         fitted.alpha = max_logit.mean(Kind::Double).double_value(&[]) / mean_norm;

@@ -181,13 +181,14 @@ pub fn run_with_remote(
                     i += 1;
                     continue;
                 }
-                if !dry_run && rekeyed[n].get().is_none() {
-                    if let Some(again) = rekey(store, &stages[n], &outcome.entries) {
-                        for id in again.kept.iter().filter(|id| !stages[n].kept.contains(id)) {
-                            reporter.note(&spec.id, &format!("input {id} rebuilt with the same bytes: kept"));
-                        }
-                        let _ = rekeyed[n].set(again);
+                if !dry_run
+                    && rekeyed[n].get().is_none()
+                    && let Some(again) = rekey(store, &stages[n], &outcome.entries)
+                {
+                    for id in again.kept.iter().filter(|id| !stages[n].kept.contains(id)) {
+                        reporter.note(&spec.id, &format!("input {id} rebuilt with the same bytes: kept"));
                     }
+                    let _ = rekeyed[n].set(again);
                 }
                 let ks = stage_of(n);
                 if let Some(entry) = store.entry(&ks.material.kind, &ks.key) {

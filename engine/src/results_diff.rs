@@ -132,15 +132,15 @@ impl Correction {
     }
 }
 
+/// How a diff pairs one changed value: given its row and each side's per-seed values, what the
+/// two sides share ([`Pairing`]).
+pub type PairingOf<'a> = dyn FnMut(&RowKey, &[(String, f64)], &[(String, f64)]) -> Pairing + 'a;
+
 /// The values that differ between `old` and `new`, each with its test and verdict (see the module
 /// doc), significant ones first. `pairing` says, for a value with per-seed rows on both sides,
 /// whether the two sides share their trained networks (and gives the paired bootstrap when it
 /// can); it is not asked about other values.
-pub fn changed_values(
-    old: &Results,
-    new: &Results,
-    pairing: &mut dyn FnMut(&RowKey, &[(String, f64)], &[(String, f64)]) -> Pairing,
-) -> PolarsResult<Vec<ChangedValue>> {
+pub fn changed_values(old: &Results, new: &Results, pairing: &mut PairingOf) -> PolarsResult<Vec<ChangedValue>> {
     let keys = crate::results_frame::KEYS;
     let side = |df: &DataFrame, prefix: &str| -> PolarsResult<DataFrame> {
         let mut df = df.clone();

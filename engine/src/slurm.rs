@@ -142,14 +142,13 @@ impl JobBoard {
 /// queue (or if `squeue` fails).
 fn poll_jobs(jobs: &[String]) -> Vec<(String, (String, Option<String>))> {
     let mut queued: BTreeMap<String, String> = BTreeMap::new();
-    if !jobs.is_empty() {
-        if let Ok(out) = Command::new("squeue").args(["-h", "-j", &jobs.join(","), "-o", "%i %T"]).output() {
-            if out.status.success() {
-                for line in String::from_utf8_lossy(&out.stdout).lines() {
-                    if let Some((id, state)) = line.trim().split_once(' ') {
-                        queued.insert(id.trim().to_string(), state.trim().to_string());
-                    }
-                }
+    if !jobs.is_empty()
+        && let Ok(out) = Command::new("squeue").args(["-h", "-j", &jobs.join(","), "-o", "%i %T"]).output()
+        && out.status.success()
+    {
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some((id, state)) = line.trim().split_once(' ') {
+                queued.insert(id.trim().to_string(), state.trim().to_string());
             }
         }
     }
@@ -237,10 +236,10 @@ impl SlurmRunner {
 impl StageRunner for SlurmRunner {
     fn run(&self, request: &StageRequest, log: &Path, progress: Progress) -> anyhow::Result<()> {
         let mut request = request.clone();
-        if let Some(cpus) = self.options.kinds.get(&request.kind).and_then(|k| k.cpus) {
-            if request.threads == 0 {
-                request.threads = cpus;
-            }
+        if let Some(cpus) = self.options.kinds.get(&request.kind).and_then(|k| k.cpus)
+            && request.threads == 0
+        {
+            request.threads = cpus;
         }
         let dir = log.parent().context("the log has a folder")?;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -84,10 +84,11 @@ impl SourceMemo {
     fn hash_file_with(&mut self, path: &Path, meta: &std::fs::Metadata) -> std::io::Result<String> {
         let mtime_ns = meta.modified()?.duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let abs = path.to_string_lossy().into_owned();
-        if let Some(e) = self.entries.get(&abs) {
-            if e.size == meta.len() && e.mtime_ns == mtime_ns {
-                return Ok(e.hash.clone());
-            }
+        if let Some(e) = self.entries.get(&abs)
+            && e.size == meta.len()
+            && e.mtime_ns == mtime_ns
+        {
+            return Ok(e.hash.clone());
         }
         let hash = hash_file_content(path)?;
         self.files_read += 1;

@@ -278,12 +278,11 @@ pub fn exit_cause(status: ExitStatus) -> String {
 pub fn probe_cached(program: &Path, args: &[String], state_dir: &Path) -> anyhow::Result<Value> {
     let fingerprint = machine_fingerprint(program)?;
     let path = state_dir.join("probe.json");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        if let Ok(saved) = serde_json::from_str::<Value>(&text) {
-            if saved["fingerprint"] == Value::String(fingerprint.clone()) {
-                return Ok(saved["answer"].clone());
-            }
-        }
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && let Ok(saved) = serde_json::from_str::<Value>(&text)
+        && saved["fingerprint"] == Value::String(fingerprint.clone())
+    {
+        return Ok(saved["answer"].clone());
     }
     let output = Command::new(program)
         .args(args)

@@ -339,8 +339,11 @@ fn outputs_in_subfolders_are_kept_and_published_with_their_path() {
 
 /// Records, for a parallel run, how many stages ran at once and which GPU each got.
 struct Overlap {
-    now: std::sync::Mutex<(usize, usize, Vec<(String, Option<String>, usize)>)>,
+    /// (running now, most at once, each stage's (id, GPU, stages running as it started, itself included)).
+    now: std::sync::Mutex<(usize, usize, Vec<StageOverlap>)>,
 }
+
+type StageOverlap = (String, Option<String>, usize);
 
 impl executor::StageRunner for Overlap {
     fn run(&self, request: &StageRequest, _log: &Path, _progress: Progress) -> anyhow::Result<()> {

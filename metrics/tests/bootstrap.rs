@@ -57,7 +57,8 @@ fn the_interval_holds_the_point_estimate_and_aurocs_spread_is_hanley_mcneils() {
     let b = gaussian(n_ood, 0.0, 0x0FED_CBA9_8765_4321);
     let point = ood_metrics(&a, &b).unwrap();
     let reps = bootstrap(&a, &b, 1000, 7).unwrap();
-    let pick: [(&str, fn(&oodpipe_metrics::OodMetrics) -> f64); 5] = [
+    type Field = fn(&oodpipe_metrics::OodMetrics) -> f64;
+    let pick: [(&str, Field); 5] = [
         ("fpr_at_95_tpr", |m| m.fpr_at_95_tpr),
         ("detection_error", |m| m.detection_error),
         ("auroc", |m| m.auroc),

@@ -135,12 +135,13 @@ fn the_paired_bootstrap_is_the_difference_on_the_same_resampled_images() {
     let diffs: Vec<f64> = ra.iter().zip(&rb).map(|(x, y)| x.auroc - y.auroc).collect();
     // Each replicate's difference is the two detectors' AUROCs on one explicitly resampled list of
     // images, the same images for both.
-    for r in 0..reps {
+    assert_eq!(diffs.len(), reps);
+    for (r, &diff) in diffs.iter().enumerate() {
         let (ii, io) = resample_indices(seed, r as u64, n_in, n_out);
         let pick = |v: &[f64], idx: &[usize]| idx.iter().map(|&i| v[i]).collect::<Vec<_>>();
         let want = ood_metrics(&pick(&a_in, &ii), &pick(&a_out, &io)).unwrap().auroc
             - ood_metrics(&pick(&b_in, &ii), &pick(&b_out, &io)).unwrap().auroc;
-        close(diffs[r], want, 1e-15, "replicate");
+        close(diff, want, 1e-15, "replicate");
     }
     let point = ood_metrics(&a_in, &a_out).unwrap().auroc - ood_metrics(&b_in, &b_out).unwrap().auroc;
     let d = Difference::paired_bootstrap(point, diffs.clone());

@@ -419,7 +419,7 @@ fn seed_stages(config: &Config, suffix: &str, models: &[ModelKind], detectors: &
     let data_sets: Vec<&str> = std::iter::once(CIFAR10).chain(sets.iter().map(|s| s.name.as_str())).collect();
     for &model in models {
         let mut t = stage(id(ids::train(model)), "train", train_salt(model), Task::Train { model });
-        t.reads = vec![reads::<view::Network>(), reads::<view::Training>()];
+        t.reads = vec![reads::<view::Network>(), reads::<view::Training>(), reads::<view::Losses>()];
         t.model = Some(model);
         t.inputs = vec![ids::cifar10_data()];
         stages.push(t);
@@ -593,9 +593,12 @@ mod tests {
         assert_eq!(inputs("tune.odin.gaussian"), ["data.gaussian", "train.softmax", "tune.odin.cifar10"]);
         assert_eq!(get("tune.odin.cifar10").salt, "tune-1");
         assert_eq!(inputs("score.viby_ii.gaussian"), ["outputs.viby.cifar10", "outputs.viby.gaussian"]);
+        // Inference is not keyed by the loss weight; the training is.
+        assert_eq!(params("outputs.bin.tin_crop"), ["eval.batch_size", "model.depth", "model.widen", "train.channels_last"]);
+        assert!(params("train.bin").contains(&"methods.bin.zeta".to_string()));
         assert_eq!(
-            params("outputs.bin.tin_crop"),
-            ["eval.batch_size", "methods.bin.zeta", "model.depth", "model.widen", "train.channels_last"]
+            params("outputs.binc.tin_crop"),
+            ["eval.batch_size", "methods.binc.z", "model.depth", "model.widen", "train.channels_last"]
         );
     }
 
@@ -636,8 +639,7 @@ mod tests {
         let differ: Vec<&str> = specs.iter().zip(&after).filter(|(a, b)| a.params != b.params).map(|(a, _)| a.id.as_str()).collect();
         assert_eq!(differ, ["fit.knn.cifar10", "score.knn.gaussian", "score.knn.tin_crop", "score.knn.tin_resize"]);
 
-        let mut only = Config::default();
-        only.detectors = Some(vec!["baseline".into(), "gen".into()]);
+        let only = Config { detectors: Some(vec!["baseline".into(), "gen".into()]), ..Config::default() };
         assert!(!plan(&only).unwrap().iter().any(|s| s.kind == "features"));
     }
 

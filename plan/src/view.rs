@@ -41,7 +41,7 @@
 //! }
 //! ```
 
-use crate::config::{BinConfig, BincConfig, MethodsConfig, ModelConfig, TrainConfig, VibConfig, VibyConfig};
+use crate::config::{MethodsConfig, ModelConfig, TrainConfig};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -207,14 +207,16 @@ pub struct SplitFields {
 }
 
 /// What defines a trained network's computation at inference: `model`, `train.channels_last` and
-/// its model's `methods.<model>` table ([`for_model`] leaves only that one).
+/// the shape its model's `methods.<model>` table gives its head (`z`; [`for_model`] leaves only
+/// that model's table). The loss weights are not here ([`Losses`]): only the training reads them,
+/// so the outputs, features and detectors of a network are keyed by what inference reads.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Network {
     pub model: ModelConfig,
     pub train: ChannelsLast,
-    /// Absent for softmax, which has no table (an empty table would be a param of its own).
-    #[serde(default, skip_serializing_if = "MethodTables::is_empty")]
-    pub methods: MethodTables,
+    /// Absent for softmax and BIN, whose heads take no size (an empty table would be a param of its own).
+    #[serde(default, skip_serializing_if = "Shapes::is_empty")]
+    pub methods: Shapes,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -222,29 +224,92 @@ pub struct ChannelsLast {
     pub channels_last: bool,
 }
 
-/// The `methods.<model>` table of the stage's model; the others are absent.
+/// The head's size in the `methods.<model>` table of the stage's model; the others are absent.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct MethodTables {
+pub struct Shapes {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub bin: Option<BinConfig>,
+    pub binc: Option<Latent>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub binc: Option<BincConfig>,
+    pub vib: Option<Latent>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub vib: Option<VibConfig>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub viby: Option<VibyConfig>,
+    pub viby: Option<Latent>,
 }
 
-impl MethodTables {
+/// `methods.<model>.z`: the size of a head's shared or latent space.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Latent {
+    pub z: i64,
+}
+
+impl Shapes {
+    pub fn is_empty(&self) -> bool {
+        self.binc.is_none() && self.vib.is_none() && self.viby.is_none()
+    }
+}
+
+impl From<&MethodsConfig> for Shapes {
+    /// Every table (tests that build heads of several kinds from one config).
+    fn from(m: &MethodsConfig) -> Shapes {
+        Shapes { binc: Some(Latent { z: m.binc.z }), vib: Some(Latent { z: m.vib.z }), viby: Some(Latent { z: m.viby.z }) }
+    }
+}
+
+/// The loss weights of the training's model (beside [`Network`] and [`Training`]): `zeta`,
+/// `lambda`, `beta` of its `methods.<model>` table.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Losses {
+    /// Absent for softmax, whose loss takes no weight.
+    #[serde(default, skip_serializing_if = "LossWeights::is_empty")]
+    pub methods: LossWeights,
+}
+
+/// The loss weights in the `methods.<model>` table of the stage's model; the others are absent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LossWeights {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bin: Option<Zeta>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub binc: Option<ZetaLambda>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vib: Option<Beta>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub viby: Option<Beta>,
+}
+
+/// `methods.bin.zeta`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Zeta {
+    pub zeta: f64,
+}
+
+/// `methods.binc.zeta`, `methods.binc.lambda`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ZetaLambda {
+    pub zeta: f64,
+    pub lambda: f64,
+}
+
+/// `methods.vib.beta` or `methods.viby.beta`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Beta {
+    pub beta: f64,
+}
+
+impl LossWeights {
     pub fn is_empty(&self) -> bool {
         self.bin.is_none() && self.binc.is_none() && self.vib.is_none() && self.viby.is_none()
     }
 }
 
-impl From<&MethodsConfig> for MethodTables {
-    /// Every table (tests that build heads of several kinds from one config).
-    fn from(m: &MethodsConfig) -> MethodTables {
-        MethodTables { bin: Some(m.bin.clone()), binc: Some(m.binc.clone()), vib: Some(m.vib.clone()), viby: Some(m.viby.clone()) }
+impl From<&MethodsConfig> for LossWeights {
+    /// Every table (tests that train heads of several kinds from one config).
+    fn from(m: &MethodsConfig) -> LossWeights {
+        LossWeights {
+            bin: Some(Zeta { zeta: m.bin.zeta }),
+            binc: Some(ZetaLambda { zeta: m.binc.zeta, lambda: m.binc.lambda }),
+            vib: Some(Beta { beta: m.vib.beta }),
+            viby: Some(Beta { beta: m.viby.beta }),
+        }
     }
 }
 
@@ -286,8 +351,16 @@ mod tests {
         let tree = for_model(serde_json::to_value(crate::Config::default()).unwrap(), Some(ModelKind::Bin));
         let params = reads::<Network>().select(&tree).unwrap();
         let keys: Vec<&str> = params.keys().map(String::as_str).collect();
-        assert_eq!(keys, ["methods.bin.zeta", "model.depth", "model.widen", "train.channels_last"]);
+        // Inference does not read BIN's loss weight; the training does, through its own view.
+        assert_eq!(keys, ["model.depth", "model.widen", "train.channels_last"]);
         assert_eq!(params["model.depth"], json!(28));
+        let losses: Vec<String> = reads::<Losses>().select(&tree).unwrap().into_keys().collect();
+        assert_eq!(losses, ["methods.bin.zeta"]);
+        let binc = for_model(serde_json::to_value(crate::Config::default()).unwrap(), Some(ModelKind::Binc));
+        let shape: Vec<String> = reads::<Network>().select(&binc).unwrap().into_keys().filter(|k| k.starts_with("methods")).collect();
+        assert_eq!(shape, ["methods.binc.z"]);
+        let losses: Vec<String> = reads::<Losses>().select(&binc).unwrap().into_keys().collect();
+        assert_eq!(losses, ["methods.binc.lambda", "methods.binc.zeta"]);
         let softmax = for_model(tree.clone(), Some(ModelKind::Softmax));
         assert!(!reads::<Network>().select(&softmax).unwrap().keys().any(|k| k.starts_with("methods")));
     }

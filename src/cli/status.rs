@@ -20,15 +20,15 @@ pub fn run(
     let mut notes: Vec<(String, Vec<String>)> = Vec::new();
     for ks in &session.stages {
         let mut reasons: Vec<String> = staleness(&session.store, ks).iter().map(|r| r.to_string()).collect();
-        if let (false, Some(job)) = (reasons.is_empty(), jobs.get(&ks.spec.id)) {
-            if let Some((state, _)) = oodpipe_engine::slurm::job_state(job) {
-                let place = match state.as_str() {
-                    "PENDING" => "queued",
-                    "RUNNING" | "COMPLETING" | "CONFIGURING" => "running",
-                    _ => "ended",
-                };
-                reasons.insert(0, format!("{place} on Slurm (job {job}, {state})"));
-            }
+        if let (false, Some(job)) = (reasons.is_empty(), jobs.get(&ks.spec.id))
+            && let Some((state, _)) = oodpipe_engine::slurm::job_state(job)
+        {
+            let place = match state.as_str() {
+                "PENDING" => "queued",
+                "RUNNING" | "COMPLETING" | "CONFIGURING" => "running",
+                _ => "ended",
+            };
+            reasons.insert(0, format!("{place} on Slurm (job {job}, {state})"));
         }
         if reasons.is_empty() && !ks.kept.is_empty() {
             // Fresh by early cutoff: say why it did not rerun.

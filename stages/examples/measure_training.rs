@@ -101,7 +101,7 @@ fn main() -> Result<()> {
         }
     };
     let started = Instant::now();
-    let logs = train::train_network(&net, &images, &labels, &config.train, &progress)?;
+    let logs = train::train_network(&net, &images, &labels, &config.train, &Default::default(), &progress)?;
     let minutes = started.elapsed().as_secs_f64() / 60.0;
     for l in &logs {
         println!(

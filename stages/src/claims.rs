@@ -71,6 +71,9 @@ impl Test {
     }
 }
 
+/// One seed: the comparison's difference on it and that difference's paired bootstrap interval (points).
+pub type SeedDifference = (u64, f64, Option<(f64, f64)>);
+
 /// A tested comparison on one set and metric.
 #[derive(Debug, Clone)]
 pub struct Tested {
@@ -84,7 +87,7 @@ pub struct Tested {
     pub p_adjusted: f64,
     pub verdict: Verdict,
     /// With several seeds: each seed's difference and paired bootstrap interval (points).
-    pub per_seed: Vec<(u64, f64, Option<(f64, f64)>)>,
+    pub per_seed: Vec<SeedDifference>,
     /// `~` only: whether the equivalence side (not the "beyond the margin" side) is the smaller p.
     equivalence_side: bool,
 }

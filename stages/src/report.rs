@@ -294,8 +294,11 @@ fn metric_of(m: &oodpipe_metrics::OodMetrics, metric: Metric) -> f64 {
 
 /// Each value's estimates in percent: per seed, and the aggregate (in the tables' order).
 pub struct Estimated {
-    pub values: Vec<(Key, Vec<(u64, Estimate)>, Estimate)>,
+    pub values: Vec<(Key, PerSeed, Estimate)>,
 }
+
+/// A value's estimate for each seed.
+pub type PerSeed = Vec<(u64, Estimate)>;
 
 impl Estimated {
     pub fn new(values: &[(Key, Vec<(u64, Measured)>)]) -> Estimated {
@@ -605,7 +608,7 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)]) -> Result<()> {
     );
     if !beyond.is_empty() {
         let names: Vec<&str> = beyond.iter().map(|d| d.label).collect();
-        writeln!(readme, "- [Table 3: beyond the paper]({}) ({})", "table3.md", names.join(", ")).unwrap();
+        writeln!(readme, "- [Table 3: beyond the paper](table3.md) ({})", names.join(", ")).unwrap();
     }
     if checked.is_some() {
         writeln!(readme, "- [The paper's claims, checked]({CLAIMS_MD}) (and [claims.csv](claims.csv))").unwrap();

@@ -276,7 +276,9 @@ fn figure(path: &Path, keys: &[String], k: usize, points: &[SweepPoint], cells: 
     let (xs, log, numeric) = axis(&values);
     let x_of = |v: &str| xs[values.iter().position(|x| x == v).expect("a point's value is among the values")];
     // One line per method, set and the other keys' values.
-    let mut lines: BTreeMap<String, Vec<(f64, f64, (f64, f64))>> = BTreeMap::new();
+    // label -> (x, value, (interval low, high)) per point.
+    type Line = Vec<(f64, f64, (f64, f64))>;
+    let mut lines: BTreeMap<String, Line> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
     for c in cells.iter().filter(|c| c.split == VAL && c.key.metric == Metric::FprAt95Tpr && methods.contains(&c.key.method)) {
         let others: Vec<String> = (0..keys.len())

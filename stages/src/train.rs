@@ -120,8 +120,16 @@ pub struct EpochLog {
 }
 
 /// Trains `net` in place on `images` ([N,3,H,W], u8 CIFAR bytes or f32 in [0,1], on the CPU) and
-/// `labels` (i64 [N]) with the optimiser, schedule and augmentation of `cfg`.
-pub fn train_network(net: &Network, images: &Tensor, labels: &Tensor, cfg: &TrainConfig, progress: ProgressFn) -> Result<Vec<EpochLog>> {
+/// `labels` (i64 [N]) with the optimiser, schedule and augmentation of `cfg` and the loss weights
+/// of the model's `methods.<model>` table.
+pub fn train_network(
+    net: &Network,
+    images: &Tensor,
+    labels: &Tensor,
+    cfg: &TrainConfig,
+    weights: &view::LossWeights,
+    progress: ProgressFn,
+) -> Result<Vec<EpochLog>> {
     let n = images.size()[0] as usize;
     ensure!(n > 0, "no training images");
     ensure!(labels.size() == [n as i64], "{} labels for {n} images", labels.numel());
@@ -150,7 +158,7 @@ pub fn train_network(net: &Network, images: &Tensor, labels: &Tensor, cfg: &Trai
             let x = to_unit_range(&x.to_device(device));
             let y = labels.index_select(0, &index).to_device(device);
             let out = net.forward(&x, true);
-            let loss = net.loss(&out, &y, cfg.label_smoothing)?;
+            let loss = net.loss(&out, &y, cfg.label_smoothing, weights)?;
             let value = f64::try_from(&loss)?;
             if !value.is_finite() {
                 bail!(
@@ -214,7 +222,7 @@ struct TrainReport<'a> {
 
 /// The `train.<model>` stage: `model.safetensors` (the weights) and `train.json` (the log).
 pub fn run(ctx: &StageContext, model: ModelKind) -> Result<()> {
-    let (network, config): (view::Network, view::Training) = (ctx.view()?, ctx.view()?);
+    let (network, config, losses): (view::Network, view::Training, view::Losses) = (ctx.view()?, ctx.view()?, ctx.view()?);
     let data = ctx.input(&ids::cifar10_data(), &files::data(ids::CIFAR10))?;
     let mut split = tensors::read(data)?;
     let mut take = |name: &str| split.remove(name).with_context(|| format!("{} has no `{name}`", data.display()));
@@ -224,7 +232,7 @@ pub fn run(ctx: &StageContext, model: ModelKind) -> Result<()> {
     tch::manual_seed(config.train.seed as i64);
     let net = Network::new(model, &network, ctx.tch_device())?;
     let started = Instant::now();
-    let epochs = train_network(&net, &train_images, &train_labels, &config.train, ctx.progress)
+    let epochs = train_network(&net, &train_images, &train_labels, &config.train, &losses.methods, ctx.progress)
         .with_context(|| format!("training the {} model", model.name()))?;
     let seconds = started.elapsed().as_secs_f64();
     let val_accuracy = accuracy(&net, &val_images, &val_labels, config.eval.batch_size)?;

@@ -99,9 +99,11 @@ fn mahalanobis_matches_class_means_shared_covariance_and_distances_by_hand() {
     // The oracle gets the features as the implementation does, through f32.
     let f32_rows = |rows: &[Vec<f64>]| -> Vec<Vec<f64>> { rows.iter().map(|r| r.iter().map(|&v| v as f32 as f64).collect()).collect() };
     let (want_means, want) = mahalanobis_by_hand(&f32_rows(&train), &labels, &test);
-    for c in 0..3 {
-        for k in 0..d {
-            assert!((means.double_value(&[c as i64, k as i64]) - want_means[c][k]).abs() < 1e-12);
+    assert_eq!(want_means.len(), 3);
+    for (c, row) in want_means.iter().enumerate() {
+        assert_eq!(row.len(), d);
+        for (k, want) in row.iter().enumerate() {
+            assert!((means.double_value(&[c as i64, k as i64]) - want).abs() < 1e-12);
         }
     }
     for (g, w) in got.iter().zip(&want) {
@@ -110,7 +112,7 @@ fn mahalanobis_matches_class_means_shared_covariance_and_distances_by_hand() {
     }
     // A training image's own class mean is closer than the others' on average: the score ranks
     // in-distribution above far-away noise.
-    let far = mahalanobis::code::score(&matrix(&vec![vec![50.0; d]]), &means, &precision)[0];
+    let far = mahalanobis::code::score(&matrix(&[vec![50.0; d]]), &means, &precision)[0];
     assert!(far < got.iter().copied().fold(f64::INFINITY, f64::min));
 }
 

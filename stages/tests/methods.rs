@@ -367,7 +367,7 @@ fn every_new_head_trains_with_finite_loss_and_gradients_reaching_every_variable(
         let head = Head::new(vs.root() / "head", kind, 8, &(&small_methods()).into()).unwrap();
         let out = head.forward_t(&features, true);
         assert_eq!(out.logits.size(), [16, 10]);
-        let loss = head.loss(&out, &y, 0.1).unwrap();
+        let loss = head.loss(&out, &y, 0.1, &(&small_methods()).into()).unwrap();
         assert!(scalar(&loss).is_finite(), "{kind:?}");
         loss.backward();
         for (name, var) in vs.variables() {
@@ -410,7 +410,7 @@ fn a_nan_in_the_features_gives_a_nan_loss_the_training_loop_refuses() {
     for kind in [ModelKind::Bin, ModelKind::Binc, ModelKind::Vib, ModelKind::Viby] {
         let vs = nn::VarStore::new(Device::Cpu);
         let head = Head::new(vs.root() / "head", kind, 8, &(&small_methods()).into()).unwrap();
-        let loss = head.loss(&head.forward_t(&features, true), &y, 0.0).unwrap();
+        let loss = head.loss(&head.forward_t(&features, true), &y, 0.0, &(&small_methods()).into()).unwrap();
         assert!(scalar(&loss).is_nan(), "{kind:?}");
     }
 }
@@ -421,8 +421,8 @@ fn a_nan_in_the_features_gives_a_nan_loss_the_training_loop_refuses() {
 #[test]
 fn bin_scores_are_log_max_sigmoid_without_saturation() {
     let _rng = global_rng();
-    for x in [-30.0, -3.0, -0.5, 0.0, 0.7, 4.0, 15.0] {
-        let naive = (1.0 / (1.0 + (-x as f64).exp())).ln();
+    for x in [-30.0f64, -3.0, -0.5, 0.0, 0.7, 4.0, 15.0] {
+        let naive = (1.0 / (1.0 + (-x).exp())).ln();
         assert!((sigmoid::log_sigmoid(x) - naive).abs() < 1e-12, "{x}");
     }
     let logits = Tensor::from_slice(&[1.0f32, -2.0, 3.0, 40.0, 50.0, 0.0, -60.0, -70.0, -65.0]).view([3, 3]);

@@ -19,8 +19,7 @@ fn global_rng() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn tiny_config() -> Config {
-    let mut c = Config::default();
-    c.device = "cpu".into();
+    let mut c = Config { device: "cpu".into(), ..Config::default() };
     c.model.depth = 10;
     c.model.widen = 1;
     c.train.epochs = 1;
@@ -240,7 +239,7 @@ fn a_tiny_network_learns_separable_images() {
     tch::manual_seed(0);
     let net = Network::new(ModelKind::Softmax, &shape(&c, ModelKind::Softmax), Device::Cpu).unwrap();
     let before = train::accuracy(&net, &x, &y, 32).unwrap();
-    let logs = train::train_network(&net, &x, &y, &c.train, &|_, _, _| {}).unwrap();
+    let logs = train::train_network(&net, &x, &y, &c.train, &Default::default(), &|_, _, _| {}).unwrap();
     assert_eq!(logs.len(), 6);
     let (first, last) = (&logs[0], &logs[5]);
     assert!(last.loss < first.loss * 0.5, "loss {} -> {}", first.loss, last.loss);
@@ -320,7 +319,7 @@ fn a_diverging_loss_stops_training_naming_the_step() {
     let (x, y) = separable_images(32, 4, 9);
     tch::manual_seed(0);
     let net = Network::new(ModelKind::Softmax, &shape(&c, ModelKind::Softmax), Device::Cpu).unwrap();
-    let err = train::train_network(&net, &x, &y, &c.train, &|_, _, _| {}).unwrap_err().to_string();
+    let err = train::train_network(&net, &x, &y, &c.train, &Default::default(), &|_, _, _| {}).unwrap_err().to_string();
     assert!(err.contains("epoch") && err.contains("step") && err.contains("diverged"), "{err}");
 }
 

@@ -34,7 +34,7 @@ fn temperature_score_matches_the_two_class_closed_form() {
         assert!(close(got[2], 1.0 / (1.0 + (-7.0 / t).exp()), 1e-12));
     }
     // No overflow with huge logits, and f64 keeps 1 - 1e-10 apart from 1.
-    let huge = Tensor::from_slice(&[1000.0f32, 0.0, 23.0258509, 0.0]).view([2, 2]);
+    let huge = Tensor::from_slice(&[1000.0f32, 0.0, 23.025_85, 0.0]).view([2, 2]);
     let got = temperature::max_softmax(&huge, 1.0);
     assert_eq!(got[0], 1.0);
     assert!(got[1] < 1.0 && close(1.0 - got[1], 1e-10, 1e-15), "{}", 1.0 - got[1]);
@@ -140,8 +140,8 @@ fn odin_on_a_wide_resnet_matches_single_runs_and_batching() {
                 assert!(close(grid[ti][ei][i], single[i], 1e-6) && close(grid[ti][ei][i], one_batch[ti][ei][i], 1e-6));
             }
         }
-        for i in 0..5 {
-            assert!(grid[ti][1][i] > grid[ti][0][i], "a small step must raise the predicted class's score");
+        for (stepped, plain) in grid[ti][1].iter().zip(&grid[ti][0]).take(5) {
+            assert!(stepped > plain, "a small step must raise the predicted class's score");
         }
     }
 }

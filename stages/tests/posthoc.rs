@@ -127,9 +127,9 @@ fn dice_masks_the_weights_whose_contribution_is_not_above_the_percentile() {
     let (d, dead) = (8, 3);
     let (mut w, b) = head_of(d, 6);
     // Repeated weights, so that contributions tie (at the threshold, too).
-    for k in 0..10 {
-        w[k][0] = 0.5;
-        w[k][1] = 0.5;
+    for row in w.iter_mut().take(10) {
+        row[0] = 0.5;
+        row[1] = 0.5;
     }
     let mut train = relu_features(50, d, 7, dead);
     for r in train.iter_mut() {
@@ -305,9 +305,11 @@ fn she_scores_the_inner_product_with_the_predicted_class_pattern() {
     }
     let (got_patterns, fallbacks) = she::code::fit(&matrix(&train), &Tensor::from_slice(&labels), &matrix(&w), &vector(&b)).unwrap();
     assert_eq!(fallbacks, 1);
-    for c in 0..3 {
-        for j in 0..d {
-            assert!((got_patterns.double_value(&[c as i64, j as i64]) - patterns[c][j]).abs() < 1e-12);
+    assert_eq!(patterns.len(), 3);
+    for (c, row) in patterns.iter().enumerate() {
+        assert_eq!(row.len(), d);
+        for (j, want) in row.iter().enumerate() {
+            assert!((got_patterns.double_value(&[c as i64, j as i64]) - want).abs() < 1e-12);
         }
     }
     let got = she::code::score(&matrix(&test), &matrix(&w), &vector(&b), &got_patterns).unwrap();

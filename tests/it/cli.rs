@@ -339,9 +339,12 @@ fn git(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// (ood_set, method, metric) -> (value, ci_low, ci_high).
+type ResultRows = std::collections::BTreeMap<(String, String, String), (f64, Option<f64>, Option<f64>)>;
+
 /// (ood_set, method, metric) -> (value, ci_low, ci_high) of a results.csv's aggregate rows
 /// (`seed = all`; every row of an older file), read independently of oodpipe's reader.
-fn results_rows(path: &Path) -> std::collections::BTreeMap<(String, String, String), (f64, Option<f64>, Option<f64>)> {
+fn results_rows(path: &Path) -> ResultRows {
     let text = std::fs::read_to_string(path).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
@@ -549,8 +552,11 @@ fn run_json_with_networks(networks: &str, seeds: usize) -> String {
     serde_json::json!({"keys": keys, "sets": [["gaussian", "Gaussian Noise"]]}).to_string()
 }
 
+/// A changed value's (method, test, p, adjusted p, verdict).
+type TestOf = (String, String, Option<f64>, Option<f64>, String);
+
 /// Each changed value's (method, test, p, adjusted p, verdict) in a diff's JSON.
-fn tests_of(diff: &Value) -> Vec<(String, String, Option<f64>, Option<f64>, String)> {
+fn tests_of(diff: &Value) -> Vec<TestOf> {
     diff["changed"]
         .as_array()
         .unwrap()

@@ -380,7 +380,7 @@ fn a_folder_remote_a_mounted_share_works_the_same() {
 #[test]
 fn transfers_killed_at_random_moments_leave_nothing_half_visible_on_either_side() {
     let seed = seed();
-    let mut moments = 0x5EED_5EA_u64;
+    let mut moments = 0x05EE_D5EA_u64;
     let mut next_ms = |hi: u64| {
         moments ^= moments << 13;
         moments ^= moments >> 7;

@@ -33,7 +33,7 @@ fn sigkill_at_random_moments_then_a_run_resumes_to_identical_results() {
     let expected = std::fs::read(reference.path("reports/results.csv")).unwrap();
 
     let s = Scratch::new(|_| {});
-    let mut moments = Moments(0x5EED_0F_C4A05);
+    let mut moments = Moments(0x05EE_D0FC_4A05);
     let mut killed = 0;
     for _ in 0..8 {
         let mut child = s.command(&["run"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();

@@ -53,10 +53,10 @@ fn a_cancelled_job_fails_its_stage_and_the_next_run_resumes() {
     let job_file = s.path("cache/state/slurm/train.softmax.job");
     let started = Instant::now();
     let job = loop {
-        if let Ok(job) = std::fs::read_to_string(&job_file) {
-            if !job.trim().is_empty() {
-                break job.trim().to_string();
-            }
+        if let Ok(job) = std::fs::read_to_string(&job_file)
+            && !job.trim().is_empty()
+        {
+            break job.trim().to_string();
         }
         assert!(started.elapsed() < Duration::from_secs(300), "train.softmax was never submitted");
         std::thread::sleep(Duration::from_millis(20));

@@ -71,7 +71,7 @@ const COMMITS: usize = 4;
 enum Step {
     /// Downloaded and verified: handed to the committing threads.
     Ready,
-    Found(Entry),
+    Found(Box<Entry>),
     /// Built meanwhile by another run on this machine, or stopped because the remote failed.
     Nothing,
     Absent,
@@ -136,7 +136,7 @@ pub(super) fn fetch(
         let id = ks.spec.id.clone();
         match step {
             Step::Ready => {}
-            Step::Found(entry) => report.fetched.push(Fetched { entry, objects: 0, bytes: 0 }),
+            Step::Found(entry) => report.fetched.push(Fetched { entry: *entry, objects: 0, bytes: 0 }),
             Step::Nothing => {}
             Step::Absent => report.absent.push(id),
             Step::Unusable(why) => report.unusable.push((id, why)),
@@ -237,7 +237,7 @@ async fn one(
         return Step::Unusable(why);
     }
     if !download {
-        return Step::Found(entry);
+        return Step::Found(Box::new(entry));
     }
     let lock = match store.try_lock(&ks.key) {
         Ok(Some(lock)) => lock,

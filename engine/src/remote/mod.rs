@@ -244,12 +244,12 @@ fn s3_client(bucket: &str, timeout: &str, read_timeout: &str) -> Result<Arc<dyn 
         });
     for (key, value) in std::env::vars_os() {
         let (Some(key), Some(value)) = (key.to_str(), value.to_str()) else { continue };
-        if key.starts_with("AWS_") && !value.is_empty() {
-            if let Ok(config) = key.to_ascii_lowercase().parse::<K>() {
-                if config != K::Bucket {
-                    builder = builder.with_config(config, value);
-                }
-            }
+        if key.starts_with("AWS_")
+            && !value.is_empty()
+            && let Ok(config) = key.to_ascii_lowercase().parse::<K>()
+            && config != K::Bucket
+        {
+            builder = builder.with_config(config, value);
         }
     }
     // `AWS_REGION` is what the AWS tools read; object_store knows `AWS_DEFAULT_REGION` too.

@@ -4,6 +4,9 @@
 //! Every model is one variant of [`Head`]: its arm in [`Head::new`], [`Head::forward_t`] and
 //! [`Head::loss`], and its extra outputs in `outputs.rs`. The losses themselves are plain
 //! functions of tensors in `losses.rs` (and `mmce.rs`), checked against finite differences.
+//! A head holds what inference computes with (its layers, shaped by `methods.<model>.z`); the
+//! loss weights (`zeta`, `lambda`, `beta`) are given to [`Head::loss`] only, so that what reads a
+//! trained network (outputs, features, ODIN) is not keyed by them.
 //!
 //! Extras by head (names as in `outputs.safetensors`, prefixed by the split there):
 //! - BINC: `bin_logits` [N, 10], the BIN head's logits (its softmax head's are the `logits`).
@@ -16,7 +19,7 @@
 use super::losses::{at_labels, binc_loss, gaussian_kl, gaussian_kl_per_class, posterior, vib_loss, weighted_bce};
 use crate::config::ModelKind;
 use anyhow::{Context, Result};
-use oodpipe_plan::view::MethodTables;
+use oodpipe_plan::view::{LossWeights, Shapes};
 use tch::nn;
 use tch::{Kind, Tensor};
 
@@ -45,17 +48,17 @@ pub enum Head {
     Softmax { fc: nn::Linear },
     /// Linear to 10 logits, one sigmoid per class, weighted binary cross-entropy (with the
     /// sigmoid counterpart of label smoothing, see `losses::weighted_bce`).
-    Bin { fc: nn::Linear, zeta: f64 },
+    Bin { fc: nn::Linear },
     /// Linear to z, then a softmax head and a BIN head, each linear z -> 10; loss = smoothed
     /// cross-entropy + weighted BCE + lambda * sum of the binary classifiers' MMCE.
-    Binc { shared: nn::Linear, softmax: nn::Linear, bin: nn::Linear, zeta: f64, lambda: f64 },
+    Binc { shared: nn::Linear, softmax: nn::Linear, bin: nn::Linear },
     /// Linear to 2z = (mu, rho), sigma = softplus(rho - 5), linear decoder z -> 10, one trainable
     /// diagonal Gaussian prior (mean [z], log-std [z]); loss = smoothed cross-entropy at a sampled
     /// latent + beta * KL.
-    Vib { encoder: nn::Linear, decoder: nn::Linear, prior: Prior, beta: f64 },
+    Vib { encoder: nn::Linear, decoder: nn::Linear, prior: Prior },
     /// As Vib with one prior per class (mean and log-std [10, z]); the loss's KL is against the
     /// true class's prior.
-    Viby { encoder: nn::Linear, decoder: nn::Linear, prior: Prior, beta: f64 },
+    Viby { encoder: nn::Linear, decoder: nn::Linear, prior: Prior },
 }
 
 /// A trainable diagonal Gaussian N(mean, diag exp(log_std)^2), or one per class ([C, z] each),
@@ -88,44 +91,35 @@ pub fn linear(vs: nn::Path, c_in: i64, c_out: i64) -> nn::Linear {
 pub const CLASSES: i64 = 10;
 
 impl Head {
-    /// Declares the head of `kind` on a feature of size `feature_dim`, with its `methods.<kind>`
-    /// table (the stage's view has its own model's only).
-    pub fn new(vs: nn::Path, kind: ModelKind, feature_dim: i64, methods: &MethodTables) -> Result<Head> {
-        fn table<'t, T>(t: &'t Option<T>, kind: ModelKind) -> Result<&'t T> {
-            let name = kind.name();
-            t.as_ref().with_context(|| format!("the {name} network needs its config table methods.{name}, which was not given"))
-        }
+    /// Declares the head of `kind` on a feature of size `feature_dim`, sized by its
+    /// `methods.<kind>.z` (the stage's view has its own model's only).
+    pub fn new(vs: nn::Path, kind: ModelKind, feature_dim: i64, shapes: &Shapes) -> Result<Head> {
+        let z = |t: &Option<oodpipe_plan::view::Latent>| table(t, kind, "z").map(|t| t.z);
         Ok(match kind {
             ModelKind::Softmax => Head::Softmax { fc: linear(&vs / "fc", feature_dim, CLASSES) },
-            ModelKind::Bin => Head::Bin { fc: linear(&vs / "fc", feature_dim, CLASSES), zeta: table(&methods.bin, kind)?.zeta },
+            ModelKind::Bin => Head::Bin { fc: linear(&vs / "fc", feature_dim, CLASSES) },
             ModelKind::Binc => {
-                let c = table(&methods.binc, kind)?;
+                let z = z(&shapes.binc)?;
                 Head::Binc {
-                    shared: linear(&vs / "shared", feature_dim, c.z),
-                    softmax: linear(&vs / "softmax", c.z, CLASSES),
-                    bin: linear(&vs / "bin", c.z, CLASSES),
-                    zeta: c.zeta,
-                    lambda: c.lambda,
+                    shared: linear(&vs / "shared", feature_dim, z),
+                    softmax: linear(&vs / "softmax", z, CLASSES),
+                    bin: linear(&vs / "bin", z, CLASSES),
                 }
             }
             ModelKind::Vib => {
-                let vib = table(&methods.vib, kind)?;
-                let z = vib.z;
+                let z = z(&shapes.vib)?;
                 Head::Vib {
                     encoder: linear(&vs / "encoder", feature_dim, 2 * z),
                     decoder: linear(&vs / "decoder", z, CLASSES),
                     prior: Prior::new(&vs / "prior", &[z]),
-                    beta: vib.beta,
                 }
             }
             ModelKind::Viby => {
-                let viby = table(&methods.viby, kind)?;
-                let z = viby.z;
+                let z = z(&shapes.viby)?;
                 Head::Viby {
                     encoder: linear(&vs / "encoder", feature_dim, 2 * z),
                     decoder: linear(&vs / "decoder", z, CLASSES),
                     prior: Prior::new(&vs / "prior", &[CLASSES, z]),
-                    beta: viby.beta,
                 }
             }
         })
@@ -159,20 +153,34 @@ impl Head {
         }
     }
 
-    /// The mean training loss of a batch with true `labels` (i64 [N]).
-    pub fn loss(&self, out: &HeadOutput, labels: &Tensor, label_smoothing: f64) -> Result<Tensor> {
+    /// The mean training loss of a batch with true `labels` (i64 [N]), with the loss weights of
+    /// the head's `methods.<model>` table.
+    pub fn loss(&self, out: &HeadOutput, labels: &Tensor, label_smoothing: f64, weights: &LossWeights) -> Result<Tensor> {
         let extra = |name: &str| out.extra(name).with_context(|| format!("the head's output has no `{name}`"));
         Ok(match self {
             Head::Softmax { .. } => smoothed_cross_entropy(&out.logits, labels, label_smoothing),
-            Head::Bin { zeta, .. } => weighted_bce(&out.logits, labels, *zeta, label_smoothing),
-            Head::Binc { zeta, lambda, .. } => binc_loss(&out.logits, extra("bin_logits")?, labels, *zeta, *lambda, label_smoothing),
-            Head::Vib { beta, .. } => vib_loss(extra("sampled_logits")?, labels, extra("kl")?, *beta, label_smoothing),
-            Head::Viby { beta, .. } => {
+            Head::Bin { .. } => weighted_bce(&out.logits, labels, table(&weights.bin, ModelKind::Bin, "zeta")?.zeta, label_smoothing),
+            Head::Binc { .. } => {
+                let w = table(&weights.binc, ModelKind::Binc, "zeta and lambda")?;
+                binc_loss(&out.logits, extra("bin_logits")?, labels, w.zeta, w.lambda, label_smoothing)
+            }
+            Head::Vib { .. } => {
+                let beta = table(&weights.vib, ModelKind::Vib, "beta")?.beta;
+                vib_loss(extra("sampled_logits")?, labels, extra("kl")?, beta, label_smoothing)
+            }
+            Head::Viby { .. } => {
+                let beta = table(&weights.viby, ModelKind::Viby, "beta")?.beta;
                 let kl = at_labels(extra("kl")?, labels);
-                vib_loss(extra("sampled_logits")?, labels, &kl, *beta, label_smoothing)
+                vib_loss(extra("sampled_logits")?, labels, &kl, beta, label_smoothing)
             }
         })
     }
+}
+
+/// The `methods.<kind>` table of a view, or an error naming what of it the head needs.
+fn table<'t, T>(t: &'t Option<T>, kind: ModelKind, what: &str) -> Result<&'t T> {
+    let name = kind.name();
+    t.as_ref().with_context(|| format!("the {name} network needs {what} of its config table methods.{name}, which was not given"))
 }
 
 /// Mean cross-entropy (in the logits' kind) against targets (1 - s) * onehot + s / classes (s = 0: the plain loss).

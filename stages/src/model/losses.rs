@@ -31,7 +31,7 @@ pub fn weighted_bce(logits: &Tensor, labels: &Tensor, zeta: f64, smoothing: f64)
 pub fn binc_loss(softmax_logits: &Tensor, bin_logits: &Tensor, labels: &Tensor, zeta: f64, lambda: f64, smoothing: f64) -> Tensor {
     let mut loss = smoothed_cross_entropy(softmax_logits, labels, smoothing) + weighted_bce(bin_logits, labels, zeta, smoothing);
     if lambda != 0.0 {
-        loss = loss + binary_mmce_sum(bin_logits, labels) * lambda;
+        loss += binary_mmce_sum(bin_logits, labels) * lambda;
     }
     loss
 }

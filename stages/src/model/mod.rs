@@ -63,7 +63,7 @@ pub struct Network {
 
 impl Network {
     /// A freshly initialised network for `kind`, shaped by `config.model` (and the kind's
-    /// `methods.*` table); seed libtorch (`tch::manual_seed`) first for a reproducible init.
+    /// `methods.<kind>.z`); seed libtorch (`tch::manual_seed`) first for a reproducible init.
     pub fn new(kind: ModelKind, config: &view::Network, device: Device) -> Result<Network> {
         let vs = nn::VarStore::new(device);
         let root = vs.root();
@@ -158,7 +158,7 @@ impl Network {
     }
 
     /// The mean training loss of a batch (see [`Head::loss`]).
-    pub fn loss(&self, out: &HeadOutput, labels: &Tensor, label_smoothing: f64) -> Result<Tensor> {
-        self.head.loss(out, labels, label_smoothing)
+    pub fn loss(&self, out: &HeadOutput, labels: &Tensor, label_smoothing: f64, weights: &view::LossWeights) -> Result<Tensor> {
+        self.head.loss(out, labels, label_smoothing, weights)
     }
 }
