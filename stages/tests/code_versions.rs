@@ -2,9 +2,14 @@
 //! plan/src/table.rs, each detector's versions in its file), and the cache trusts it. If the code
 //! of a kind changes while its version does not, every cached result of that kind is silently
 //! stale. This test hashes each kind's source files (comments and whitespace removed, so a
-//! comment or a reformat does not count) and compares with the record in `code_versions.txt`:
-//! - the code changed, the version did not: fails, naming the versions to bump (a refactor that
-//!   computes the same bytes is recorded without a bump: a deliberate, reviewable line in the diff);
+//! comment or a reformat does not count) and compares with the record in `code_versions.txt`.
+//! A kind's files are derived from the code, not listed: from the kind's entry point, every file of
+//! the stages and metrics crates its code reaches by path (`crate::`, `super::`, `self::`,
+//! `oodpipe_metrics::`, named child modules), transitively ([`closure`]); so a shared file a kind
+//! starts to call joins its group without anyone remembering to add it.
+//! - the code changed, the version did not: fails, naming the versions to bump and the changed
+//!   files (a refactor that computes the same bytes is recorded without a bump: a deliberate,
+//!   reviewable line in the diff);
 //! - the code or the version changed and the record is old: fails, asking to record it with
 //!   `OODPIPE_BLESS=1 cargo test -p oodpipe-stages --test code_versions` (after bumping).
 
@@ -19,6 +24,11 @@ fn root() -> PathBuf {
 
 /// Source text without comments and whitespace; string and char literals kept as they are.
 pub fn normalise(src: &str) -> String {
+    scrub(src, false)
+}
+
+/// Source text without comments (whitespace kept when `keep_whitespace`); literals as they are.
+fn scrub(src: &str, keep_whitespace: bool) -> String {
     let s: Vec<char> = src.chars().collect();
     let mut out = String::new();
     let mut i = 0;
@@ -88,7 +98,7 @@ pub fn normalise(src: &str) -> String {
             out.extend(&s[i..end]);
             i = end;
         } else {
-            if !c.is_whitespace() {
+            if keep_whitespace || !c.is_whitespace() {
                 out.push(c);
             }
             i += 1;
@@ -97,150 +107,334 @@ pub fn normalise(src: &str) -> String {
     out
 }
 
-/// Each group of code: its name, its files, and the versions that must change with it.
+/// The crate a source file belongs to, for what `crate::` means in it.
+#[derive(Clone, Copy, PartialEq)]
+enum Crate {
+    Stages,
+    Metrics,
+}
+
+fn crate_of(file: &str) -> Crate {
+    if file.starts_with("metrics/") { Crate::Metrics } else { Crate::Stages }
+}
+
+/// The file of module `path` in `krate` (the longest prefix of `path` that is a module with a file
+/// of its own), or None: a path into another crate (`crate::config` is `oodpipe_plan`'s) or the
+/// crate root, which only declares modules.
+fn module_file(krate: Crate, path: &[&str]) -> Option<String> {
+    for n in (1..=path.len()).rev() {
+        let p = &path[..n];
+        let candidates: Vec<String> = match (krate, p) {
+            (Crate::Stages, ["detectors"]) => vec!["detectors/mod.rs".into()],
+            (Crate::Stages, ["detectors", name, ..]) if n == 2 => vec![format!("detectors/{name}.rs")],
+            (Crate::Stages, _) => vec![format!("stages/src/{}.rs", p.join("/")), format!("stages/src/{}/mod.rs", p.join("/"))],
+            (Crate::Metrics, _) => vec![format!("metrics/src/{}.rs", p.join("/")), format!("metrics/src/{}/mod.rs", p.join("/"))],
+        };
+        if let Some(f) = candidates.into_iter().find(|f| root().join(f).is_file()) {
+            return Some(f);
+        }
+    }
+    None
+}
+
+/// The module path of a file (`stages/src/model/head.rs` -> model::head).
+fn module_of(file: &str) -> Vec<String> {
+    let rel = file.strip_prefix("stages/src/").or_else(|| file.strip_prefix("metrics/src/")).unwrap_or(file);
+    let rel = rel.strip_suffix(".rs").unwrap_or(rel);
+    let rel = rel.strip_suffix("/mod").unwrap_or(rel);
+    rel.split('/').filter(|s| !s.is_empty() && *s != "lib").map(str::to_string).collect()
+}
+
+fn is_ident(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// The paths below `at` in a use tree or an expression (`a::b::{c, d::e}` -> a::b::c, a::b::d::e).
+fn paths_at(text: &[char], mut at: usize, prefix: Vec<String>, out: &mut Vec<Vec<String>>) -> usize {
+    let mut path = prefix;
+    loop {
+        while text.get(at).is_some_and(|c| c.is_whitespace()) {
+            at += 1;
+        }
+        if text.get(at) == Some(&'{') {
+            at += 1;
+            loop {
+                at = paths_at(text, at, path.clone(), out);
+                while text.get(at).is_some_and(|c| c.is_whitespace() || *c == ',') {
+                    at += 1;
+                }
+                if text.get(at) == Some(&'}') || at >= text.len() {
+                    return at + 1;
+                }
+            }
+        }
+        let start = at;
+        while text.get(at).is_some_and(|c| is_ident(*c)) {
+            at += 1;
+        }
+        if at > start {
+            path.push(text[start..at].iter().collect());
+        }
+        if text.get(at) == Some(&':') && text.get(at + 1) == Some(&':') {
+            at += 2;
+            continue;
+        }
+        out.push(path);
+        return at;
+    }
+}
+
+/// The files of the workspace's computing crates that `file` refers to: through `crate::`,
+/// `super::`, `self::`, `oodpipe_metrics::`, and its own child modules that it names.
+fn references(file: &str) -> Vec<String> {
+    let text: Vec<char> =
+        scrub(&std::fs::read_to_string(root().join(file)).unwrap_or_else(|e| panic!("{file}: {e}")), true).chars().collect();
+    let krate = crate_of(file);
+    let here = module_of(file);
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < text.len() {
+        // A path starts at an identifier that follows no other identifier character.
+        if !is_ident(text[i]) || (i > 0 && (is_ident(text[i - 1]) || text[i - 1] == ':')) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < text.len() && is_ident(text[i]) {
+            i += 1;
+        }
+        let word: String = text[start..i].iter().collect();
+        if text.get(i) != Some(&':') || text.get(i + 1) != Some(&':') {
+            continue;
+        }
+        let mut paths = Vec::new();
+        let end = paths_at(&text, i + 2, Vec::new(), &mut paths);
+        for p in paths {
+            let p: Vec<&str> = p.iter().map(String::as_str).collect();
+            let target = match word.as_str() {
+                "crate" => module_file(krate, &p),
+                "oodpipe_metrics" => module_file(Crate::Metrics, &p).or_else(|| Some("metrics/src/lib.rs".into())),
+                // A detector's `super::` is its own file (its `mod code` sits inside it).
+                "super" if file.starts_with("detectors/") => None,
+                "super" => {
+                    let parent: Vec<&str> =
+                        here[..here.len().saturating_sub(1)].iter().map(String::as_str).chain(p.iter().copied()).collect();
+                    module_file(krate, &parent)
+                }
+                "self" => {
+                    let within: Vec<&str> = here.iter().map(String::as_str).chain(p.iter().copied()).collect();
+                    module_file(krate, &within)
+                }
+                // A child module named by a path (`head::Head`, `pub use head::...`).
+                child => {
+                    let mut within: Vec<&str> = here.iter().map(String::as_str).collect();
+                    within.push(child);
+                    let declared = text.iter().collect::<String>().contains(&format!("mod {child};"));
+                    if declared { module_file(krate, &within) } else { None }
+                }
+            };
+            found.extend(target.filter(|t| t != file && t != "stages/src/lib.rs" && t != "detectors/mod.rs"));
+        }
+        i = end.max(i);
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// Every file `roots` reach through [`references`], roots included, sorted.
+fn closure(roots: &[String]) -> Vec<String> {
+    let mut seen: std::collections::BTreeSet<String> = roots.iter().cloned().collect();
+    let mut todo: Vec<String> = roots.to_vec();
+    while let Some(f) = todo.pop() {
+        for r in references(&f) {
+            if seen.insert(r.clone()) {
+                todo.push(r);
+            }
+        }
+    }
+    seen.into_iter().collect()
+}
+
+/// Each kind of stage (and each detector): its name, the files its code is (derived from its
+/// entry points by [`closure`]), and the versions that must change with them.
 fn groups() -> Vec<(String, Vec<String>, String)> {
-    let detector_versions = |names: &[&str]| -> String {
-        ALL.iter()
-            .filter(|d| names.is_empty() || names.contains(&d.name))
-            .map(|d| {
-                let mut v = vec![format!("{}={}", d.name, d.version)];
-                v.extend(d.tuning.map(|t| format!("{}.tune={}", d.name, t.version)));
-                v.extend(d.prepare.map(|p| format!("{}.prepare={}", d.name, p.version)));
-                v.join(" ")
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
+    let detector_versions = |d: &oodpipe_stages::detector::Detector| -> String {
+        let mut v = vec![format!("{}={}", d.name, d.version)];
+        v.extend(d.tuning.map(|t| format!("{}.tune={}", d.name, t.version)));
+        v.extend(d.prepare.map(|p| format!("{}.prepare={}", d.name, p.version)));
+        v.join(" ")
     };
-    let files = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let features: Vec<&str> = ALL.iter().filter(|d| d.features).map(|d| d.name).collect();
+    let roots = |names: &[&str]| names.iter().map(|s| format!("stages/src/{s}")).collect::<Vec<_>>();
+    // Where the worker enters each kind (stages/src/worker.rs).
     let mut groups = vec![
-        (
-            "data".to_string(),
-            files(&[
-                "stages/src/data/mod.rs",
-                "stages/src/data/cifar10.rs",
-                "stages/src/data/noise.rs",
-                "stages/src/data/image_folder.rs",
-                "stages/src/data/ood_set.rs",
-            ]),
-            format!("data={}", salt::DATA),
-        ),
-        (
-            "train".to_string(),
-            files(&[
-                "stages/src/train.rs",
-                "stages/src/model/mod.rs",
-                "stages/src/model/wrn.rs",
-                "stages/src/model/head.rs",
-                "stages/src/model/losses.rs",
-                "stages/src/model/mmce.rs",
-                "stages/src/model/memory_format.rs",
-            ]),
-            format!("train={} train_bce={}", salt::TRAIN, salt::TRAIN_BCE),
-        ),
-        ("outputs".to_string(), files(&["stages/src/outputs.rs"]), format!("outputs={}", salt::OUTPUTS)),
-        // The shared features stages, and every detector that reads them.
-        (
-            "features".to_string(),
-            files(&["stages/src/features/mod.rs"]),
-            format!("features={} {}", salt::FEATURES, detector_versions(&features)),
-        ),
-        // The statistics the detectors on features fit (interval.rs: the percentile).
-        (
-            "feature statistics".to_string(),
-            files(&["stages/src/features/stats.rs", "metrics/src/interval.rs"]),
-            detector_versions(&features),
-        ),
-        (
-            "report".to_string(),
-            files(&[
-                "stages/src/report.rs",
-                "stages/src/claims.rs",
-                "stages/src/report_summary.rs",
-                "stages/src/figures.rs",
-                "stages/src/uncertainty.rs",
-                "metrics/src/bootstrap.rs",
-                "metrics/src/interval.rs",
-                "metrics/src/significance.rs",
-            ]),
-            format!("report={}", salt::REPORT),
-        ),
-        ("sweep".to_string(), files(&["stages/src/sweep.rs"]), format!("sweep={}", salt::SWEEP)),
-        // What every detector's stages share: the stage functions and the metrics.
-        ("detectors (shared)".to_string(), files(&["stages/src/detector.rs", "metrics/src/lib.rs"]), detector_versions(&[])),
-        (
-            "temperature scaling".to_string(),
-            files(&["stages/src/methods/temperature.rs"]),
-            detector_versions(&["baseline", "baseline_t", "odin"]),
-        ),
-        ("tuning".to_string(), files(&["stages/src/methods/tuner.rs"]), detector_versions(&["baseline_t", "odin"])),
-        ("odin".to_string(), files(&["stages/src/methods/odin.rs"]), detector_versions(&["odin"])),
-        ("sigmoid".to_string(), files(&["stages/src/methods/sigmoid.rs"]), detector_versions(&["bin", "binc"])),
-        ("kl".to_string(), files(&["stages/src/methods/kl.rs"]), detector_versions(&["vib", "viby_i", "viby_ii"])),
+        ("data".to_string(), closure(&roots(&["data/cifar10.rs", "data/ood_set.rs"])), format!("data={}", salt::DATA)),
+        ("train".to_string(), closure(&roots(&["train.rs"])), format!("train={} train_bce={}", salt::TRAIN, salt::TRAIN_BCE)),
+        ("outputs".to_string(), closure(&roots(&["outputs.rs"])), format!("outputs={}", salt::OUTPUTS)),
+        ("features".to_string(), closure(&roots(&["features/mod.rs"])), format!("features={}", salt::FEATURES)),
+        ("report".to_string(), closure(&roots(&["report.rs"])), format!("report={}", salt::REPORT)),
+        ("sweep".to_string(), closure(&roots(&["sweep.rs"])), format!("sweep={}", salt::SWEEP)),
     ];
     for d in ALL {
-        groups.push((format!("detector {}", d.name), vec![format!("detectors/{}.rs", d.name)], detector_versions(&[d.name])));
+        // The detector's file, and the stage functions that run every detector.
+        let mut r = vec![format!("detectors/{}.rs", d.name)];
+        r.extend(roots(&["detector.rs"]));
+        groups.push((format!("detector {}", d.name), closure(&r), detector_versions(d)));
     }
     groups
 }
 
-fn hash_files(files: &[String]) -> String {
-    let mut all = String::new();
-    for f in files {
-        let text = std::fs::read_to_string(root().join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
-        all.push_str(f);
-        all.push('\0');
-        all.push_str(&normalise(&text));
-        all.push('\0');
-    }
+fn hash_text(text: &str) -> String {
     use sha2::Digest;
-    format!("{:x}", sha2::Sha256::digest(all.as_bytes()))[..16].to_string()
+    format!("{:x}", sha2::Sha256::digest(text.as_bytes()))[..16].to_string()
+}
+
+/// Each file's hash (comments and whitespace removed).
+fn hash_file(file: &str) -> String {
+    let text = std::fs::read_to_string(root().join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+    hash_text(&normalise(&text))
 }
 
 const RECORD: &str = "stages/tests/code_versions.txt";
 
-#[test]
-fn a_kinds_code_does_not_change_without_its_version() {
-    let now: Vec<(String, String, String)> =
-        groups().into_iter().map(|(name, files, versions)| (name, hash_files(&files), versions)).collect();
-    let render = |rows: &[(String, String, String)]| -> String {
+/// The record: per group, its versions and files; per file, its hash.
+#[derive(Default, PartialEq, Debug, Clone)]
+struct Record {
+    groups: BTreeMap<String, (String, Vec<String>)>,
+    files: BTreeMap<String, String>,
+}
+
+impl Record {
+    fn now() -> Record {
+        let mut r = Record::default();
+        for (name, files, versions) in groups() {
+            for f in &files {
+                r.files.entry(f.clone()).or_insert_with(|| hash_file(f));
+            }
+            r.groups.insert(name, (versions, files));
+        }
+        r
+    }
+
+    fn render(&self) -> String {
         let mut out = String::from(
-            "# group\tsource hash (comments and whitespace removed)\tversions; written by OODPIPE_BLESS=1 cargo test -p oodpipe-stages --test code_versions\n",
+            "# written by OODPIPE_BLESS=1 cargo test -p oodpipe-stages --test code_versions\n\
+             # group\tversions\tits files (derived from its entry points)\n",
         );
-        for (name, hash, versions) in rows {
-            out.push_str(&format!("{name}\t{hash}\t{versions}\n"));
+        for (name, (versions, files)) in &self.groups {
+            out.push_str(&format!("group\t{name}\t{versions}\t{}\n", files.join(" ")));
+        }
+        out.push_str("# file\tsource hash (comments and whitespace removed)\n");
+        for (file, hash) in &self.files {
+            out.push_str(&format!("file\t{file}\t{hash}\n"));
         }
         out
-    };
-    if std::env::var_os("OODPIPE_BLESS").is_some() {
-        std::fs::write(root().join(RECORD), render(&now)).unwrap();
-        return;
     }
-    let text = std::fs::read_to_string(root().join(RECORD)).unwrap();
-    let recorded: BTreeMap<&str, (&str, &str)> = text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let mut parts = l.splitn(3, '\t');
-            Some((parts.next()?, (parts.next()?, parts.next()?)))
-        })
-        .collect();
+
+    fn parse(text: &str) -> Record {
+        let mut r = Record::default();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let parts: Vec<&str> = line.split('\t').collect();
+            match parts.as_slice() {
+                ["group", name, versions, files] => {
+                    r.groups.insert(name.to_string(), (versions.to_string(), files.split(' ').map(str::to_string).collect()));
+                }
+                ["file", file, hash] => {
+                    r.files.insert(file.to_string(), hash.to_string());
+                }
+                _ => {}
+            }
+        }
+        r
+    }
+}
+
+/// What is wrong with `now` against `recorded`: a group whose code changed while its versions
+/// did not (naming the files), or anything not recorded as it is.
+fn problems(recorded: &Record, now: &Record) -> Vec<String> {
     let mut problems = Vec::new();
-    for (name, hash, versions) in &now {
-        match recorded.get(name.as_str()) {
-            Some((h, v)) if h == hash && v == versions => {}
-            Some((h, v)) if h != hash && v == versions => problems.push(format!(
-                "the code of `{name}` changed but its version did not: bump {versions} (plan/src/table.rs `salt`, or the detector's file) \
-                 if what it computes changed, then record; a change that computes the same bytes (a refactor) is only recorded"
-            )),
-            _ => problems.push(format!("`{name}` is not recorded as it is now: record it")),
+    for (name, (versions, files)) in &now.groups {
+        let Some((old_versions, old_files)) = recorded.groups.get(name) else {
+            problems.push(format!("`{name}` is new: record it"));
+            continue;
+        };
+        let changed: Vec<&str> = files.iter().filter(|f| recorded.files.get(*f) != now.files.get(*f)).map(String::as_str).collect();
+        if versions == old_versions && !changed.is_empty() {
+            problems.push(format!(
+                "the code of `{name}` changed ({}) but its version did not: bump {versions} (plan/src/table.rs `salt`, or the \
+                 detector's file) if what it computes changed, then record; a change that computes the same bytes (a refactor) is \
+                 only recorded",
+                changed.join(", ")
+            ));
+        } else if versions != old_versions || files != old_files || !changed.is_empty() {
+            problems.push(format!("`{name}` is not recorded as it is now: record it"));
         }
     }
+    problems.extend(recorded.groups.keys().filter(|g| !now.groups.contains_key(*g)).map(|g| format!("`{g}` is gone: record it")));
+    problems
+}
+
+#[test]
+fn a_kinds_code_does_not_change_without_its_version() {
+    let now = Record::now();
+    if std::env::var_os("OODPIPE_BLESS").is_some() {
+        std::fs::write(root().join(RECORD), now.render()).unwrap();
+        return;
+    }
+    let recorded = Record::parse(&std::fs::read_to_string(root().join(RECORD)).unwrap());
+    let problems = problems(&recorded, &now);
     assert!(
         problems.is_empty(),
         "{}\n(record with: OODPIPE_BLESS=1 cargo test -p oodpipe-stages --test code_versions)",
         problems.join("\n")
     );
+}
+
+/// The dependencies are read from the code: a file a kind's code reaches through a helper is in
+/// its group, and a change to it is caught for exactly the groups that reach it.
+#[test]
+fn each_kinds_files_come_from_what_its_code_calls() {
+    let now = Record::now();
+    let files = |g: &str| now.groups[g].1.clone();
+    // Reached through the network the stage loads, not listed by hand.
+    for f in ["stages/src/model/head.rs", "stages/src/model/wrn.rs", "stages/src/outputs.rs", "stages/src/tensors.rs"] {
+        assert!(files("outputs").contains(&f.to_string()), "outputs: {:?}", files("outputs"));
+    }
+    assert!(files("train").contains(&"stages/src/model/losses.rs".to_string()));
+    // A detector reaches its helpers, and the metrics through the stage functions.
+    assert!(files("detector odin").contains(&"stages/src/methods/odin.rs".to_string()), "{:?}", files("detector odin"));
+    assert!(files("detector knn").contains(&"stages/src/features/stats.rs".to_string()), "{:?}", files("detector knn"));
+    assert!(files("detector energy").contains(&"metrics/src/lib.rs".to_string()), "{:?}", files("detector energy"));
+    assert!(!files("detector energy").contains(&"stages/src/methods/odin.rs".to_string()), "{:?}", files("detector energy"));
+    // Nothing of another kind's entry point.
+    assert!(!files("data").contains(&"stages/src/train.rs".to_string()), "{:?}", files("data"));
+    assert!(!files("outputs").iter().any(|f| f.starts_with("detectors/")), "{:?}", files("outputs"));
+
+    // A change to a shared file names every group that reaches it, and only those.
+    let mut before = now.clone();
+    before.files.insert("stages/src/model/head.rs".into(), "0000000000000000".into());
+    let named: Vec<String> = problems(&before, &now)
+        .iter()
+        .filter_map(|p| p.strip_prefix("the code of `").and_then(|r| r.split('`').next()).map(str::to_string))
+        .collect();
+    let reaching: Vec<String> =
+        now.groups.iter().filter(|(_, (_, f))| f.contains(&"stages/src/model/head.rs".to_string())).map(|(g, _)| g.clone()).collect();
+    assert_eq!(named, reaching);
+    assert!(named.contains(&"train".to_string()) && named.contains(&"outputs".to_string()), "{named:?}");
+    assert!(!named.contains(&"data".to_string()));
+}
+
+#[test]
+fn use_trees_and_paths_are_read_whole() {
+    let text: Vec<char> = "crate::model::{self, Network, head::Head}, x".chars().collect();
+    let mut out = Vec::new();
+    paths_at(&text, "crate::".len(), Vec::new(), &mut out);
+    let out: Vec<String> = out.iter().map(|p| p.join("::")).collect();
+    assert_eq!(out, ["model::self", "model::Network", "model::head::Head"]);
+    assert_eq!(module_file(Crate::Stages, &["model", "head", "Head"]).as_deref(), Some("stages/src/model/head.rs"));
+    assert_eq!(module_file(Crate::Stages, &["model", "Network"]).as_deref(), Some("stages/src/model/mod.rs"));
+    assert_eq!(module_file(Crate::Stages, &["config", "ModelKind"]), None, "oodpipe_plan's, not tracked here");
+    assert_eq!(module_file(Crate::Stages, &["detectors", "odin", "DETECTOR"]).as_deref(), Some("detectors/odin.rs"));
 }
 
 #[test]
