@@ -20,7 +20,7 @@ pub mod code {
     pub struct Code;
     impl Compute for Code {
         fn score(&self, s: &DetectorStage) -> Result<Scored> {
-            s.score_each(|set| Ok(max_log_sigmoid(&s.output(set, s.split, "logits")?)))
+            s.score_each(|set| Ok(max_log_sigmoid(&s.output(set, s.split, ids::tensors::LOGITS)?)))
         }
     }
 }

@@ -48,7 +48,7 @@ pub mod code {
 
         fn tune(&self, s: &DetectorStage) -> Result<Vec<GridPoint>> {
             let tune = s.config::<super::Grid>()?.tune;
-            let in_grid = crate::tensors::read_one(s.prepared(files::ODIN_GRID)?, "scores")?;
+            let in_grid = crate::tensors::read_one(s.prepared(files::ODIN_GRID)?, ids::tensors::GRID_SCORES)?;
             let net = s.network()?;
             let out_grid = odin::grid_scores(
                 &net,

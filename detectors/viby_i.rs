@@ -20,7 +20,7 @@ pub mod code {
     impl Compute for Code {
         fn score(&self, s: &DetectorStage) -> Result<Scored> {
             let of = |set: &str| {
-                Ok::<_, anyhow::Error>(crate::methods::kl::viby_expected(&s.logits(set, s.split)?, &s.output(set, s.split, "kl")?))
+                Ok::<_, anyhow::Error>(crate::methods::kl::viby_expected(&s.logits(set, s.split)?, &s.output(set, s.split, ids::tensors::KL)?))
             };
             Ok(Scored::new(of(CIFAR10)?, of(s.ood())?))
         }

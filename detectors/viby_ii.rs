@@ -19,7 +19,7 @@ pub mod code {
     pub struct Code;
     impl Compute for Code {
         fn score(&self, s: &DetectorStage) -> Result<Scored> {
-            s.score_each(|set| Ok(crate::methods::kl::viby_min(&s.output(set, s.split, "kl")?)))
+            s.score_each(|set| Ok(crate::methods::kl::viby_min(&s.output(set, s.split, ids::tensors::KL)?)))
         }
     }
 }

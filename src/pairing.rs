@@ -64,7 +64,7 @@ impl SideStages {
 
     /// The key of stage `id` for the seed at `position` of the side's per-seed rows.
     fn key(&self, id: &str, seeds: &[(String, f64)], position: usize) -> Option<&str> {
-        let id = if position == 0 { id.to_string() } else { format!("{id}@seed{}", seeds[position].0) };
+        let id = if position == 0 { id.to_string() } else { format!("{id}{}{}", oodpipe_plan::table::SEED_TAG, seeds[position].0) };
         self.keys.get(&id).map(String::as_str)
     }
 }
@@ -256,8 +256,8 @@ impl<'a> Pairer<'a> {
         }
         let read = self.object("score", key, files::SCORES).and_then(|path| {
             let load = || -> anyhow::Result<Bootstrapped> {
-                let a = safetensors_file::read(&path, "in_scores")?.values;
-                let b = safetensors_file::read(&path, "out_scores")?.values;
+                let a = safetensors_file::read(&path, ids::tensors::IN_SCORES)?.values;
+                let b = safetensors_file::read(&path, ids::tensors::OUT_SCORES)?.values;
                 let full = oodpipe_metrics::ood_metrics(&a, &b).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
                 let replicates = bootstrap(&a, &b, self.resamples, self.seed).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
                 Ok(Bootstrapped { sizes: (a.len(), b.len()), full, replicates })

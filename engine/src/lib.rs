@@ -25,6 +25,7 @@ pub mod progress;
 pub mod remote;
 pub mod results_diff;
 pub mod results_frame;
+pub mod results_schema;
 pub mod run_record;
 pub mod slurm;
 pub mod source_hash;

@@ -141,17 +141,17 @@ pub type PairingOf<'a> = dyn FnMut(&RowKey, &[(String, f64)], &[(String, f64)]) 
 /// whether the two sides share their trained networks (and gives the paired bootstrap when it
 /// can); it is not asked about other values.
 pub fn changed_values(old: &Results, new: &Results, pairing: &mut PairingOf) -> PolarsResult<Vec<ChangedValue>> {
-    let keys = crate::results_frame::KEYS;
+    use crate::results_schema::{CI_HIGH, CI_LOW, KEYS as keys, METHOD, METRIC, OOD_SET, VALUE};
     let side = |df: &DataFrame, prefix: &str| -> PolarsResult<DataFrame> {
         let mut df = df.clone();
-        for bound in ["ci_low", "ci_high"] {
+        for bound in [CI_LOW, CI_HIGH] {
             if df.column(bound).is_err() {
                 df.with_column(Column::full_null(bound.into(), df.height(), &DataType::Float64))?;
             }
         }
-        df.rename("value", prefix.into())?;
-        df.rename("ci_low", format!("{prefix}_low").into())?;
-        df.rename("ci_high", format!("{prefix}_high").into())?;
+        df.rename(VALUE, prefix.into())?;
+        df.rename(CI_LOW, format!("{prefix}_low").into())?;
+        df.rename(CI_HIGH, format!("{prefix}_high").into())?;
         Ok(df)
     };
     let (old_df, new_df) = (side(&old.frame, "old")?, side(&new.frame, "new")?);
@@ -161,7 +161,7 @@ pub fn changed_values(old: &Results, new: &Results, pairing: &mut PairingOf) -> 
     let joined = old_df.join(&new_df, keys, keys, args, None)?;
     let s = |name: &str| joined.column(name).and_then(|c| c.str().cloned());
     let f = |name: &str| joined.column(name).and_then(|c| c.cast(&DataType::Float64)).and_then(|c| c.f64().cloned());
-    let (o, m, k) = (s("ood_set")?, s("method")?, s("metric")?);
+    let (o, m, k) = (s(OOD_SET)?, s(METHOD)?, s(METRIC)?);
     let (a, b) = (f("old")?, f("new")?);
     let (a_lo, a_hi, b_lo, b_hi) = (f("old_low")?, f("old_high")?, f("new_low")?, f("new_high")?);
     let mut out = Vec::new();

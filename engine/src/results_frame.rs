@@ -8,10 +8,11 @@
 //! the tests of [`crate::change_test`]. Older files (no `seed`, no interval columns) read as
 //! aggregates without intervals and without per-seed rows.
 
+use crate::results_schema::{CI_HIGH, CI_LOW, METHOD, METRIC, OOD_SET, SEED, VALUE};
 use polars::prelude::*;
 use std::collections::BTreeMap;
 
-pub const KEYS: [&str; 3] = ["ood_set", "method", "metric"];
+pub use crate::results_schema::{ALL_SEEDS, KEYS};
 
 /// A value's key: (ood_set, method, metric).
 pub type RowKey = (String, String, String);
@@ -48,9 +49,6 @@ fn split_csv_line(line: &str) -> Vec<String> {
     fields
 }
 
-/// The `seed` of a results.csv row that aggregates every seed.
-pub const ALL_SEEDS: &str = "all";
-
 /// Parses `results.csv` text (from `origin`, named in errors): the aggregates into a frame (other
 /// columns are ignored) and the per-seed rows beside it.
 pub fn parse(text: &str, origin: &str) -> anyhow::Result<Results> {
@@ -59,10 +57,10 @@ pub fn parse(text: &str, origin: &str) -> anyhow::Result<Results> {
     let header = split_csv_line(header);
     let find = |name: &str| header.iter().position(|h| h.trim() == name);
     let column = |name: &str| {
-        find(name).ok_or_else(|| anyhow::anyhow!("{origin}: line 1: no column `{name}` (expected ood_set,method,metric,value)"))
+        find(name).ok_or_else(|| anyhow::anyhow!("{origin}: line 1: no column `{name}` (expected {OOD_SET},{METHOD},{METRIC},{VALUE})"))
     };
-    let idx = [column("ood_set")?, column("method")?, column("metric")?, column("value")?];
-    let (seed, low, high) = (find("seed"), find("ci_low"), find("ci_high"));
+    let idx = [column(OOD_SET)?, column(METHOD)?, column(METRIC)?, column(VALUE)?];
+    let (seed, low, high) = (find(SEED), find(CI_LOW), find(CI_HIGH));
     let (mut o, mut m, mut k, mut v, mut lo, mut hi) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut per_seed: BTreeMap<RowKey, Vec<(String, f64)>> = BTreeMap::new();
     for (i, line) in lines {
@@ -85,17 +83,17 @@ pub fn parse(text: &str, origin: &str) -> anyhow::Result<Results> {
             && get(j) != ALL_SEEDS
         {
             let key = (get(idx[0]), get(idx[1]), get(idx[2]));
-            per_seed.entry(key).or_default().push((get(j), number(idx[3], "value")?));
+            per_seed.entry(key).or_default().push((get(j), number(idx[3], VALUE)?));
             continue;
         }
-        v.push(number(idx[3], "value")?);
-        lo.push(bound(low, "ci_low")?);
-        hi.push(bound(high, "ci_high")?);
+        v.push(number(idx[3], VALUE)?);
+        lo.push(bound(low, CI_LOW)?);
+        hi.push(bound(high, CI_HIGH)?);
         o.push(get(idx[0]));
         m.push(get(idx[1]));
         k.push(get(idx[2]));
     }
-    let frame = df!("ood_set" => o, "method" => m, "metric" => k, "value" => v, "ci_low" => lo, "ci_high" => hi)?;
+    let frame = df!(OOD_SET => o, METHOD => m, METRIC => k, VALUE => v, CI_LOW => lo, CI_HIGH => hi)?;
     Ok(Results { frame, per_seed })
 }
 

@@ -82,3 +82,25 @@ pub mod files {
     pub const RESULTS: &str = "results.csv";
     pub const SUMMARY: &str = "summary.txt";
 }
+
+/// Tensor names inside those files, one definition for the stage that writes a tensor and every
+/// one that reads it (the worker's stages, the detectors, `oodpipe diff`'s pairing).
+pub mod tensors {
+    /// In `outputs.safetensors` (each prefixed by the split, `test_logits`): the logits whose
+    /// argmax is the prediction; BINC's BIN-head logits; VIB's and VIBY's KL to their prior(s).
+    pub const LOGITS: &str = "logits";
+    pub const BIN_LOGITS: &str = "bin_logits";
+    pub const KL: &str = "kl";
+    /// VIB's and VIBY's decoder at a sampled latent (train mode only: the loss reads it).
+    pub const SAMPLED_LOGITS: &str = "sampled_logits";
+    /// In `scores.safetensors`: the scores of CIFAR-10's test images and of the OOD set's.
+    pub const IN_SCORES: &str = "in_scores";
+    pub const OUT_SCORES: &str = "out_scores";
+    /// In ODIN's grid: the scores over (temperature, epsilon).
+    pub const GRID_SCORES: &str = "scores";
+
+    /// A split's tensor in `outputs.safetensors`: `test_logits`, `val_kl`.
+    pub fn of_split(split: &str, name: &str) -> String {
+        format!("{split}_{name}")
+    }
+}

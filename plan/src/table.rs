@@ -205,7 +205,15 @@ fn train_salt(model: ModelKind) -> &'static str {
 /// one-seed config keeps the plain ids, and its cache is the first seed's), `@seed<N>` for the
 /// others: `train.softmax@seed2`, `score.odin.gaussian@seed2`.
 pub fn seed_suffix(config: &Config, seed: u64) -> String {
-    if config.seeds().first() == Some(&seed) { String::new() } else { format!("@seed{seed}") }
+    if config.seeds().first() == Some(&seed) { String::new() } else { seed_tag(seed) }
+}
+
+/// What marks a seed in a stage id (`@seed`), the one definition that ids are made and read with.
+pub const SEED_TAG: &str = "@seed";
+
+/// The suffix `@seed<N>` of seed `seed`'s stages (any seed: [`seed_suffix`] leaves the first out).
+pub fn seed_tag(seed: u64) -> String {
+    format!("{SEED_TAG}{seed}")
 }
 
 /// A stage id without any suffix: its training seed's (`@seed2`) or its sweep variant's
@@ -217,7 +225,7 @@ pub fn plain_id(id: &str) -> &str {
 
 /// The seed a stage id belongs to, and the id without its seed suffix.
 pub fn split_seed_suffix(id: &str) -> (&str, Option<u64>) {
-    match id.rsplit_once("@seed") {
+    match id.rsplit_once(SEED_TAG) {
         Some((base, seed)) => match seed.parse() {
             Ok(seed) => (base, Some(seed)),
             Err(_) => (id, None),

@@ -102,12 +102,12 @@ impl DetectorStage<'_> {
     /// The tensor `<split>_<name>` of the detector's model's outputs on `set`.
     pub fn output(&self, set: &str, split: &str, name: &str) -> Result<Tensor> {
         let path = self.ctx.input(&ids::outputs(self.detector.model, set), files::OUTPUTS)?;
-        tensors::read_one(path, &format!("{split}_{name}"))
+        tensors::read_one(path, &ids::tensors::of_split(split, name))
     }
 
     /// The prediction logits [N, 10] of the detector's model on a split of `set`.
     pub fn logits(&self, set: &str, split: &str) -> Result<Tensor> {
-        self.output(set, split, "logits")
+        self.output(set, split, ids::tensors::LOGITS)
     }
 
     /// A tensor of a data set's file (`train_labels`, `test_images`, ...), as stored.
@@ -195,8 +195,8 @@ pub fn score(ctx: &StageContext, detector: &str, set: &OodSet) -> Result<()> {
     tensors::write(
         &ctx.output(files::SCORES),
         &[
-            ("in_scores", &Tensor::from_slice(&test.in_scores)),
-            ("out_scores", &Tensor::from_slice(&test.out_scores)),
+            (ids::tensors::IN_SCORES, &Tensor::from_slice(&test.in_scores)),
+            (ids::tensors::OUT_SCORES, &Tensor::from_slice(&test.out_scores)),
             ("val_in_scores", &Tensor::from_slice(&val.in_scores)),
             ("val_out_scores", &Tensor::from_slice(&val.out_scores)),
         ],

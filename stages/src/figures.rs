@@ -320,7 +320,12 @@ pub fn write_all(ctx: &StageContext, sets: &[(String, String)]) -> Result<Figure
         for (i, detector) in ALL.iter().copied().enumerate() {
             let id = ids::score(detector.name, name);
             if ctx.inputs.contains_key(&id) {
-                scored.push((detector, i, read_scores(ctx, &id, "in_scores")?, read_scores(ctx, &id, "out_scores")?));
+                scored.push((
+                    detector,
+                    i,
+                    read_scores(ctx, &id, ids::tensors::IN_SCORES)?,
+                    read_scores(ctx, &id, ids::tensors::OUT_SCORES)?,
+                ));
             }
         }
         if scored.is_empty() {

@@ -15,14 +15,14 @@ use tch::{Kind, Tensor};
 /// The tensors of one split written to `outputs.safetensors`: `<split>_logits`, plus the extras
 /// of the model kind (named `<split>_<name>`).
 fn split_outputs(model: ModelKind, split: &str, out: HeadOutput) -> Vec<(String, Tensor)> {
-    let mut named = vec![(format!("{split}_logits"), out.logits)];
+    let mut named = vec![(ids::tensors::of_split(split, ids::tensors::LOGITS), out.logits)];
     match model {
         ModelKind::Softmax => {}
         // Each head's eval-mode extras: BINC's `<split>_bin_logits` [N,10] (f32); VIB's
         // `<split>_kl` [N] and VIBY's `<split>_kl` [N,10] (f64). BIN has none: its `logits` are
         // the sigmoid head's.
         ModelKind::Bin | ModelKind::Binc | ModelKind::Vib | ModelKind::Viby => {
-            named.extend(out.extras.into_iter().map(|(name, t)| (format!("{split}_{name}"), t)));
+            named.extend(out.extras.into_iter().map(|(name, t)| (ids::tensors::of_split(split, name), t)));
         }
     }
     named

@@ -23,7 +23,7 @@
 use crate::config::ModelKind;
 use crate::detector::{ALL, Detector, ReportTable, files, ids};
 use crate::stage::StageContext;
-use crate::table::split_seed_suffix;
+use crate::table::{seed_tag, split_seed_suffix};
 use crate::uncertainty::{CUT, Estimate};
 use anyhow::{Context, Result, bail};
 use oodpipe_metrics::bootstrap::{bootstrap, bootstrap_mean};
@@ -34,19 +34,18 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// The columns of `results.csv`, in order.
-pub const RESULTS_COLUMNS: [&str; 12] =
-    ["ood_set", "method", "metric", "seed", "value", "ci_low", "ci_high", "interval", "std", "n", "paper", "delta"];
+/// The columns of `results.csv`, in order (one definition, which `diff` reads with too).
+pub use oodpipe_engine::results_schema::COLUMNS as RESULTS_COLUMNS;
+use oodpipe_engine::results_schema::{CI_HIGH, CI_LOW, DELTA, INTERVAL, KEYS, METHOD, METRIC, N, OOD_SET, PAPER, SEED, STD, VALUE};
 
 /// The `seed` of the aggregate rows.
-pub const ALL_SEEDS: &str = "all";
+pub use oodpipe_engine::results_schema::ALL_SEEDS;
 
 pub const IN_DISTRIBUTION: &str = "CIFAR-10";
 /// Every detector's metrics on the validation splits, in `results.csv`'s columns but the paper's.
 pub const VALIDATION_CSV: &str = "validation.csv";
 /// The claims' verdicts, for people (`claims.csv` beside it for machines).
 pub const CLAIMS_MD: &str = "claims.md";
-const KEYS: [&str; 3] = ["ood_set", "method", "metric"];
 
 /// One row of the long-format frame.
 struct Row {
@@ -60,26 +59,26 @@ struct Row {
 
 fn rows_to_frame(rows: &[Row]) -> PolarsResult<DataFrame> {
     df!(
-        "ood_set" => rows.iter().map(|r| r.ood_set.as_str()).collect::<Vec<_>>(),
-        "method" => rows.iter().map(|r| r.method.as_str()).collect::<Vec<_>>(),
-        "metric" => rows.iter().map(|r| r.metric.as_str()).collect::<Vec<_>>(),
-        "seed" => rows.iter().map(|r| r.seed.as_str()).collect::<Vec<_>>(),
-        "value" => rows.iter().map(|r| r.est.value).collect::<Vec<_>>(),
-        "ci_low" => rows.iter().map(|r| r.est.interval.map(|i| i.0)).collect::<Vec<_>>(),
-        "ci_high" => rows.iter().map(|r| r.est.interval.map(|i| i.1)).collect::<Vec<_>>(),
-        "interval" => rows.iter().map(|r| r.est.kind.name()).collect::<Vec<_>>(),
-        "std" => rows.iter().map(|r| r.est.std).collect::<Vec<_>>(),
-        "n" => rows.iter().map(|r| r.est.n as i64).collect::<Vec<_>>(),
+        OOD_SET => rows.iter().map(|r| r.ood_set.as_str()).collect::<Vec<_>>(),
+        METHOD => rows.iter().map(|r| r.method.as_str()).collect::<Vec<_>>(),
+        METRIC => rows.iter().map(|r| r.metric.as_str()).collect::<Vec<_>>(),
+        SEED => rows.iter().map(|r| r.seed.as_str()).collect::<Vec<_>>(),
+        VALUE => rows.iter().map(|r| r.est.value).collect::<Vec<_>>(),
+        CI_LOW => rows.iter().map(|r| r.est.interval.map(|i| i.0)).collect::<Vec<_>>(),
+        CI_HIGH => rows.iter().map(|r| r.est.interval.map(|i| i.1)).collect::<Vec<_>>(),
+        INTERVAL => rows.iter().map(|r| r.est.kind.name()).collect::<Vec<_>>(),
+        STD => rows.iter().map(|r| r.est.std).collect::<Vec<_>>(),
+        N => rows.iter().map(|r| r.est.n as i64).collect::<Vec<_>>(),
     )
 }
 
 /// The paper's numbers as a frame `ood_set, method, metric, value`.
 fn paper_frame(rows: &[(String, String, String, f64)]) -> PolarsResult<DataFrame> {
     df!(
-        "ood_set" => rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
-        "method" => rows.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(),
-        "metric" => rows.iter().map(|r| r.2.as_str()).collect::<Vec<_>>(),
-        "value" => rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+        OOD_SET => rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+        METHOD => rows.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(),
+        METRIC => rows.iter().map(|r| r.2.as_str()).collect::<Vec<_>>(),
+        VALUE => rows.iter().map(|r| r.3).collect::<Vec<_>>(),
     )
 }
 
@@ -115,7 +114,7 @@ pub fn read_paper(path: &Path) -> Result<DataFrame> {
 fn seeds(ctx: &StageContext, first: u64) -> Vec<(u64, String)> {
     let mut seeds: Vec<(u64, String)> = vec![(first, String::new())];
     let more: std::collections::BTreeSet<u64> = ctx.inputs.keys().filter_map(|k| split_seed_suffix(k).1).collect();
-    seeds.extend(more.into_iter().map(|s| (s, format!("@seed{s}"))));
+    seeds.extend(more.into_iter().map(|s| (s, seed_tag(s))));
     seeds
 }
 
@@ -339,12 +338,12 @@ fn rows(estimated: &Estimated) -> Vec<Row> {
 
 /// Ours joined with the paper's: the columns of [`RESULTS_COLUMNS`].
 pub fn compare(ours: &DataFrame, paper: &DataFrame) -> PolarsResult<DataFrame> {
-    let paper = paper.clone().rename("value", "paper".into())?.clone();
+    let paper = paper.clone().rename(VALUE, PAPER.into())?.clone();
     let mut args = JoinArgs::new(JoinType::Left);
     args.maintain_order = MaintainOrderJoin::Left;
     let mut joined = ours.join(&paper, KEYS, KEYS, args, None)?;
-    let delta = (joined.column("value")?.as_materialized_series() - joined.column("paper")?.as_materialized_series())?;
-    joined.with_column(Column::from(delta.with_name("delta".into())))?;
+    let delta = (joined.column(VALUE)?.as_materialized_series() - joined.column(PAPER)?.as_materialized_series())?;
+    joined.with_column(Column::from(delta.with_name(DELTA.into())))?;
     Ok(joined)
 }
 
@@ -384,8 +383,8 @@ const PERCENT: (f64, f64) = (0.0, 100.0);
 impl<'a> Lookup<'a> {
     fn new(estimated: &'a Estimated, compared: &DataFrame) -> PolarsResult<Lookup<'a>> {
         let s = |name: &str| compared.column(name).and_then(|c| c.str().cloned());
-        let (o, m, k, seed) = (s("ood_set")?, s("method")?, s("metric")?, s("seed")?);
-        let p = compared.column("paper")?.f64()?.clone();
+        let (o, m, k, seed) = (s(OOD_SET)?, s(METHOD)?, s(METRIC)?, s(SEED)?);
+        let p = compared.column(PAPER)?.f64()?.clone();
         let mut paper = std::collections::HashMap::new();
         for i in 0..compared.height() {
             if let (Some(ALL_SEEDS), Some(v)) = (seed.get(i), p.get(i)) {

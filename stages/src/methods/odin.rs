@@ -109,6 +109,10 @@ pub fn cifar10_grid(stage: &DetectorStage, temperatures: &[f64], epsilons: &[f64
     let scores = Tensor::from_slice(&flat).view(shape);
     tensors::write(
         &stage.output_path(files::ODIN_GRID),
-        &[("scores", &scores), ("temperatures", &Tensor::from_slice(temperatures)), ("epsilons", &Tensor::from_slice(epsilons))],
+        &[
+            (crate::ids::tensors::GRID_SCORES, &scores),
+            ("temperatures", &Tensor::from_slice(temperatures)),
+            ("epsilons", &Tensor::from_slice(epsilons)),
+        ],
     )
 }

@@ -19,6 +19,7 @@
 use super::losses::{at_labels, binc_loss, gaussian_kl, gaussian_kl_per_class, posterior, vib_loss, weighted_bce};
 use crate::config::ModelKind;
 use anyhow::{Context, Result};
+use oodpipe_plan::ids::tensors::{BIN_LOGITS, KL, SAMPLED_LOGITS};
 use oodpipe_plan::view::{LossWeights, Shapes};
 use tch::nn;
 use tch::{Kind, Tensor};
@@ -131,7 +132,7 @@ impl Head {
             Head::Softmax { fc } | Head::Bin { fc, .. } => HeadOutput { logits: features.apply(fc), extras: Vec::new() },
             Head::Binc { shared, softmax, bin, .. } => {
                 let h = features.apply(shared);
-                HeadOutput { logits: h.apply(softmax), extras: vec![("bin_logits", h.apply(bin))] }
+                HeadOutput { logits: h.apply(softmax), extras: vec![(BIN_LOGITS, h.apply(bin))] }
             }
             Head::Vib { encoder, decoder, prior, .. } | Head::Viby { encoder, decoder, prior, .. } => {
                 let per_class = matches!(self, Head::Viby { .. });
@@ -143,11 +144,11 @@ impl Head {
                 if train {
                     let latent = &mu + &sigma * sigma.randn_like();
                     let kl = kl_of(&mu, &sigma, &prior.mean, &prior.log_std);
-                    HeadOutput { logits, extras: vec![("kl", kl), ("sampled_logits", latent.apply(decoder))] }
+                    HeadOutput { logits, extras: vec![(KL, kl), (SAMPLED_LOGITS, latent.apply(decoder))] }
                 } else {
                     let d = |t: &Tensor| t.to_kind(Kind::Double);
                     let kl = kl_of(&d(&mu), &d(&sigma), &d(&prior.mean), &d(&prior.log_std));
-                    HeadOutput { logits, extras: vec![("kl", kl)] }
+                    HeadOutput { logits, extras: vec![(KL, kl)] }
                 }
             }
         }
@@ -162,16 +163,16 @@ impl Head {
             Head::Bin { .. } => weighted_bce(&out.logits, labels, table(&weights.bin, ModelKind::Bin, "zeta")?.zeta, label_smoothing),
             Head::Binc { .. } => {
                 let w = table(&weights.binc, ModelKind::Binc, "zeta and lambda")?;
-                binc_loss(&out.logits, extra("bin_logits")?, labels, w.zeta, w.lambda, label_smoothing)
+                binc_loss(&out.logits, extra(BIN_LOGITS)?, labels, w.zeta, w.lambda, label_smoothing)
             }
             Head::Vib { .. } => {
                 let beta = table(&weights.vib, ModelKind::Vib, "beta")?.beta;
-                vib_loss(extra("sampled_logits")?, labels, extra("kl")?, beta, label_smoothing)
+                vib_loss(extra(SAMPLED_LOGITS)?, labels, extra(KL)?, beta, label_smoothing)
             }
             Head::Viby { .. } => {
                 let beta = table(&weights.viby, ModelKind::Viby, "beta")?.beta;
-                let kl = at_labels(extra("kl")?, labels);
-                vib_loss(extra("sampled_logits")?, labels, &kl, beta, label_smoothing)
+                let kl = at_labels(extra(KL)?, labels);
+                vib_loss(extra(SAMPLED_LOGITS)?, labels, &kl, beta, label_smoothing)
             }
         })
     }
