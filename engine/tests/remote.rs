@@ -268,10 +268,7 @@ fn push_sends_what_the_remote_lacks_and_pull_fetches_it_into_an_empty_store() {
     let (third_dir, other) = folder_remote(dir.path(), "remote2");
     let d = second.last_entry("gen.d").unwrap();
     let object = second.object_path(&d.outputs["small.json"], "small.json");
-    let mut perms = std::fs::metadata(&object).unwrap().permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    perms.set_readonly(false);
-    std::fs::set_permissions(&object, perms).unwrap();
+    make_writable(&object);
     std::fs::write(&object, "{\"id\": \"gen.X\"}").unwrap();
     let pushed = other.push(&second, &[d], false);
     assert_eq!((pushed.entries_sent, pushed.objects_sent), (0, 1), "{pushed:?}");
@@ -284,10 +281,7 @@ fn push_sends_what_the_remote_lacks_and_pull_fetches_it_into_an_empty_store() {
     let parts = parts.in_parts_above(16 << 20);
     let a = second.last_entry("gen.a").unwrap();
     let object = second.object_path(&a.outputs["out.bin"], "out.bin");
-    let mut perms = std::fs::metadata(&object).unwrap().permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    perms.set_readonly(false);
-    std::fs::set_permissions(&object, perms).unwrap();
+    make_writable(&object);
     let mut bytes = std::fs::read(&object).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
@@ -298,4 +292,12 @@ fn push_sends_what_the_remote_lacks_and_pull_fetches_it_into_an_empty_store() {
     let left: Vec<PathBuf> = every_file(&fourth_dir);
     assert!(!left.iter().any(|p| p.to_string_lossy().contains("stages/")), "{left:?}");
     assert!(!left.iter().any(|p| std::fs::metadata(p).unwrap().len() > 16 << 20), "no part of the large object: {left:?}");
+}
+
+/// Lets a test damage an object of a store (objects are read-only).
+fn make_writable(path: &Path) {
+    let mut perms = std::fs::metadata(path).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(path, perms).unwrap();
 }
