@@ -52,7 +52,7 @@ pub const DETECTOR: Detector = Detector {
 };
 
 /// The CIFAR-10 splits the fit scores once.
-pub const CIFAR10_SPLITS: [&str; 2] = ["test", "val"];
+pub const CIFAR10_SPLITS: [&str; 2] = [crate::ids::splits::TEST, crate::ids::splits::VAL];
 
 #[cfg(oodpipe_compute)]
 pub mod code {

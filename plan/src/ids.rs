@@ -83,6 +83,13 @@ pub mod files {
     pub const SUMMARY: &str = "summary.txt";
 }
 
+/// The splits of a data set (CIFAR-10 has all three, an OOD set `val` and `test`).
+pub mod splits {
+    pub const TRAIN: &str = "train";
+    pub const VAL: &str = "val";
+    pub const TEST: &str = "test";
+}
+
 /// Tensor names inside those files, one definition for the stage that writes a tensor and every
 /// one that reads it (the worker's stages, the detectors, `oodpipe diff`'s pairing).
 pub mod tensors {
@@ -102,5 +109,11 @@ pub mod tensors {
     /// A split's tensor in `outputs.safetensors`: `test_logits`, `val_kl`.
     pub fn of_split(split: &str, name: &str) -> String {
         format!("{split}_{name}")
+    }
+
+    /// A split's scores in `scores.safetensors`: the test split's bare (`in_scores`, as they were
+    /// named before validation scores were kept), the validation split's prefixed (`val_in_scores`).
+    pub fn scores_of(split: &str, name: &str) -> String {
+        if split == super::splits::TEST { name.to_string() } else { of_split(split, name) }
     }
 }

@@ -28,8 +28,7 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 
 /// The splits of a data set.
-pub const TEST: &str = "test";
-pub const VAL: &str = "val";
+pub use oodpipe_plan::ids::splits::{TEST, VAL};
 
 /// The score code of a detector. Each stage kind the detector declares calls one method.
 pub trait Compute: Sync {
@@ -192,13 +191,15 @@ pub fn score(ctx: &StageContext, detector: &str, set: &OodSet) -> Result<()> {
     let val = code.score(&DetectorStage { ctx, detector, set: Some(set), split: VAL })?;
     let metrics = ood_metrics(&test.in_scores, &test.out_scores).with_context(|| format!("metrics of {}", ctx.id))?;
     let val_metrics = ood_metrics(&val.in_scores, &val.out_scores).with_context(|| format!("validation metrics of {}", ctx.id))?;
+    let name = |split, name| ids::tensors::scores_of(split, name);
+    let (in_name, out_name) = (ids::tensors::IN_SCORES, ids::tensors::OUT_SCORES);
     tensors::write(
         &ctx.output(files::SCORES),
         &[
-            (ids::tensors::IN_SCORES, &Tensor::from_slice(&test.in_scores)),
-            (ids::tensors::OUT_SCORES, &Tensor::from_slice(&test.out_scores)),
-            ("val_in_scores", &Tensor::from_slice(&val.in_scores)),
-            ("val_out_scores", &Tensor::from_slice(&val.out_scores)),
+            (&name(TEST, in_name), &Tensor::from_slice(&test.in_scores)),
+            (&name(TEST, out_name), &Tensor::from_slice(&test.out_scores)),
+            (&name(VAL, in_name), &Tensor::from_slice(&val.in_scores)),
+            (&name(VAL, out_name), &Tensor::from_slice(&val.out_scores)),
         ],
     )?;
     let record = json!({

@@ -45,7 +45,7 @@ pub fn run(ctx: &StageContext, model: ModelKind, set: &str) -> Result<()> {
     let batch = ctx.view::<view::EvalBatch>()?.eval.batch_size;
     let mut named = Vec::new();
     let mut accuracy = serde_json::Map::new();
-    for split in ["val", "test"] {
+    for split in [ids::splits::VAL, ids::splits::TEST] {
         let images = data.remove(&format!("{split}_images")).with_context(|| format!("{} has no `{split}_images`", data_path.display()))?;
         let out = net.eval_outputs(&images, batch);
         if set == ids::CIFAR10 {

@@ -167,7 +167,7 @@ pub struct Collected {
 }
 
 /// One split's five metrics of a score stage's record (`metrics` or `val_metrics`) with the
-/// bootstrap replicates of its scores (`<prefix>in_scores`, `<prefix>out_scores`).
+/// bootstrap replicates of its scores (`in_scores`, `out_scores`; `val_` before them for `val`).
 fn measure_split(
     ctx: &StageContext,
     id: &str,
@@ -176,12 +176,12 @@ fn measure_split(
     resamples: usize,
     boot_seed: u64,
 ) -> Result<Option<(Vec<Measured>, Sizes)>> {
-    let (field, prefix) = if split == crate::detector::TEST { ("metrics", "") } else { ("val_metrics", "val_") };
+    let field = if split == crate::detector::TEST { "metrics" } else { "val_metrics" };
     if record.get(field).is_none() {
         return Ok(None);
     }
-    let in_scores = crate::figures::read_scores(ctx, id, &format!("{prefix}in_scores"))?;
-    let out_scores = crate::figures::read_scores(ctx, id, &format!("{prefix}out_scores"))?;
+    let in_scores = crate::figures::read_scores(ctx, id, &ids::tensors::scores_of(split, ids::tensors::IN_SCORES))?;
+    let out_scores = crate::figures::read_scores(ctx, id, &ids::tensors::scores_of(split, ids::tensors::OUT_SCORES))?;
     let replicates = bootstrap(&in_scores, &out_scores, resamples, boot_seed).with_context(|| format!("bootstrap of {id} ({split})"))?;
     let measured = Metric::OOD
         .into_iter()

@@ -35,8 +35,7 @@ pub const SWEEP_CSV: &str = "sweep.csv";
 pub const SWEEP_MD: &str = "sweep.md";
 
 /// The splits of the table, as `sweep.csv` names them.
-const VAL: &str = "val";
-const TEST: &str = "test";
+use oodpipe_plan::ids::splits::{TEST, VAL};
 
 /// One point's aggregate estimate of one value on one split.
 struct Cell {

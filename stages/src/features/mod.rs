@@ -34,7 +34,8 @@ use tch::{Kind, Tensor};
 
 /// The splits whose features are kept: CIFAR-10's three, an OOD set's two.
 pub fn splits(set: &str) -> &'static [&'static str] {
-    if set == CIFAR10 { &["train", "val", "test"] } else { &["val", "test"] }
+    use oodpipe_plan::ids::splits::{TEST, TRAIN, VAL};
+    if set == CIFAR10 { &[TRAIN, VAL, TEST] } else { &[VAL, TEST] }
 }
 
 /// The stage: `features.safetensors` (see the module's doc).
