@@ -187,8 +187,8 @@ fn paths_at(text: &[char], mut at: usize, prefix: Vec<String>, out: &mut Vec<Vec
 /// The files of the workspace's computing crates that `file` refers to: through `crate::`,
 /// `super::`, `self::`, `oodpipe_metrics::`, and its own child modules that it names.
 fn references(file: &str) -> Vec<String> {
-    let text: Vec<char> =
-        scrub(&std::fs::read_to_string(root().join(file)).unwrap_or_else(|e| panic!("{file}: {e}")), true).chars().collect();
+    let source = scrub(&std::fs::read_to_string(root().join(file)).unwrap_or_else(|e| panic!("{file}: {e}")), true);
+    let text: Vec<char> = source.chars().collect();
     let krate = crate_of(file);
     let here = module_of(file);
     let mut found = Vec::new();
@@ -229,7 +229,7 @@ fn references(file: &str) -> Vec<String> {
                 child => {
                     let mut within: Vec<&str> = here.iter().map(String::as_str).collect();
                     within.push(child);
-                    let declared = text.iter().collect::<String>().contains(&format!("mod {child};"));
+                    let declared = source.contains(&format!("mod {child};"));
                     if declared { module_file(krate, &within) } else { None }
                 }
             };
