@@ -1,5 +1,5 @@
 //! The shape of oodpipe's pipeline, without libtorch: the config schema ([`config`]), the detectors
-//! ([`detector`], registered in `detectors/`), the OOD sets ([`ood`]), the config views stages
+//! ([`detector`], registered in `detectors/`), the OOD sets ([`ood`], their kinds registered in `ood_kinds/`), the config views stages
 //! read ([`view`]) and the stage table ([`table`]), which turns a config into the engine's stage
 //! specs, each with a [`table::Task`] that the worker (in `oodpipe-stages`) knows how to compute.
 //!
@@ -15,6 +15,9 @@ pub mod detectors;
 pub mod ids;
 pub mod metric;
 pub mod ood;
+/// The OOD set kinds' descriptions (their code is compiled in `oodpipe-stages`).
+#[path = "../../ood_kinds/mod.rs"]
+pub mod ood_kinds;
 pub mod table;
 pub mod view;
 

@@ -3,7 +3,10 @@
 //! It exists so that a researcher adds an OOD set by writing a table, with no code: noise
 //! (`kind = "gaussian"` or `"uniform"`) or a folder of JPEG/PNG images of any size
 //! (`kind = "image_folder"`, made 32 x 32 by `transform = "crop"` or `"resize"`). The default config
-//! declares the paper's three sets this way ([`paper_sets`]).
+//! declares the paper's three sets this way ([`paper_sets`]). A kind is a file in `ood_kinds/`
+//! and a line in its registry: its description ([`SetKind`]: its keys with their types and
+//! defaults, its checks, its version) is all this module and the stage table know of it; its
+//! code is compiled in `oodpipe-stages` only.
 //!
 //! A set's size, validation split and seed default to `data.ood_count`, `data.ood_val` and
 //! `data.ood_seed`, shared by every set; a table may set its own `count`, `val`, `seed`.
@@ -21,12 +24,12 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// One `[ood.<name>]` table as written. Which fields apply depends on `kind`; the others are
-/// refused by [`crate::Config::validate`].
+/// One `[ood.<name>]` table as written: the fields every set has, and its kind's own keys
+/// (`params`, checked against the kind's description by [`OodSetConfig::problems`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct OodSetConfig {
-    pub kind: OodKind,
+    /// A registered kind's name (`ood_kinds/mod.rs`).
+    pub kind: String,
     /// The set's name in tables and figures (default: the table's name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
@@ -39,64 +42,132 @@ pub struct OodSetConfig {
     /// Seed of the set's random choices (default `data.ood_seed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
-    /// gaussian: mean and standard deviation of every pixel value, in [0, 1] units (0.5, 1.0).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mean: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub std: Option<f64>,
-    /// gaussian: clip the values to [0, 1] (true).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clip: Option<bool>,
-    /// uniform: the range of every pixel value (0.0, 1.0).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub low: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub high: Option<f64>,
-    /// image_folder: the folder of images (default: Tiny ImageNet's test images, see
-    /// `data.tiny_imagenet_dir`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub folder: Option<PathBuf>,
-    /// image_folder: how an image becomes 32 x 32.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub transform: Option<Transform>,
+    /// The kind's own keys, as written (`mean`, `transform`, ...).
+    #[serde(flatten)]
+    pub params: BTreeMap<String, Value>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OodKind {
-    Gaussian,
-    Uniform,
-    ImageFolder,
+/// A kind of OOD set: what an `[ood.<name>]` table of `kind = "<name>"` may hold beyond the shared
+/// fields, and the version of what its data stage makes. One per file in `ood_kinds/`.
+pub struct SetKind {
+    /// `kind = "<name>"`; its file is `ood_kinds/<name>.rs`.
+    pub name: &'static str,
+    /// Its own keys, with their types and defaults.
+    pub params: &'static [Param],
+    /// Checks beyond each key's type (a range, two keys against each other), on the resolved
+    /// values: each problem as (key, value as shown, what is expected).
+    pub check: fn(&Generator) -> Vec<(&'static str, String, String)>,
+    /// The code version of its data stages: bump it when what the kind makes changes.
+    pub version: &'static str,
 }
 
-impl OodKind {
-    /// The name a config gives the kind (`kind = "..."`, as serde reads it). A match without a
-    /// wildcard: a new kind does not compile until it is named here.
-    pub fn name(self) -> &'static str {
+/// One key of a kind.
+pub struct Param {
+    pub name: &'static str,
+    pub value: ParamValue,
+}
+
+/// A key's type and default.
+pub enum ParamValue {
+    /// A finite number (an integer in the file counts as one), with its default.
+    Float(f64),
+    Bool(bool),
+    /// One of these strings; with a default, or required when `None`.
+    Choice(&'static [&'static str], Option<&'static str>),
+    /// A folder of files that the set is made from: a source of the data stage (its content is
+    /// keyed, not its path). Default: Tiny ImageNet's test images. At most one per kind.
+    Folder,
+}
+
+impl ParamValue {
+    /// The key's value when the table gives `given` (`None`: absent), or `None` if that is not
+    /// of this type (or absent and required). A folder is not resolved here (see [`OodSet::resolve`]).
+    fn resolve(&self, given: Option<&Value>) -> Option<Value> {
+        match (self, given) {
+            (ParamValue::Float(_), Some(v)) => v.as_f64().filter(|x| x.is_finite()).map(|x| json!(x)),
+            (ParamValue::Float(d), None) => Some(json!(d)),
+            (ParamValue::Bool(_), Some(v)) => v.as_bool().map(|b| json!(b)),
+            (ParamValue::Bool(d), None) => Some(json!(d)),
+            (ParamValue::Choice(options, _), Some(v)) => v.as_str().filter(|s| options.contains(s)).map(|s| json!(s)),
+            (ParamValue::Choice(_, default), None) => default.map(|d| json!(d)),
+            (ParamValue::Folder, Some(v)) => v.as_str().filter(|s| !s.is_empty()).map(|s| json!(s)),
+            (ParamValue::Folder, None) => Some(Value::Null),
+        }
+    }
+
+    /// What a value of this type is, for messages.
+    fn expected(&self, kind: &str) -> String {
         match self {
-            OodKind::Gaussian => "gaussian",
-            OodKind::Uniform => "uniform",
-            OodKind::ImageFolder => "image_folder",
+            ParamValue::Float(_) => "a finite number".into(),
+            ParamValue::Bool(_) => "true or false".into(),
+            ParamValue::Choice(options, _) => {
+                let quoted: Vec<String> = options.iter().map(|o| format!("\"{o}\"")).collect();
+                format!("one of {} (kind = \"{kind}\" needs it)", quoted.join(", "))
+            }
+            ParamValue::Folder => "a folder's path".into(),
+        }
+    }
+
+    /// A valid value, standing in for a bad one while the other keys are checked.
+    fn stand_in(&self) -> Value {
+        match self {
+            ParamValue::Float(d) => json!(d),
+            ParamValue::Bool(d) => json!(d),
+            ParamValue::Choice(options, _) => json!(options[0]),
+            ParamValue::Folder => Value::Null,
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Transform {
-    /// A uniformly random 32 x 32 patch (images must be at least 32 x 32).
-    Crop,
-    /// The whole image averaged down to 32 x 32 (area averaging; a 2 x 2 box for 64 x 64 images).
-    Resize,
+impl SetKind {
+    /// The registered kind called `name`.
+    pub fn find(name: &str) -> Option<&'static SetKind> {
+        crate::ood_kinds::ALL.iter().copied().find(|k| k.name == name)
+    }
+
+    /// The names of the registered kinds, quoted, for messages.
+    pub fn names() -> String {
+        crate::ood_kinds::ALL.iter().map(|k| format!("\"{}\"", k.name)).collect::<Vec<_>>().join(", ")
+    }
+
+    fn param(&self, name: &str) -> Option<&'static Param> {
+        self.params.iter().find(|p| p.name == name)
+    }
+
+    /// Its folder key, if it reads one.
+    fn folder_param(&self) -> Option<&'static str> {
+        self.params.iter().find(|p| matches!(p.value, ParamValue::Folder)).map(|p| p.name)
+    }
 }
 
-/// How a set's images are made, every value resolved.
+/// How a set's images are made: its kind and every key of the kind (but a folder) resolved, as
+/// JSON values (`{"kind": "gaussian", "mean": 0.5, "std": 1.0, "clip": true}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Generator {
-    Gaussian { mean: f64, std: f64, clip: bool },
-    Uniform { low: f64, high: f64 },
-    ImageFolder { transform: Transform },
+pub struct Generator {
+    pub kind: String,
+    #[serde(flatten)]
+    pub params: BTreeMap<String, Value>,
+}
+
+impl Generator {
+    fn get(&self, key: &str) -> anyhow::Result<&Value> {
+        self.params.get(key).ok_or_else(|| anyhow::anyhow!("OOD set kind `{}` has no resolved key `{key}`", self.kind))
+    }
+
+    /// The number `key` (declared [`ParamValue::Float`]).
+    pub fn float(&self, key: &str) -> anyhow::Result<f64> {
+        self.get(key)?.as_f64().ok_or_else(|| anyhow::anyhow!("key `{key}` of kind `{}`: expected a number", self.kind))
+    }
+
+    /// The switch `key` (declared [`ParamValue::Bool`]).
+    pub fn bool(&self, key: &str) -> anyhow::Result<bool> {
+        self.get(key)?.as_bool().ok_or_else(|| anyhow::anyhow!("key `{key}` of kind `{}`: expected true or false", self.kind))
+    }
+
+    /// The choice `key` (declared [`ParamValue::Choice`]).
+    pub fn choice(&self, key: &str) -> anyhow::Result<&str> {
+        self.get(key)?.as_str().ok_or_else(|| anyhow::anyhow!("key `{key}` of kind `{}`: expected a string", self.kind))
+    }
 }
 
 /// A configured OOD set, every value resolved: what its data stage's task carries.
@@ -109,10 +180,10 @@ pub struct OodSet {
     pub val: usize,
     pub seed: u64,
     pub generator: Generator,
-    /// image_folder: the label of the folder among the stage's sources.
+    /// A kind that reads a folder: the label of the folder among the stage's sources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub folder_source: Option<String>,
-    /// image_folder: the folder.
+    /// A kind that reads a folder: the folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub folder: Option<PathBuf>,
 }
@@ -122,43 +193,45 @@ pub const TINY_IMAGENET_SOURCE: &str = "tiny-imagenet-200/test/images";
 
 /// The paper's three sets (SPEC.md "Out-of-distribution sets"), as the default config declares them.
 pub fn paper_sets() -> Vec<(String, OodSetConfig)> {
-    let blank = OodSetConfig {
-        kind: OodKind::Gaussian,
-        label: None,
+    let table = |kind: &str, label: &str, params: &[(&str, &str)]| OodSetConfig {
+        kind: kind.into(),
+        label: Some(label.into()),
         count: None,
         val: None,
         seed: None,
-        mean: None,
-        std: None,
-        clip: None,
-        low: None,
-        high: None,
-        folder: None,
-        transform: None,
-    };
-    let folder = |label: &str, transform| OodSetConfig {
-        kind: OodKind::ImageFolder,
-        label: Some(label.into()),
-        transform: Some(transform),
-        ..blank.clone()
+        params: params.iter().map(|(k, v)| (k.to_string(), json!(v))).collect(),
     };
     vec![
-        ("gaussian".into(), OodSetConfig { label: Some("Gaussian Noise".into()), ..blank.clone() }),
-        ("tin_crop".into(), folder("Tiny ImageNet (crop)", Transform::Crop)),
-        ("tin_resize".into(), folder("Tiny ImageNet (resize)", Transform::Resize)),
+        ("gaussian".into(), table("gaussian", "Gaussian Noise", &[])),
+        ("tin_crop".into(), table("image_folder", "Tiny ImageNet (crop)", &[("transform", "crop")])),
+        ("tin_resize".into(), table("image_folder", "Tiny ImageNet (resize)", &[("transform", "resize")])),
     ]
 }
 
+/// A JSON value as a TOML file shows it, for messages.
+fn shown(value: &Value) -> String {
+    match value {
+        Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    }
+}
+
 impl OodSetConfig {
-    /// The generator with every default filled in (`transform` must be given for a folder).
-    fn generator(&self) -> Option<Generator> {
-        Some(match self.kind {
-            OodKind::Gaussian => {
-                Generator::Gaussian { mean: self.mean.unwrap_or(0.5), std: self.std.unwrap_or(1.0), clip: self.clip.unwrap_or(true) }
-            }
-            OodKind::Uniform => Generator::Uniform { low: self.low.unwrap_or(0.0), high: self.high.unwrap_or(1.0) },
-            OodKind::ImageFolder => Generator::ImageFolder { transform: self.transform? },
-        })
+    /// The generator with every default filled in; `Err` names the first key that is missing or
+    /// of the wrong type (the config check reports them all, [`OodSetConfig::problems`]).
+    fn generator(&self) -> Result<Generator, (String, String, String)> {
+        let kind = SetKind::find(&self.kind)
+            .ok_or_else(|| ("kind".to_string(), format!("{:?}", self.kind), format!("a registered kind: {}", SetKind::names())))?;
+        let mut params = BTreeMap::new();
+        for p in kind.params.iter().filter(|p| !matches!(p.value, ParamValue::Folder)) {
+            let given = self.params.get(p.name);
+            let value = p
+                .value
+                .resolve(given)
+                .ok_or_else(|| (p.name.to_string(), given.map(shown).unwrap_or_else(|| "absent".into()), p.value.expected(kind.name)))?;
+            params.insert(p.name.to_string(), value);
+        }
+        Ok(Generator { kind: kind.name.to_string(), params })
     }
 
     /// The set's label: `label`, else the table's name.
@@ -179,34 +252,50 @@ impl OodSetConfig {
                 "a name of lowercase letters, digits and _ other than \"cifar10\" (it becomes stage ids and file names)".into(),
             ));
         }
-        let only = |present: bool, field: &str, kind: OodKind, out: &mut Vec<_>| {
-            if present && self.kind != kind {
-                out.push((key(field), "present".into(), format!("no `{field}`: it applies to kind = \"{}\" only", kind.name())));
+        match SetKind::find(&self.kind) {
+            None => out.push((key("kind"), format!("{:?}", self.kind), format!("a registered kind: {}", SetKind::names()))),
+            Some(kind) => {
+                // A key of another kind, or of none.
+                for field in self.params.keys().filter(|f| kind.param(f).is_none()) {
+                    let owners: Vec<String> = crate::ood_kinds::ALL
+                        .iter()
+                        .filter(|k| k.param(field).is_some())
+                        .map(|k| format!("kind = \"{}\"", k.name))
+                        .collect();
+                    let expected = if owners.is_empty() {
+                        let keys: Vec<&str> = kind.params.iter().map(|p| p.name).collect();
+                        format!("no `{field}`: kind = \"{}\" has the keys label, count, val, seed, {}", kind.name, keys.join(", "))
+                    } else {
+                        format!("no `{field}`: it applies to {} only", owners.join(" or "))
+                    };
+                    out.push((key(field), "present".into(), expected));
+                }
+                // Each of its keys of its type, one problem per key; then, if all are, the kind's
+                // own checks.
+                let mut table = self.clone();
+                let mut typed = true;
+                let generator = loop {
+                    match table.generator() {
+                        Ok(generator) => break generator,
+                        Err((field, value, expected)) => {
+                            out.push((key(&field), value, expected));
+                            typed = false;
+                            // Reported; a stand-in value lets the next key be checked.
+                            let stand_in = kind.param(&field).expect("a problem names one of the kind's keys").value.stand_in();
+                            table.params.insert(field, stand_in);
+                        }
+                    }
+                };
+                if typed {
+                    out.extend((kind.check)(&generator).into_iter().map(|(field, value, expected)| (key(field), value, expected)));
+                }
+                if let Some(folder) = kind.folder_param()
+                    && let Some(v) = self.params.get(folder)
+                    && ParamValue::Folder.resolve(Some(v)).is_none()
+                {
+                    out.push((key(folder), shown(v), ParamValue::Folder.expected(kind.name)));
+                }
             }
-        };
-        only(self.mean.is_some(), "mean", OodKind::Gaussian, &mut out);
-        only(self.std.is_some(), "std", OodKind::Gaussian, &mut out);
-        only(self.clip.is_some(), "clip", OodKind::Gaussian, &mut out);
-        only(self.low.is_some(), "low", OodKind::Uniform, &mut out);
-        only(self.high.is_some(), "high", OodKind::Uniform, &mut out);
-        only(self.folder.is_some(), "folder", OodKind::ImageFolder, &mut out);
-        only(self.transform.is_some(), "transform", OodKind::ImageFolder, &mut out);
-        if self.kind == OodKind::ImageFolder && self.transform.is_none() {
-            out.push((key("transform"), "absent".into(), "\"crop\" or \"resize\" for an image_folder set".into()));
-        }
-        if let Some(m) = self.mean
-            && !m.is_finite()
-        {
-            out.push((key("mean"), format!("{m:?}"), "a finite number".into()));
-        }
-        if let Some(s) = self.std
-            && !(s > 0.0 && s.is_finite())
-        {
-            out.push((key("std"), format!("{s:?}"), "a positive number".into()));
-        }
-        let (low, high) = (self.low.unwrap_or(0.0), self.high.unwrap_or(1.0));
-        if !(low.is_finite() && high.is_finite() && low < high) {
-            out.push((key("high"), format!("{high:?} (low {low:?})"), "finite numbers with low < high".into()));
         }
         if let Some(c) = self.count
             && !(2..=100_000).contains(&c)
@@ -227,11 +316,14 @@ impl OodSet {
     pub fn resolve(name: &str, table: &OodSetConfig, data: &crate::config::DataConfig, tiny_imagenet: PathBuf) -> anyhow::Result<OodSet> {
         let generator = table
             .generator()
-            .ok_or_else(|| anyhow::anyhow!("config key ood.{name}.transform: an image_folder set needs \"crop\" or \"resize\""))?;
-        let (folder_source, folder) = match (&generator, &table.folder) {
-            (Generator::ImageFolder { .. }, None) => (Some(TINY_IMAGENET_SOURCE.to_string()), Some(tiny_imagenet)),
-            (Generator::ImageFolder { .. }, Some(dir)) => (Some(format!("ood.{name}.folder")), Some(dir.clone())),
-            _ => (None, None),
+            .map_err(|(field, value, expected)| anyhow::anyhow!("config key ood.{name}.{field}: {value}: expected {expected}"))?;
+        let kind = SetKind::find(&generator.kind).expect("a resolved generator's kind is registered");
+        let (folder_source, folder) = match kind.folder_param() {
+            None => (None, None),
+            Some(key) => match table.params.get(key).and_then(Value::as_str) {
+                None => (Some(TINY_IMAGENET_SOURCE.to_string()), Some(tiny_imagenet)),
+                Some(dir) => (Some(format!("ood.{name}.{key}")), Some(PathBuf::from(dir))),
+            },
         };
         Ok(OodSet {
             name: name.to_string(),
@@ -282,7 +374,7 @@ impl OodSet {
 /// The generator of the paper's set called `name`, as JSON fields.
 fn paper_generator(name: &str) -> Option<serde_json::Map<String, Value>> {
     let (_, table) = paper_sets().into_iter().find(|(n, _)| n == name)?;
-    match serde_json::to_value(table.generator()?).ok()? {
+    match serde_json::to_value(table.generator().ok()?).ok()? {
         Value::Object(map) => Some(map),
         _ => None,
     }
@@ -293,11 +385,41 @@ mod tests {
     use super::*;
     use crate::config::DataConfig;
 
+    /// A table with `params` set (JSON values) on top of `t`'s.
+    fn with(t: &OodSetConfig, params: &[(&str, Value)]) -> OodSetConfig {
+        let mut t = t.clone();
+        t.params.extend(params.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        t
+    }
+
     #[test]
-    fn a_kinds_name_is_what_the_config_says() {
-        for kind in [OodKind::Gaussian, OodKind::Uniform, OodKind::ImageFolder] {
-            assert_eq!(serde_json::to_value(kind).unwrap(), serde_json::json!(kind.name()));
+    fn every_kind_file_is_registered_and_each_name_is_its_files() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ood_kinds");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|f| f != "mod.rs")
+            .filter_map(|f| f.strip_suffix(".rs").map(str::to_string))
+            .collect();
+        files.sort();
+        let mut registered: Vec<&str> = crate::ood_kinds::ALL.iter().map(|k| k.name).collect();
+        registered.sort();
+        assert_eq!(files, registered, "ood_kinds/: files vs the registry in ood_kinds/mod.rs (a kind's name must be its file's)");
+        for kind in crate::ood_kinds::ALL {
+            assert!(kind.params.iter().filter(|p| matches!(p.value, ParamValue::Folder)).count() <= 1, "{}: one folder at most", kind.name);
         }
+    }
+
+    #[test]
+    fn a_kind_no_file_declares_is_refused_naming_the_registered_ones() {
+        let (_, mut t) = paper_sets().remove(0);
+        t.kind = "checkerboard".into();
+        let problems = t.problems("mine");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].0, "ood.mine.kind");
+        assert!(problems[0].2.contains("\"gaussian\", \"uniform\", \"image_folder\""), "{problems:?}");
+        let err = OodSet::resolve("mine", &t, &DataConfig::default(), "tin".into()).unwrap_err().to_string();
+        assert!(err.contains("ood.mine.kind") && err.contains("checkerboard"), "{err}");
     }
 
     fn resolve(name: &str, t: &OodSetConfig) -> OodSet {
@@ -318,14 +440,15 @@ mod tests {
     fn every_field_of_a_set_reaches_its_key() {
         let (_, gaussian) = paper_sets().remove(0);
         let base = resolve("gaussian", &gaussian).key_params(&gaussian);
+        let uniform = OodSetConfig { kind: "uniform".into(), ..gaussian.clone() };
         let variants: Vec<OodSetConfig> = vec![
-            OodSetConfig { mean: Some(0.4), ..gaussian.clone() },
-            OodSetConfig { std: Some(0.5), ..gaussian.clone() },
-            OodSetConfig { clip: Some(false), ..gaussian.clone() },
+            with(&gaussian, &[("mean", json!(0.4))]),
+            with(&gaussian, &[("std", json!(0.5))]),
+            with(&gaussian, &[("clip", json!(false))]),
             OodSetConfig { count: Some(99), ..gaussian.clone() },
             OodSetConfig { val: Some(9), ..gaussian.clone() },
             OodSetConfig { seed: Some(9), ..gaussian.clone() },
-            OodSetConfig { kind: OodKind::Uniform, mean: None, ..gaussian.clone() },
+            uniform.clone(),
         ];
         for v in variants {
             assert_ne!(resolve("gaussian", &v).key_params(&v), base, "{v:?}");
@@ -335,19 +458,41 @@ mod tests {
         let mine = resolve("mine", &gaussian).key_params(&gaussian);
         assert!(mine.contains_key("ood.mine.kind") && mine.contains_key("ood.mine.std"), "{mine:?}");
         let (_, crop) = paper_sets().remove(1);
-        let resize = OodSetConfig { transform: Some(Transform::Resize), ..crop.clone() };
+        let resize = with(&crop, &[("transform", json!("resize"))]);
         assert_ne!(resolve("tin_crop", &resize).key_params(&resize), resolve("tin_crop", &crop).key_params(&crop));
+    }
+
+    /// The paper's generators, as JSON, are what the closed enum of earlier versions serialised
+    /// to: the data stages' keys (and every cache built before kinds were a registry) stay.
+    #[test]
+    fn the_paper_generators_serialise_as_before() {
+        let json: Vec<Value> = paper_sets().iter().map(|(name, t)| serde_json::to_value(resolve(name, t).generator).unwrap()).collect();
+        assert_eq!(json[0], json!({"kind": "gaussian", "mean": 0.5, "std": 1.0, "clip": true}));
+        assert_eq!(json[1], json!({"kind": "image_folder", "transform": "crop"}));
+        assert_eq!(json[2], json!({"kind": "image_folder", "transform": "resize"}));
+        // An integer where a number is expected is that number.
+        let (_, g) = paper_sets().remove(0);
+        assert_eq!(resolve("g", &with(&g, &[("mean", json!(1))])).generator.params["mean"], json!(1.0));
     }
 
     #[test]
     fn misplaced_and_missing_fields_are_named() {
-        let (_, mut t) = paper_sets().remove(0);
-        t.transform = Some(Transform::Crop);
-        t.std = Some(0.0);
+        let (_, t) = paper_sets().remove(0);
+        let t = with(&t, &[("transform", json!("crop")), ("std", json!(0.0))]);
         let problems = t.problems("Bad-Name");
         let keys: Vec<&str> = problems.iter().map(|p| p.0.as_str()).collect();
         assert_eq!(keys, ["ood.Bad-Name", "ood.Bad-Name.transform", "ood.Bad-Name.std"], "{problems:?}");
-        let folder = OodSetConfig { kind: OodKind::ImageFolder, transform: None, ..paper_sets().remove(1).1 };
+        assert!(problems[1].2.contains("applies to kind = \"image_folder\" only"), "{problems:?}");
+        let (_, mut folder) = paper_sets().remove(1);
+        folder.params.clear();
         assert_eq!(folder.problems("x")[0].0, "ood.x.transform");
+        // Wrong types, each named, and a key no kind has.
+        let bad = with(&paper_sets().remove(0).1, &[("mean", json!("half")), ("clip", json!(1)), ("sigma", json!(1.0))]);
+        let problems = bad.problems("g");
+        let keys: Vec<&str> = problems.iter().map(|p| p.0.as_str()).collect();
+        assert_eq!(keys, ["ood.g.sigma", "ood.g.mean", "ood.g.clip"], "{problems:?}");
+        assert!(problems[0].2.contains("kind = \"gaussian\" has the keys label, count, val, seed, mean, std, clip"), "{problems:?}");
+        let uniform = with(&OodSetConfig { kind: "uniform".into(), ..paper_sets().remove(0).1 }, &[("low", json!(2.0))]);
+        assert_eq!(uniform.problems("u")[0].0, "ood.u.high");
     }
 }

@@ -81,7 +81,10 @@ impl Task {
     pub fn code(&self) -> String {
         match self {
             Task::Cifar10 => "stages/src/data/cifar10.rs: data::cifar10::run".into(),
-            Task::OodData { .. } => "stages/src/data/ood_set.rs: data::ood_set::run".into(),
+            Task::OodData { set } => {
+                let kind = &set.generator.kind;
+                format!("ood_kinds/{kind}.rs: ood_kinds::{kind}::code::Code::make (called by data::ood_set::run)")
+            }
             Task::Train { .. } => "stages/src/train.rs: train::run".into(),
             Task::Outputs { .. } => "stages/src/outputs.rs: outputs::run".into(),
             Task::Features { .. } => "stages/src/features/mod.rs: features::run".into(),
@@ -150,6 +153,7 @@ struct StageDef {
 /// Bump a kind's salt when its code changes what it computes. A detector's stages carry the
 /// versions in its own file (`detectors/<name>.rs`).
 pub mod salt {
+    /// CIFAR-10's splits (an OOD set's data stage carries its kind's version, `ood_kinds/<kind>.rs`).
     pub const DATA: &str = "data-1";
     pub const TRAIN: &str = "train-1";
     /// BIN's and BINC's binary cross-entropy gained label smoothing's counterpart.
@@ -386,7 +390,9 @@ fn data_stages(config: &Config, sets: &[OodSet]) -> Vec<StageDef> {
 
     for set in sets {
         let table = &config.ood[&set.name];
-        let mut s = stage(ids::data(&set.name), "data", salt::DATA, Task::OodData { set: set.clone() });
+        // The kind's version is the stage's salt (the kinds' files in ood_kinds/).
+        let kind = crate::ood::SetKind::find(&set.generator.kind).expect("a resolved set's kind is registered");
+        let mut s = stage(ids::data(&set.name), "data", kind.version, Task::OodData { set: set.clone() });
         s.extra = set.key_params(table);
         if let (Some(label), Some(folder)) = (&set.folder_source, &set.folder) {
             let hint = if label == crate::ood::TINY_IMAGENET_SOURCE {
@@ -397,7 +403,7 @@ fn data_stages(config: &Config, sets: &[OodSet]) -> Vec<StageDef> {
                     folder.display()
                 )
             } else {
-                format!("the folder of images of OOD set `{}` (config key ood.{}.folder)", set.name, set.name)
+                format!("the folder of OOD set `{}` (config key {label})", set.name)
             };
             s.sources = vec![Source { label: label.clone(), path: folder.clone(), hint }];
         }

@@ -18,6 +18,9 @@ pub mod features;
 pub mod figures;
 pub mod methods;
 pub mod model;
+/// The OOD set kinds, with the code that makes their images (`cfg(oodpipe_compute)`).
+#[path = "../../ood_kinds/mod.rs"]
+pub mod ood_kinds;
 pub mod outputs;
 pub mod report;
 pub mod report_summary;

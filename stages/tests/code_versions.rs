@@ -1,5 +1,5 @@
 //! The guard on code versions: a stage's key carries its kind's code version (the salts in
-//! plan/src/table.rs, each detector's versions in its file), and the cache trusts it. If the code
+//! plan/src/table.rs, each detector's and each OOD set kind's versions in its file), and the cache trusts it. If the code
 //! of a kind changes while its version does not, every cached result of that kind is silently
 //! stale. This test hashes each kind's source files (comments and whitespace removed, so a
 //! comment or a reformat does not count) and compares with the record in `code_versions.txt`.
@@ -127,6 +127,8 @@ fn module_file(krate: Crate, path: &[&str]) -> Option<String> {
         let candidates: Vec<String> = match (krate, p) {
             (Crate::Stages, ["detectors"]) => vec!["detectors/mod.rs".into()],
             (Crate::Stages, ["detectors", name, ..]) if n == 2 => vec![format!("detectors/{name}.rs")],
+            (Crate::Stages, ["ood_kinds"]) => vec!["ood_kinds/mod.rs".into()],
+            (Crate::Stages, ["ood_kinds", name, ..]) if n == 2 => vec![format!("ood_kinds/{name}.rs")],
             (Crate::Stages, _) => vec![format!("stages/src/{}.rs", p.join("/")), format!("stages/src/{}/mod.rs", p.join("/"))],
             (Crate::Metrics, _) => vec![format!("metrics/src/{}.rs", p.join("/")), format!("metrics/src/{}/mod.rs", p.join("/"))],
         };
@@ -159,7 +161,9 @@ fn paths_at(text: &[char], mut at: usize, prefix: Vec<String>, out: &mut Vec<Vec
         if text.get(at) == Some(&'{') {
             at += 1;
             loop {
-                at = paths_at(text, at, path.clone(), out);
+                // Always a step on, whatever the braces hold (`r#name`, `a as b`).
+                let next = paths_at(text, at, path.clone(), out);
+                at = if next > at { next } else { at + 1 };
                 while text.get(at).is_some_and(|c| c.is_whitespace() || *c == ',') {
                     at += 1;
                 }
@@ -174,6 +178,9 @@ fn paths_at(text: &[char], mut at: usize, prefix: Vec<String>, out: &mut Vec<Vec
         }
         if at > start {
             path.push(text[start..at].iter().collect());
+        } else if text.get(at) == Some(&'*') {
+            // A glob (`a::{b::*, c}`): the module it is in is the path.
+            at += 1;
         }
         if text.get(at) == Some(&':') && text.get(at + 1) == Some(&':') {
             at += 2;
@@ -183,6 +190,9 @@ fn paths_at(text: &[char], mut at: usize, prefix: Vec<String>, out: &mut Vec<Vec
         return at;
     }
 }
+
+/// Files that only declare modules and list them: a line added there computes nothing.
+const REGISTRIES: [&str; 3] = ["stages/src/lib.rs", "detectors/mod.rs", "ood_kinds/mod.rs"];
 
 /// The files of the workspace's computing crates that `file` refers to: through `crate::`,
 /// `super::`, `self::`, `oodpipe_metrics::`, and its own child modules that it names.
@@ -214,8 +224,8 @@ fn references(file: &str) -> Vec<String> {
             let target = match word.as_str() {
                 "crate" => module_file(krate, &p),
                 "oodpipe_metrics" => module_file(Crate::Metrics, &p).or_else(|| Some("metrics/src/lib.rs".into())),
-                // A detector's `super::` is its own file (its `mod code` sits inside it).
-                "super" if file.starts_with("detectors/") => None,
+                // A detector's or an OOD kind's `super::` is its own file (its `mod code` sits inside it).
+                "super" if file.starts_with("detectors/") || file.starts_with("ood_kinds/") => None,
                 "super" => {
                     let parent: Vec<&str> =
                         here[..here.len().saturating_sub(1)].iter().map(String::as_str).chain(p.iter().copied()).collect();
@@ -233,7 +243,7 @@ fn references(file: &str) -> Vec<String> {
                     if declared { module_file(krate, &within) } else { None }
                 }
             };
-            found.extend(target.filter(|t| t != file && t != "stages/src/lib.rs" && t != "detectors/mod.rs"));
+            found.extend(target.filter(|t| t != file && !REGISTRIES.contains(&t.as_str())));
         }
         i = end.max(i);
     }
@@ -268,13 +278,19 @@ fn groups() -> Vec<(String, Vec<String>, String)> {
     let roots = |names: &[&str]| names.iter().map(|s| format!("stages/src/{s}")).collect::<Vec<_>>();
     // Where the worker enters each kind (stages/src/worker.rs).
     let mut groups = vec![
-        ("data".to_string(), closure(&roots(&["data/cifar10.rs", "data/ood_set.rs"])), format!("data={}", salt::DATA)),
+        ("data".to_string(), closure(&roots(&["data/cifar10.rs"])), format!("data={}", salt::DATA)),
         ("train".to_string(), closure(&roots(&["train.rs"])), format!("train={} train_bce={}", salt::TRAIN, salt::TRAIN_BCE)),
         ("outputs".to_string(), closure(&roots(&["outputs.rs"])), format!("outputs={}", salt::OUTPUTS)),
         ("features".to_string(), closure(&roots(&["features/mod.rs"])), format!("features={}", salt::FEATURES)),
         ("report".to_string(), closure(&roots(&["report.rs"])), format!("report={}", salt::REPORT)),
         ("sweep".to_string(), closure(&roots(&["sweep.rs"])), format!("sweep={}", salt::SWEEP)),
     ];
+    for k in oodpipe_stages::ood_kinds::ALL {
+        // The kind's file, and the stage that runs every kind.
+        let mut r = vec![format!("ood_kinds/{}.rs", k.name)];
+        r.extend(roots(&["data/ood_set.rs"]));
+        groups.push((format!("ood kind {}", k.name), closure(&r), format!("{}={}", k.name, k.version)));
+    }
     for d in ALL {
         // The detector's file, and the stage functions that run every detector.
         let mut r = vec![format!("detectors/{}.rs", d.name)];
@@ -406,6 +422,12 @@ fn each_kinds_files_come_from_what_its_code_calls() {
     assert!(files("detector knn").contains(&"stages/src/features/stats.rs".to_string()), "{:?}", files("detector knn"));
     assert!(files("detector energy").contains(&"metrics/src/lib.rs".to_string()), "{:?}", files("detector energy"));
     assert!(!files("detector energy").contains(&"stages/src/methods/odin.rs".to_string()), "{:?}", files("detector energy"));
+    // An OOD set kind reaches the helpers its code calls, and no other kind's.
+    let data = |f: &str| format!("stages/src/data/{f}");
+    assert!(files("ood kind gaussian").contains(&data("noise.rs")), "{:?}", files("ood kind gaussian"));
+    assert!(files("ood kind image_folder").contains(&data("image_folder.rs")), "{:?}", files("ood kind image_folder"));
+    assert!(!files("ood kind gaussian").contains(&data("image_folder.rs")), "{:?}", files("ood kind gaussian"));
+    assert!(!files("data").contains(&data("noise.rs")), "{:?}", files("data"));
     // Nothing of another kind's entry point.
     assert!(!files("data").contains(&"stages/src/train.rs".to_string()), "{:?}", files("data"));
     assert!(!files("outputs").iter().any(|f| f.starts_with("detectors/")), "{:?}", files("outputs"));
@@ -431,6 +453,12 @@ fn use_trees_and_paths_are_read_whole() {
     paths_at(&text, "crate::".len(), Vec::new(), &mut out);
     let out: Vec<String> = out.iter().map(|p| p.join("::")).collect();
     assert_eq!(out, ["model::self", "model::Network", "model::head::Head"]);
+    // Globs, inside braces too, end a path and never stall the reader.
+    let text: Vec<char> = "crate::ood::{Generator, ParamValue::*, SetKind};".chars().collect();
+    let mut out = Vec::new();
+    paths_at(&text, "crate::".len(), Vec::new(), &mut out);
+    let out: Vec<String> = out.iter().map(|p| p.join("::")).collect();
+    assert_eq!(out, ["ood::Generator", "ood::ParamValue", "ood::SetKind"]);
     assert_eq!(module_file(Crate::Stages, &["model", "head", "Head"]).as_deref(), Some("stages/src/model/head.rs"));
     assert_eq!(module_file(Crate::Stages, &["model", "Network"]).as_deref(), Some("stages/src/model/mod.rs"));
     assert_eq!(module_file(Crate::Stages, &["config", "ModelKind"]), None, "oodpipe_plan's, not tracked here");

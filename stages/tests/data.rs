@@ -608,7 +608,7 @@ fn image_folders_of_any_size_and_format_match_a_direct_computation() {
         }
     }
     // Cropped: a 32 x 32 window inside each image, exactly its bytes.
-    set.generator = oodpipe_stages::ood::Generator::ImageFolder { transform: oodpipe_stages::ood::Transform::Crop };
+    set.generator.params.insert("transform".into(), serde_json::json!("crop"));
     run_set(&set, &sources, out.path()).unwrap();
     for split in ["test", "val"] {
         let got = read_tin(&file, split);

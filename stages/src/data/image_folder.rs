@@ -22,7 +22,7 @@
 //! An unreadable image, an image too small to crop, or a folder without images is refused,
 //! naming the file.
 
-use crate::ood::{OodSet, Transform};
+use crate::ood::OodSet;
 use crate::stage::ProgressFn;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -31,6 +31,15 @@ use zune_jpeg::JpegDecoder;
 use zune_jpeg::zune_core::bytestream::ZCursor;
 use zune_jpeg::zune_core::colorspace::ColorSpace;
 use zune_jpeg::zune_core::options::DecoderOptions;
+
+/// How an image becomes 32 x 32 (`transform = "crop"` or `"resize"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transform {
+    /// A uniformly random 32 x 32 patch (images must be at least 32 x 32).
+    Crop,
+    /// The whole image averaged down to 32 x 32 (area averaging; a 2 x 2 box for 64 x 64 images).
+    Resize,
+}
 
 /// Side of an output image.
 pub const OUT: usize = 32;
