@@ -32,6 +32,7 @@ use oodpipe_metrics::significance::Difference;
 use oodpipe_plan::config::ModelKind;
 use oodpipe_plan::detector::{ALL, Detector};
 use oodpipe_plan::ids::{self, CIFAR10, files};
+use oodpipe_plan::metric::{Metric, OodMetric};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
@@ -72,33 +73,18 @@ impl SideStages {
 /// What a results row is a value of.
 enum Source {
     /// A detector's metric on an OOD set.
-    Score { detector: &'static Detector, metric: String },
+    Score { detector: &'static Detector, metric: OodMetric },
     /// A model's accuracy on CIFAR-10's test split.
     Accuracy { model: ModelKind },
 }
 
 fn source(key: &RowKey) -> Option<Source> {
     let (ood_set, method, metric) = key;
-    if ood_set == IN_DISTRIBUTION && metric == "accuracy" {
+    if ood_set == IN_DISTRIBUTION && metric == Metric::Accuracy.name() {
         return ModelKind::ALL.into_iter().find(|m| m.label() == method).map(|model| Source::Accuracy { model });
     }
     let detector = ALL.iter().copied().find(|d| d.label == method)?;
-    METRICS.contains(&metric.as_str()).then(|| Source::Score { detector, metric: metric.clone() })
-}
-
-/// The metrics of a score stage, by their results.csv names.
-const METRICS: [&str; 5] = ["fpr_at_95_tpr", "detection_error", "auroc", "aupr_in", "aupr_out"];
-
-/// A metric of `m` by its results.csv name.
-fn metric_of(m: &OodMetrics, name: &str) -> Option<f64> {
-    Some(match name {
-        "fpr_at_95_tpr" => m.fpr_at_95_tpr,
-        "detection_error" => m.detection_error,
-        "auroc" => m.auroc,
-        "aupr_in" => m.aupr_in,
-        "aupr_out" => m.aupr_out,
-        _ => return None,
-    })
+    OodMetric::from_name(metric).map(|metric| Source::Score { detector, metric })
 }
 
 /// One score stage's metrics on the full test sets and on every bootstrap replicate.
@@ -164,7 +150,7 @@ impl<'a> Pairer<'a> {
         for (j, (seed, _)) in new.iter().enumerate() {
             let i = old.iter().position(|(s, _)| s == seed).ok_or(NoBootstrap::ScoresNotInStore)?;
             let (d_point, d_reps) = match source {
-                Source::Score { detector, metric } => self.score_difference(key, detector, metric, (i, old), (j, new))?,
+                Source::Score { detector, metric } => self.score_difference(key, detector, *metric, (i, old), (j, new))?,
                 Source::Accuracy { model } => self.accuracy_difference(*model, (i, old), (j, new))?,
             };
             point += d_point;
@@ -179,7 +165,7 @@ impl<'a> Pairer<'a> {
         &mut self,
         key: &RowKey,
         detector: &Detector,
-        metric: &str,
+        metric: OodMetric,
         (i, old): (usize, &[(String, f64)]),
         (j, new): (usize, &[(String, f64)]),
     ) -> Result<(f64, Vec<f64>), NoBootstrap> {
@@ -200,7 +186,7 @@ impl<'a> Pairer<'a> {
         if a.sizes != b.sizes {
             return Err(NoBootstrap::ImagesDiffer);
         }
-        let m = |x: &OodMetrics| metric_of(x, metric).expect("a known metric");
+        let m = |x: &OodMetrics| metric.of(x);
         let reps = a.replicates.iter().zip(&b.replicates).map(|(x, y)| m(y) - m(x)).collect();
         Ok((m(&b.full) - m(&a.full), reps))
     }

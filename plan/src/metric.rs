@@ -1,7 +1,10 @@
 //! The metrics of the report, defined once: their names in `results.csv` and claims, their
 //! headers in the tables, which way is better, and whether a value is a count over images (so
 //! that an exact binomial interval applies where the bootstrap collapses, at 0 or 100%).
+//! [`OodMetric`] is the five a score stage computes: the one type that reads their values from
+//! [`OodMetrics`], so that no caller can ask a detector's metrics for a model's accuracy.
 
+use oodpipe_metrics::OodMetrics;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -17,9 +20,57 @@ pub enum Metric {
     Accuracy,
 }
 
+/// A metric of a score stage (every [`Metric`] but accuracy, which is a model's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OodMetric {
+    FprAt95Tpr,
+    DetectionError,
+    Auroc,
+    AuprIn,
+    AuprOut,
+}
+
+impl OodMetric {
+    /// In the column order of the paper's Table 1.
+    pub const ALL: [OodMetric; 5] =
+        [OodMetric::FprAt95Tpr, OodMetric::DetectionError, OodMetric::Auroc, OodMetric::AuprIn, OodMetric::AuprOut];
+
+    /// As a metric of the report (its name, header, direction).
+    pub fn metric(self) -> Metric {
+        match self {
+            OodMetric::FprAt95Tpr => Metric::FprAt95Tpr,
+            OodMetric::DetectionError => Metric::DetectionError,
+            OodMetric::Auroc => Metric::Auroc,
+            OodMetric::AuprIn => Metric::AuprIn,
+            OodMetric::AuprOut => Metric::AuprOut,
+        }
+    }
+
+    /// Its value in `m`.
+    pub fn of(self, m: &OodMetrics) -> f64 {
+        match self {
+            OodMetric::FprAt95Tpr => m.fpr_at_95_tpr,
+            OodMetric::DetectionError => m.detection_error,
+            OodMetric::Auroc => m.auroc,
+            OodMetric::AuprIn => m.aupr_in,
+            OodMetric::AuprOut => m.aupr_out,
+        }
+    }
+
+    /// The OOD metric called `name` in `results.csv`.
+    pub fn from_name(name: &str) -> Option<OodMetric> {
+        OodMetric::ALL.into_iter().find(|m| m.metric().name() == name)
+    }
+}
+
 impl Metric {
     /// The OOD metrics, in the column order of the paper's Table 1.
     pub const OOD: [Metric; 5] = [Metric::FprAt95Tpr, Metric::DetectionError, Metric::Auroc, Metric::AuprIn, Metric::AuprOut];
+
+    /// The score stage's metric this is; `None` for accuracy.
+    pub fn ood(self) -> Option<OodMetric> {
+        OodMetric::ALL.into_iter().find(|m| m.metric() == self)
+    }
 
     /// The name in `results.csv`, `metrics.json` and the claims file.
     pub fn name(self) -> &'static str {
@@ -78,5 +129,11 @@ mod tests {
             assert_eq!(serde_json::to_value(m).unwrap(), serde_json::json!(name));
         }
         assert_eq!(Metric::from_name("fpr"), None);
+        assert_eq!(Metric::OOD, OodMetric::ALL.map(OodMetric::metric));
+        assert_eq!(Metric::Accuracy.ood(), None);
+        let m = OodMetrics { fpr_at_95_tpr: 1.0, detection_error: 2.0, auroc: 3.0, aupr_in: 4.0, aupr_out: 5.0, tpr_at_threshold: 6.0 };
+        // Each reads its own field: the values 1..5 in Table 1's order.
+        let values: Vec<f64> = Metric::OOD.iter().map(|x| x.ood().unwrap().of(&m)).collect();
+        assert_eq!(values, [1.0, 2.0, 3.0, 4.0, 5.0]);
     }
 }

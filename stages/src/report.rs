@@ -27,7 +27,7 @@ use crate::table::{seed_tag, split_seed_suffix};
 use crate::uncertainty::{CUT, Estimate};
 use anyhow::{Context, Result, bail};
 use oodpipe_metrics::bootstrap::{bootstrap, bootstrap_mean};
-use oodpipe_plan::metric::Metric;
+use oodpipe_plan::metric::{Metric, OodMetric};
 use oodpipe_plan::view;
 use polars::prelude::*;
 use std::collections::BTreeMap;
@@ -183,11 +183,12 @@ fn measure_split(
     let in_scores = crate::figures::read_scores(ctx, id, &ids::tensors::scores_of(split, ids::tensors::IN_SCORES))?;
     let out_scores = crate::figures::read_scores(ctx, id, &ids::tensors::scores_of(split, ids::tensors::OUT_SCORES))?;
     let replicates = bootstrap(&in_scores, &out_scores, resamples, boot_seed).with_context(|| format!("bootstrap of {id} ({split})"))?;
-    let measured = Metric::OOD
+    let measured = OodMetric::ALL
         .into_iter()
-        .map(|metric| {
+        .map(|ood| {
+            let metric = ood.metric();
             let value = record[field][metric.name()].as_f64().with_context(|| format!("{id}: no {field}.{}", metric.name()))?;
-            let reps: Vec<f64> = replicates.iter().map(|m| metric_of(m, metric)).collect();
+            let reps: Vec<f64> = replicates.iter().map(|m| ood.of(m)).collect();
             Ok(Measured { value, replicates: reps, count: metric.is_count().then_some(out_scores.len() as u64) })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -278,17 +279,6 @@ pub fn collect(
         }
     }
     Ok(Collected { values, val_values, hyper, sizes, seeds: seeds.iter().map(|s| s.0).collect() })
-}
-
-fn metric_of(m: &oodpipe_metrics::OodMetrics, metric: Metric) -> f64 {
-    match metric {
-        Metric::FprAt95Tpr => m.fpr_at_95_tpr,
-        Metric::DetectionError => m.detection_error,
-        Metric::Auroc => m.auroc,
-        Metric::AuprIn => m.aupr_in,
-        Metric::AuprOut => m.aupr_out,
-        Metric::Accuracy => unreachable!("accuracy is not an OOD metric"),
-    }
 }
 
 /// Each value's estimates in percent: per seed, and the aggregate (in the tables' order).
