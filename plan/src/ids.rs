@@ -81,6 +81,23 @@ pub mod files {
     /// The report's long-format frame (read back by `oodpipe diff`) and its headline (printed by `oodpipe run`).
     pub const RESULTS: &str = "results.csv";
     pub const SUMMARY: &str = "summary.txt";
+    /// The report's other files: its index, the tables, every value per seed, the validation
+    /// splits' metrics, what tuning chose, the claims' verdicts.
+    pub const REPORT_INDEX: &str = "README.md";
+    pub const TABLE1: &str = "table1.md";
+    pub const TABLE2: &str = "table2.md";
+    pub const TABLE3: &str = "table3.md";
+    pub const SEEDS_TABLE: &str = "seeds.md";
+    pub const VALIDATION: &str = "validation.csv";
+    pub const HYPERPARAMETERS: &str = "hyperparameters.csv";
+    pub const CLAIMS_MD: &str = "claims.md";
+    pub const CLAIMS_CSV: &str = "claims.csv";
+    /// Written beside the report by `oodpipe run` (config, commit, platform, stage times), read by
+    /// `oodpipe diff`.
+    pub const RUN_RECORD: &str = "run.json";
+    /// The stage graph, drawn beside the report by `oodpipe run`.
+    pub const DAG_DOT: &str = "dag.dot";
+    pub const DAG_SVG: &str = "dag.svg";
 }
 
 /// The splits of a data set (CIFAR-10 has all three, an OOD set `val` and `test`).

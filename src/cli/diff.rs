@@ -14,6 +14,7 @@ use crate::pairing::{Pairer, SideStages};
 use oodpipe_engine::results_diff::{ResultsDiff, changed_values, config_changes, platform_changes};
 use oodpipe_engine::results_frame::Results;
 use oodpipe_engine::run_record::RunRecord;
+use oodpipe_plan::ids::files;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -90,12 +91,12 @@ fn no_config(why: &str) -> BTreeMap<String, Value> {
 }
 
 fn resolve(spec: Option<&str>, cache: &Path, report_dir: &Path, config: &Path) -> Result<Side, Unresolvable> {
-    let results_path = report_dir.join(oodpipe_plan::ids::files::RESULTS);
+    let results_path = report_dir.join(files::RESULTS);
     let fail = |e: anyhow::Error| Unresolvable(format!("{e:#}"));
     let Some(spec) = spec else {
         let text = std::fs::read_to_string(&results_path)
             .map_err(|e| Unresolvable(format!("the working tree has no {} ({e})", results_path.display())))?;
-        let run_json = std::fs::read_to_string(report_dir.join("run.json")).ok();
+        let run_json = std::fs::read_to_string(report_dir.join(files::RUN_RECORD)).ok();
         let config_path = config_path_of(run_json.clone(), config);
         let config = match std::fs::read_to_string(&config_path) {
             Ok(config_text) => crate::pipeline::config_fields(&config_text, &config_path).map_err(fail)?,
@@ -110,10 +111,8 @@ fn resolve(spec: Option<&str>, cache: &Path, report_dir: &Path, config: &Path) -
         });
     };
     if let Some(record) = RunRecord::find(cache, spec) {
-        let path = record
-            .published
-            .get(oodpipe_plan::ids::files::RESULTS)
-            .ok_or_else(|| Unresolvable(format!("run {} published no results.csv", record.id)))?;
+        let path =
+            record.published.get(files::RESULTS).ok_or_else(|| Unresolvable(format!("run {} published no results.csv", record.id)))?;
         let text = std::fs::read_to_string(path).map_err(|e| {
             Unresolvable(format!("the results of run {} are gone from the store ({e}); was it collected by gc?", record.id))
         })?;
@@ -130,7 +129,7 @@ fn resolve(spec: Option<&str>, cache: &Path, report_dir: &Path, config: &Path) -
     }
     let text = git_show(spec, &results_path)
         .ok_or_else(|| Unresolvable(format!("revision {spec} has no {} (no results committed there)", results_path.display())))?;
-    let run_json = git_show(spec, &report_dir.join("run.json"));
+    let run_json = git_show(spec, &report_dir.join(files::RUN_RECORD));
     let config_path = config_path_of(run_json.clone(), config);
     let origin = format!("{spec}:{}", config_path.display());
     let config = match git_show(spec, &config_path) {

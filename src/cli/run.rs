@@ -4,6 +4,7 @@ use crate::pipeline::Executor;
 use oodpipe_engine::executor;
 use oodpipe_engine::progress::ConsoleReporter;
 use oodpipe_engine::run_record::{RunRecord, results_digest};
+use oodpipe_plan::ids::files;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -58,7 +59,7 @@ pub fn run(
         for ks in &session.stages {
             let Some(dir) = &ks.spec.publish else { continue };
             let mut record = run_record(&session, &outcome.entries);
-            let path = dir.join("run.json");
+            let path = dir.join(files::RUN_RECORD);
             if outcome.executed.contains(&ks.spec.id) || !path.exists() {
                 let git = session.git_state();
                 record["git_commit"] = json!(git.map(|g| g.commit.clone()));
@@ -72,7 +73,7 @@ pub fn run(
                 append_run_section(&session, entry, dir, &record)?;
             }
             draw_dag(&session.pipeline.graph, dir);
-            if let Ok(summary) = std::fs::read_to_string(dir.join(oodpipe_plan::ids::files::SUMMARY)) {
+            if let Ok(summary) = std::fs::read_to_string(dir.join(files::SUMMARY)) {
                 eprintln!("\nThe report is in {}/ (README.md, table1.md, table2.md, results.csv).\n{summary}", dir.display());
             }
         }
@@ -166,8 +167,8 @@ fn append_run_section(
 /// (`make run` installs it), as `dag.svg`; redrawn only when the graph changed.
 fn draw_dag(graph: &oodpipe_engine::graph::Graph, dir: &Path) {
     let dot = graph.render(oodpipe_engine::graph::DagFormat::Dot);
-    let dot_path = dir.join("dag.dot");
-    let svg_path = dir.join("dag.svg");
+    let dot_path = dir.join(files::DAG_DOT);
+    let svg_path = dir.join(files::DAG_SVG);
     let unchanged = std::fs::read_to_string(&dot_path).is_ok_and(|old| old == dot);
     if unchanged && svg_path.exists() {
         return;

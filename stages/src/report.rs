@@ -42,10 +42,6 @@ use oodpipe_engine::results_schema::{CI_HIGH, CI_LOW, DELTA, INTERVAL, KEYS, MET
 pub use oodpipe_engine::results_schema::ALL_SEEDS;
 
 pub const IN_DISTRIBUTION: &str = "CIFAR-10";
-/// Every detector's metrics on the validation splits, in `results.csv`'s columns but the paper's.
-pub const VALIDATION_CSV: &str = "validation.csv";
-/// The claims' verdicts, for people (`claims.csv` beside it for machines).
-pub const CLAIMS_MD: &str = "claims.md";
 
 /// One row of the long-format frame.
 struct Row {
@@ -560,14 +556,14 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)]) -> Result<()> {
     std::fs::write(ctx.output(files::RESULTS), to_csv(&compared)?)?;
     // The validation splits' numbers, in results.csv's schema (no paper numbers: it has none).
     let validation = rows_to_frame(&rows(&Estimated::new(&collected.val_values)))?;
-    std::fs::write(ctx.output(VALIDATION_CSV), to_csv(&validation)?)?;
+    std::fs::write(ctx.output(files::VALIDATION), to_csv(&validation)?)?;
     let mut hyper_csv = String::from("ood_set,method,seed,parameter,value\n");
     for (o, m, seed, p, v) in &collected.hyper {
         writeln!(hyper_csv, "{o},{m},{seed},{p},{v}").unwrap();
     }
-    std::fs::write(ctx.output("hyperparameters.csv"), &hyper_csv)?;
+    std::fs::write(ctx.output(files::HYPERPARAMETERS), &hyper_csv)?;
     let title = "Table 1: out-of-distribution detection on CIFAR-10 (WRN)";
-    std::fs::write(ctx.output("table1.md"), detector_table(title, &lookup, &paper_detectors, sets, &note, &collected.sizes))?;
+    std::fs::write(ctx.output(files::TABLE1), detector_table(title, &lookup, &paper_detectors, sets, &note, &collected.sizes))?;
     if !beyond.is_empty() {
         let title = "Table 3: beyond the paper, more detectors on the same networks and sets";
         let methods: Vec<(&str, &str)> =
@@ -576,44 +572,57 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)]) -> Result<()> {
         let metrics: Vec<(&str, &str)> = Metric::OOD.iter().map(|m| (m.name(), m.header())).collect();
         let summary = crate::report_summary::markdown(&crate::report_summary::Values::of(&collected.values), &methods, &labels, &metrics);
         lookup.cut.set(false);
-        std::fs::write(ctx.output("table3.md"), detector_table(title, &lookup, &beyond, sets, &note, &collected.sizes) + &summary)?;
+        std::fs::write(ctx.output(files::TABLE3), detector_table(title, &lookup, &beyond, sets, &note, &collected.sizes) + &summary)?;
     }
     lookup.cut.set(false);
-    std::fs::write(ctx.output("table2.md"), table2(&lookup, &models, &note))?;
+    std::fs::write(ctx.output(files::TABLE2), table2(&lookup, &models, &note))?;
     if collected.seeds.len() >= 2 {
-        std::fs::write(ctx.output("seeds.md"), seeds_table(&estimated, &collected.seeds))?;
+        std::fs::write(ctx.output(files::SEEDS_TABLE), seeds_table(&estimated, &collected.seeds))?;
     }
     let checked = claims.as_ref().map(|claims| crate::claims::check(claims, &collected.values, sets));
     if let Some(checked) = &checked {
-        std::fs::write(ctx.output(CLAIMS_MD), checked.markdown(collected.seeds.len()))?;
-        std::fs::write(ctx.output("claims.csv"), checked.csv())?;
+        std::fs::write(ctx.output(files::CLAIMS_MD), checked.markdown(collected.seeds.len()))?;
+        std::fs::write(ctx.output(files::CLAIMS_CSV), checked.csv())?;
     }
 
     let mut readme = String::from("# Results\n\n");
-    readme.push_str(
+    write!(
+        readme,
         "Rebuilt by `oodpipe run`; every number comes from the stages of the config named in the run section \
          below, beside the paper's own numbers (`configs/paper_results.csv`).\n\n\
-         - [Table 1: OOD detection](table1.md)\n- [Table 2: accuracy](table2.md)\n",
-    );
+         - [Table 1: OOD detection]({})\n- [Table 2: accuracy]({})\n",
+        files::TABLE1,
+        files::TABLE2
+    )
+    .unwrap();
     if !beyond.is_empty() {
         let names: Vec<&str> = beyond.iter().map(|d| d.label).collect();
-        writeln!(readme, "- [Table 3: beyond the paper](table3.md) ({})", names.join(", ")).unwrap();
+        writeln!(readme, "- [Table 3: beyond the paper]({}) ({})", files::TABLE3, names.join(", ")).unwrap();
     }
     if checked.is_some() {
-        writeln!(readme, "- [The paper's claims, checked]({CLAIMS_MD}) (and [claims.csv](claims.csv))").unwrap();
+        writeln!(readme, "- [The paper's claims, checked]({}) (and [{1}]({1}))", files::CLAIMS_MD, files::CLAIMS_CSV).unwrap();
     }
     if collected.seeds.len() >= 2 {
-        readme.push_str("- [Every value per seed](seeds.md)\n");
+        writeln!(readme, "- [Every value per seed]({})", files::SEEDS_TABLE).unwrap();
     }
-    readme.push_str(
-        "- [results.csv](results.csv): the long-format frame (`ood_set,method,metric,seed,value,ci_low,ci_high,\
-         interval,std,n,paper,delta`, percent; `seed = all` rows aggregate the seeds)\n\
-         - [validation.csv](validation.csv): every detector's metrics on the validation splits (what tuning and \
+    write!(
+        readme,
+        "- [{results}]({results}): the long-format frame (`{columns}`, percent; `seed = {all}` rows aggregate the seeds)\n\
+         - [{validation}]({validation}): every detector's metrics on the validation splits (what tuning and \
          sweeps choose by), the same columns but the paper's\n\
-         - [hyperparameters.csv](hyperparameters.csv): what tuning chose\n\
-         - [run.json](run.json): config, commit, libtorch, device, platform and each stage's time\n\n\
-         ![The stage graph](dag.svg)\n\n(`oodpipe dag --format dot`, drawn by Graphviz: [dag.dot](dag.dot))\n\n",
-    );
+         - [{hyper}]({hyper}): what tuning chose\n\
+         - [{run}]({run}): config, commit, libtorch, device, platform and each stage's time\n\n\
+         ![The stage graph]({svg})\n\n(`oodpipe dag --format dot`, drawn by Graphviz: [{dot}]({dot}))\n\n",
+        results = files::RESULTS,
+        columns = oodpipe_engine::results_schema::COLUMNS.join(","),
+        all = ALL_SEEDS,
+        validation = files::VALIDATION,
+        hyper = files::HYPERPARAMETERS,
+        run = files::RUN_RECORD,
+        svg = files::DAG_SVG,
+        dot = files::DAG_DOT,
+    )
+    .unwrap();
     writeln!(readme, "## Intervals\n\nIn the tables, {note}.\n").unwrap();
     writeln!(readme, "## AUPR and chance\n\n{}", aupr_note(sets, &collected.sizes)).unwrap();
     if !collected.hyper.is_empty() {
@@ -624,7 +633,7 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)]) -> Result<()> {
         readme.push('\n');
     }
     readme.push_str(&crate::figures::write_all(ctx, sets)?.markdown());
-    std::fs::write(ctx.output("README.md"), readme)?;
+    std::fs::write(ctx.output(files::REPORT_INDEX), readme)?;
 
     let mut summary = format!("Headline (ours / paper; {note}):\n");
     for model in &models {

@@ -380,7 +380,7 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)], keys: &[String], point
         sizes.first().map(|(a, b)| format!("{a} : {b}")).unwrap_or_default()
     );
     readme.push_str(&std::fs::read_to_string(ctx.output(SWEEP_MD))?.replacen("# Sweep\n\n", "", 1));
-    std::fs::write(ctx.output("README.md"), readme)?;
+    std::fs::write(ctx.output(crate::ids::files::REPORT_INDEX), readme)?;
     Ok(())
 }
 
