@@ -102,16 +102,30 @@ impl Task {
     pub fn uses(&self) -> Uses {
         let network = Uses { threads: 0, gpu: true };
         let light = Uses { threads: 1, gpu: false };
-        let of = |name: &str, stage: fn(&Detector) -> bool| match crate::detector::find(name) {
-            Some(d) if stage(d) => network,
-            _ => light,
+        let of = |name: &str, stage: fn(&Detector) -> bool| {
+            if crate::detector::find(name).is_some_and(stage) { network } else { light }
         };
+        // Every kind named: a new one does not compile until it says what it takes.
         match self {
             Task::Train { .. } | Task::Outputs { .. } | Task::Features { .. } => network,
             Task::Prepare { detector } => of(detector, |d| d.prepare.is_some_and(|p| p.network)),
             Task::Tune { detector, .. } => of(detector, |d| d.tuning.is_some_and(|t| t.network)),
             Task::Score { detector, .. } => of(detector, |d| d.network),
-            _ => light,
+            Task::Cifar10 | Task::OodData { .. } | Task::Report { .. } | Task::Sweep { .. } => light,
+        }
+    }
+
+    /// The detector whose stage it is, if it is one.
+    pub fn detector(&self) -> Option<&str> {
+        match self {
+            Task::Prepare { detector } | Task::Tune { detector, .. } | Task::Score { detector, .. } => Some(detector),
+            Task::Cifar10
+            | Task::OodData { .. }
+            | Task::Train { .. }
+            | Task::Outputs { .. }
+            | Task::Features { .. }
+            | Task::Report { .. }
+            | Task::Sweep { .. } => None,
         }
     }
 
@@ -201,7 +215,7 @@ pub fn ood_sets(config: &Config) -> anyhow::Result<Vec<OodSet>> {
 fn train_salt(model: ModelKind) -> &'static str {
     match model {
         ModelKind::Bin | ModelKind::Binc => salt::TRAIN_BCE,
-        _ => salt::TRAIN,
+        ModelKind::Softmax | ModelKind::Vib | ModelKind::Viby => salt::TRAIN,
     }
 }
 
@@ -279,10 +293,7 @@ fn spec_in(def: StageDef, trees: &mut Vec<(Config, Value)>) -> anyhow::Result<St
         }
     };
     let tree = view::for_model(tree, def.model);
-    let detector = match &def.task {
-        Task::Prepare { detector } | Task::Tune { detector, .. } | Task::Score { detector, .. } => Some(detector.as_str()),
-        _ => None,
-    };
+    let detector = def.task.detector();
     let whose = detector.map_or("plan/src/view.rs".into(), |d| format!("detectors/{d}.rs"));
     let mut params = BTreeMap::new();
     for r in &def.reads {
