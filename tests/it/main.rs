@@ -5,5 +5,6 @@ mod cli;
 mod extend;
 mod remote;
 mod resilience;
+mod shared;
 mod slurm;
 mod sweep;

@@ -25,12 +25,10 @@ impl Moments {
 
 #[test]
 fn sigkill_at_random_moments_then_a_run_resumes_to_identical_results() {
-    // The reference: one uninterrupted cold run.
-    let reference = Scratch::new(|_| {});
-    let cold = Instant::now();
-    ok(&reference.oodpipe(&["run"]));
-    let cold_ms = cold.elapsed().as_millis() as u64;
-    let expected = std::fs::read(reference.path("reports/results.csv")).unwrap();
+    // The reference: one uninterrupted cold run (the shared one).
+    let reference = crate::shared::built();
+    let cold_ms = reference.cold.as_millis() as u64;
+    let expected = std::fs::read(reference.scratch.path("reports/results.csv")).unwrap();
 
     let s = Scratch::new(|_| {});
     let mut moments = Moments(0x05EE_D0FC_4A05);
@@ -222,8 +220,8 @@ fn the_command_does_not_link_libtorch_and_the_worker_does() {
 
 #[test]
 fn two_jobs_build_the_same_bytes_as_one() {
-    let one = Scratch::new(|_| {});
-    ok(&one.oodpipe(&["run", "-j", "1"]));
+    // One job: the shared cold run (`run` builds one stage at a time by default).
+    let one = &crate::shared::built().scratch;
     let two = Scratch::new(|_| {});
     let out = two.oodpipe(&["run", "-j", "2", "--json"]);
     let parallel = last_json(&out);
@@ -241,7 +239,7 @@ fn two_jobs_build_the_same_bytes_as_one() {
         }
         names
     };
-    let (a, b) = (tensors(&one), tensors(&two));
+    let (a, b) = (tensors(one), tensors(&two));
     assert!(a.len() > 40, "{} tensors", a.len());
     assert_eq!(a, b);
     assert_eq!(std::fs::read(one.path("reports/results.csv")).unwrap(), std::fs::read(two.path("reports/results.csv")).unwrap());

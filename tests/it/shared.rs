@@ -1,0 +1,36 @@
+//! One cold smoke run per test process, shared by the tests that need only a built cache to start
+//! from or a reference to compare with: each cold run of the debug binary is one of the suite's
+//! largest costs (issue 24, "a test suite that stays quick"). Tests that assert what a cold run
+//! does (what it executes, what it keys) still make their own.
+
+use crate::cli::{Scratch, ok};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The smoke config built once, `oodpipe run` with its defaults (one job), in its own scratch.
+pub(crate) struct Built {
+    pub(crate) scratch: Scratch,
+    /// How long the cold run took.
+    pub(crate) cold: Duration,
+}
+
+/// The shared build (made by the first test that asks; never written to afterwards).
+pub(crate) fn built() -> &'static Built {
+    static BUILT: OnceLock<Built> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let scratch = Scratch::new(|_| {});
+        let start = Instant::now();
+        ok(&scratch.oodpipe(&["run"]));
+        Built { scratch, cold: start.elapsed() }
+    })
+}
+
+/// A new scratch (the plain smoke config) whose cache is a copy of the shared build's: real
+/// copies, not links, since a test may damage an object of its own.
+pub(crate) fn copy_of_built() -> Scratch {
+    let from = built().scratch.path("cache");
+    let s = Scratch::new(|_| {});
+    let status = std::process::Command::new("cp").arg("-r").arg(&from).arg(s.path("cache")).status().unwrap();
+    assert!(status.success(), "cp -r {}", from.display());
+    s
+}
