@@ -20,8 +20,8 @@ fn the_smoke_pipeline_through_slurm_gives_the_local_results_byte_for_byte() {
     if !slurm() {
         return;
     }
-    let local = Scratch::new(|_| {});
-    ok(&local.oodpipe(&["run"]));
+    // The local reference: the shared cold run.
+    let local = &crate::shared::built().scratch;
     let cluster = Scratch::new(|_| {});
     let out = cluster.oodpipe(&["run", "--executor", "slurm", "--json"]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
