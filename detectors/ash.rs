@@ -36,7 +36,7 @@ impl Hyperparameters for Params {
 pub const DETECTOR: Detector = Detector {
     name: "ash",
     label: "ASH",
-    model: ModelKind::Softmax,
+    model: ModelKind::of(&models::softmax::MODEL),
     table: ReportTable::Beyond,
     version: "ash-1",
     features: true,

@@ -5,7 +5,7 @@ use crate::detector::*;
 pub const DETECTOR: Detector = Detector {
     name: "baseline",
     label: "Baseline",
-    model: ModelKind::Softmax,
+    model: ModelKind::of(&models::softmax::MODEL),
     table: ReportTable::Paper,
     version: "score-2",
     ..Detector::FROM_OUTPUTS

@@ -6,7 +6,7 @@ use crate::detector::*;
 pub const DETECTOR: Detector = Detector {
     name: "bin",
     label: "BIN",
-    model: ModelKind::Bin,
+    model: ModelKind::of(&models::bin::MODEL),
     table: ReportTable::Paper,
     version: "score-2",
     ..Detector::FROM_OUTPUTS

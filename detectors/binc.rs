@@ -6,7 +6,7 @@ use crate::detector::*;
 pub const DETECTOR: Detector = Detector {
     name: "binc",
     label: "BINC",
-    model: ModelKind::Binc,
+    model: ModelKind::of(&models::binc::MODEL),
     table: ReportTable::Paper,
     version: "score-2",
     ..Detector::FROM_OUTPUTS

@@ -33,7 +33,7 @@ impl Hyperparameters for Params {
 pub const DETECTOR: Detector = Detector {
     name: "dice",
     label: "DICE",
-    model: ModelKind::Softmax,
+    model: ModelKind::of(&models::softmax::MODEL),
     table: ReportTable::Beyond,
     version: "dice-1",
     prepare: Some(ExtraStage { kind: "fit", version: "dice-1", reads: &[], network: false }),

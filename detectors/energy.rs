@@ -6,7 +6,7 @@ use crate::detector::*;
 pub const DETECTOR: Detector = Detector {
     name: "energy",
     label: "Energy",
-    model: ModelKind::Softmax,
+    model: ModelKind::of(&models::softmax::MODEL),
     table: ReportTable::Beyond,
     version: "energy-2",
     ..Detector::FROM_OUTPUTS

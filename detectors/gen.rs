@@ -33,7 +33,7 @@ impl Hyperparameters for Params {
 pub const DETECTOR: Detector = Detector {
     name: "gen",
     label: "GEN",
-    model: ModelKind::Softmax,
+    model: ModelKind::of(&models::softmax::MODEL),
     table: ReportTable::Beyond,
     version: "gen-1",
     params: Some(own::<Params>()),

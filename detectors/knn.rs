@@ -42,7 +42,7 @@ impl Hyperparameters for Params {
 pub const DETECTOR: Detector = Detector {
     name: "knn",
     label: "KNN",
-    model: ModelKind::Softmax,
+    model: ModelKind::of(&models::softmax::MODEL),
     table: ReportTable::Beyond,
     version: "knn-1",
     prepare: Some(ExtraStage { kind: "fit", version: "knn-1", reads: &[], network: false }),

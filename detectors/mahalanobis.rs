@@ -15,7 +15,7 @@ use crate::detector::*;
 pub const DETECTOR: Detector = Detector {
     name: "mahalanobis",
     label: "Mahalanobis",
-    model: ModelKind::Softmax,
+    model: ModelKind::of(&models::softmax::MODEL),
     table: ReportTable::Beyond,
     version: "mahalanobis-3",
     prepare: Some(ExtraStage { kind: "fit", version: "mahalanobis-3", reads: &[], network: false }),

@@ -5,7 +5,7 @@ use crate::detector::*;
 pub const DETECTOR: Detector = Detector {
     name: "max_logit",
     label: "MaxLogit",
-    model: ModelKind::Softmax,
+    model: ModelKind::of(&models::softmax::MODEL),
     table: ReportTable::Beyond,
     version: "max-logit-2",
     ..Detector::FROM_OUTPUTS

@@ -23,7 +23,7 @@ pub struct GridFields {
 pub const DETECTOR: Detector = Detector {
     name: "odin",
     label: "ODIN",
-    model: ModelKind::Softmax,
+    model: ModelKind::of(&models::softmax::MODEL),
     table: ReportTable::Paper,
     version: "score-2",
     reads: &[reads::<EvalBatch>()],

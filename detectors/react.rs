@@ -33,7 +33,7 @@ impl Hyperparameters for Params {
 pub const DETECTOR: Detector = Detector {
     name: "react",
     label: "ReAct",
-    model: ModelKind::Softmax,
+    model: ModelKind::of(&models::softmax::MODEL),
     table: ReportTable::Beyond,
     version: "react-1",
     prepare: Some(ExtraStage { kind: "fit", version: "react-1", reads: &[], network: false }),

@@ -13,7 +13,7 @@ use crate::detector::*;
 pub const DETECTOR: Detector = Detector {
     name: "rmds",
     label: "RMDS",
-    model: ModelKind::Softmax,
+    model: ModelKind::of(&models::softmax::MODEL),
     table: ReportTable::Beyond,
     version: "rmds-1",
     prepare: Some(ExtraStage { kind: "fit", version: "rmds-1", reads: &[], network: false }),

@@ -16,7 +16,7 @@ use crate::detector::*;
 pub const DETECTOR: Detector = Detector {
     name: "she",
     label: "SHE",
-    model: ModelKind::Softmax,
+    model: ModelKind::of(&models::softmax::MODEL),
     table: ReportTable::Beyond,
     version: "she-1",
     prepare: Some(ExtraStage { kind: "fit", version: "she-1", reads: &[], network: false }),

@@ -6,7 +6,7 @@ use crate::detector::*;
 pub const DETECTOR: Detector = Detector {
     name: "vib",
     label: "VIB",
-    model: ModelKind::Vib,
+    model: ModelKind::of(&models::vib::MODEL),
     table: ReportTable::Paper,
     version: "score-2",
     ..Detector::FROM_OUTPUTS

@@ -6,7 +6,7 @@ use crate::detector::*;
 pub const DETECTOR: Detector = Detector {
     name: "viby_i",
     label: "VIBY-I",
-    model: ModelKind::Viby,
+    model: ModelKind::of(&models::viby::MODEL),
     table: ReportTable::Paper,
     version: "score-2",
     ..Detector::FROM_OUTPUTS

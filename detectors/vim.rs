@@ -37,7 +37,7 @@ impl Hyperparameters for Params {
 pub const DETECTOR: Detector = Detector {
     name: "vim",
     label: "ViM",
-    model: ModelKind::Softmax,
+    model: ModelKind::of(&models::softmax::MODEL),
     table: ReportTable::Beyond,
     version: "vim-1",
     prepare: Some(ExtraStage { kind: "fit", version: "vim-1", reads: &[], network: false }),

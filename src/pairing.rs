@@ -81,7 +81,7 @@ enum Source {
 fn source(key: &RowKey) -> Option<Source> {
     let (ood_set, method, metric) = key;
     if ood_set == IN_DISTRIBUTION && metric == Metric::Accuracy.name() {
-        return ModelKind::ALL.into_iter().find(|m| m.label() == method).map(|model| Source::Accuracy { model });
+        return ModelKind::ALL.iter().copied().find(|m| m.label() == method).map(|model| Source::Accuracy { model });
     }
     let detector = ALL.iter().copied().find(|d| d.label == method)?;
     OodMetric::from_name(metric).map(|metric| Source::Score { detector, metric })

@@ -13,42 +13,8 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// The five trained models of the paper (SPEC.md, "The five trained models").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ModelKind {
-    Softmax,
-    Bin,
-    Binc,
-    Vib,
-    Viby,
-}
-
-impl ModelKind {
-    pub const ALL: [ModelKind; 5] = [Self::Softmax, Self::Bin, Self::Binc, Self::Vib, Self::Viby];
-
-    /// The name used in stage ids and in the config (`train.softmax`, `methods.bin`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Softmax => "softmax",
-            Self::Bin => "bin",
-            Self::Binc => "binc",
-            Self::Vib => "vib",
-            Self::Viby => "viby",
-        }
-    }
-
-    /// The model's label in the paper's Table 2.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Softmax => "Baseline",
-            Self::Bin => "BIN",
-            Self::Binc => "BINC",
-            Self::Vib => "VIB",
-            Self::Viby => "VIBY",
-        }
-    }
-}
+/// A registered model (`models/`): the config's `models` list holds them by name.
+pub use crate::model::{ModelKind, ModelTables};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -69,7 +35,8 @@ pub struct Config {
     pub data: DataConfig,
     pub model: ModelConfig,
     pub train: TrainConfig,
-    pub methods: MethodsConfig,
+    /// `[methods.<model>]`: each registered model's own table (`models/<model>.rs`).
+    pub methods: ModelTables,
     pub tune: TuneConfig,
     pub eval: EvalConfig,
     pub report: ReportConfig,
@@ -103,7 +70,7 @@ impl Default for Config {
             data: DataConfig::default(),
             model: ModelConfig::default(),
             train: TrainConfig::default(),
-            methods: MethodsConfig::default(),
+            methods: ModelTables::default(),
             tune: TuneConfig::default(),
             eval: EvalConfig::default(),
             report: ReportConfig::default(),
@@ -237,76 +204,6 @@ impl Default for TrainConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct MethodsConfig {
-    pub bin: BinConfig,
-    pub binc: BincConfig,
-    pub vib: VibConfig,
-    pub viby: VibyConfig,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BinConfig {
-    /// Weight of the negative examples' term of the weighted binary cross-entropy.
-    pub zeta: f64,
-}
-
-impl Default for BinConfig {
-    fn default() -> Self {
-        Self { zeta: 0.05 }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BincConfig {
-    pub zeta: f64,
-    /// Weight of the MMCE calibration term.
-    pub lambda: f64,
-    /// Size of the shared output space.
-    pub z: i64,
-}
-
-impl Default for BincConfig {
-    fn default() -> Self {
-        Self { zeta: 0.05, lambda: 0.5, z: 64 }
-    }
-}
-
-/// VIB: one trainable prior.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct VibConfig {
-    /// Weight of KL(posterior || prior) in the loss.
-    pub beta: f64,
-    /// Latent dimension.
-    pub z: i64,
-}
-
-impl Default for VibConfig {
-    fn default() -> Self {
-        Self { beta: 0.005, z: 64 }
-    }
-}
-
-/// VIBY: one trainable prior per class.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct VibyConfig {
-    /// Weight of KL(posterior || prior of the true class) in the loss.
-    pub beta: f64,
-    /// Latent dimension.
-    pub z: i64,
-}
-
-impl Default for VibyConfig {
-    fn default() -> Self {
-        Self { beta: 0.01, z: 64 }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TuneConfig {
@@ -396,7 +293,10 @@ mod tests {
         assert_eq!(c.train.epochs, 200);
         assert_eq!(c.tune.odin_epsilons.len(), 21);
         assert!((c.tune.odin_epsilons[20] - 0.004).abs() < 1e-15);
-        assert_eq!((c.methods.vib.beta, c.methods.viby.beta), (0.005, 0.01));
+        assert_eq!(
+            (c.methods.field("vib", "beta"), c.methods.field("viby", "beta")),
+            (Some(&serde_json::json!(0.005)), Some(&serde_json::json!(0.01)))
+        );
     }
 
     #[test]
@@ -446,7 +346,12 @@ impl Config {
     /// Calls `check(ok, key, value, expected)` once per rule.
     fn checks(&self, check: &mut dyn FnMut(bool, &str, &dyn std::fmt::Debug, &str)) {
         check(["cpu", "cuda", "auto"].contains(&self.device.as_str()), "device", &self.device, "\"cpu\", \"cuda\" or \"auto\"");
-        check(self.models.contains(&ModelKind::Softmax), "models", &self.models, "a list that includes \"softmax\"");
+        check(
+            self.models.contains(&ModelKind::ALL[0]),
+            "models",
+            &self.models,
+            &format!("a list that includes \"{}\"", ModelKind::ALL[0].name()),
+        );
         if let Some(names) = &self.detectors {
             let known: Vec<&str> = crate::detector::ALL.iter().map(|d| d.name).collect();
             for name in names {
@@ -523,13 +428,11 @@ impl Config {
         if let Some(poll) = self.executor.poll_seconds {
             check(poll > 0.0, "executor.poll_seconds", &poll, "a positive number of seconds");
         }
-        check(self.methods.bin.zeta > 0.0, "methods.bin.zeta", &self.methods.bin.zeta, "a positive number");
-        check(self.methods.binc.zeta > 0.0, "methods.binc.zeta", &self.methods.binc.zeta, "a positive number");
-        check(self.methods.binc.lambda >= 0.0, "methods.binc.lambda", &self.methods.binc.lambda, "a non-negative number");
-        check(self.methods.binc.z >= 1, "methods.binc.z", &self.methods.binc.z, "at least 1");
-        check(self.methods.vib.z >= 1, "methods.vib.z", &self.methods.vib.z, "at least 1");
-        check(self.methods.viby.z >= 1, "methods.viby.z", &self.methods.viby.z, "at least 1");
-        check(self.methods.vib.beta >= 0.0, "methods.vib.beta", &self.methods.vib.beta, "a non-negative number");
-        check(self.methods.viby.beta >= 0.0, "methods.viby.beta", &self.methods.viby.beta, "a non-negative number");
+        for (name, table) in &self.methods.0 {
+            let problems = ModelKind::find(name).map(|m| m.model().problems(table)).unwrap_or_default();
+            for p in problems {
+                check(false, &format!("{}.{name}.{}", crate::model::KEY, p.field), &Shown(&p.value), &p.expected);
+            }
+        }
     }
 }

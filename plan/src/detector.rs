@@ -22,6 +22,8 @@
 
 pub use crate::config::ModelKind;
 pub use crate::detector_params::{Hyperparameters, OwnParams, Problems, own};
+/// The models a detector names (`model: ModelKind::of(&models::softmax::MODEL)`).
+pub use crate::models;
 pub use crate::view::{EvalBatch, Reads, Temperatures, reads};
 pub use serde::{Deserialize, Serialize};
 
@@ -81,7 +83,7 @@ impl Detector {
     pub const FROM_OUTPUTS: Detector = Detector {
         name: "",
         label: "",
-        model: ModelKind::Softmax,
+        model: ModelKind::of(&crate::models::softmax::MODEL),
         table: ReportTable::Beyond,
         version: "",
         reads: &[],

@@ -102,6 +102,11 @@ impl OwnParams {
         (self.default)()
     }
 
+    /// Reads a table as written in a config (refusing unknown fields), as the config holds it.
+    pub fn parse(&self, table: toml::Value) -> Result<Value, String> {
+        (self.parse)(table)
+    }
+
     /// The values out of range in `value` (a table as the config holds it).
     pub fn problems(&self, value: &Value) -> Vec<Problem> {
         (self.problems)(value)

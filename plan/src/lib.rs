@@ -1,5 +1,5 @@
 //! The shape of oodpipe's pipeline, without libtorch: the config schema ([`config`]), the detectors
-//! ([`detector`], registered in `detectors/`), the OOD sets ([`ood`], their kinds registered in `ood_kinds/`), the config views stages
+//! ([`detector`], registered in `detectors/`), the trained models ([`model`], registered in `models/`), the OOD sets ([`ood`], their kinds registered in `ood_kinds/`), the config views stages
 //! read ([`view`]) and the stage table ([`table`]), which turns a config into the engine's stage
 //! specs, each with a [`table::Task`] that the worker (in `oodpipe-stages`) knows how to compute.
 //!
@@ -14,6 +14,10 @@ pub mod detector_params;
 pub mod detectors;
 pub mod ids;
 pub mod metric;
+pub mod model;
+/// The models' descriptions (their head and loss code is compiled in `oodpipe-stages`).
+#[path = "../../models/mod.rs"]
+pub mod models;
 pub mod ood;
 /// The OOD set kinds' descriptions (their code is compiled in `oodpipe-stages`).
 #[path = "../../ood_kinds/mod.rs"]

@@ -85,9 +85,11 @@ impl Task {
                 let kind = &set.generator.kind;
                 format!("ood_kinds/{kind}.rs: ood_kinds::{kind}::code::Code::make (called by data::ood_set::run)")
             }
-            Task::Train { .. } => "stages/src/train.rs: train::run".into(),
-            Task::Outputs { .. } => "stages/src/outputs.rs: outputs::run".into(),
-            Task::Features { .. } => "stages/src/features/mod.rs: features::run".into(),
+            Task::Train { model } => format!("stages/src/train.rs: train::run (the head and loss: models/{}.rs)", model.name()),
+            Task::Outputs { model, .. } => format!("stages/src/outputs.rs: outputs::run (the head: models/{}.rs)", model.name()),
+            Task::Features { model, .. } => {
+                format!("stages/src/features/mod.rs: features::run (the backbone of models/{}.rs)", model.name())
+            }
             Task::Prepare { detector } => format!("detectors/{detector}.rs: detectors::{detector}::code::Code::prepare"),
             Task::Tune { detector, .. } => format!("detectors/{detector}.rs: detectors::{detector}::code::Code::tune"),
             Task::Score { detector, .. } => format!("detectors/{detector}.rs: detectors::{detector}::code::Code::score"),
@@ -151,8 +153,11 @@ struct StageDef {
     salt: &'static str,
     /// The config views its code reads ([`crate::view`]); nothing else reaches it.
     reads: Vec<Reads>,
-    /// The model whose stage it is: its `methods.<model>` table is the only one it can see.
+    /// The model whose stage it is: its `methods.<model>` table is the only one it can see, and
+    /// only the table's shape fields but in its training ([`view::for_model`]).
     model: Option<ModelKind>,
+    /// Whether it is the model's training (which alone sees the table's loss weights).
+    training: bool,
     /// Params keyed beside the `reads` whose values reach the worker in the task, not the config
     /// (an OOD set's definition, its label): `ood` and `ood.*` (no view reads them).
     extra: BTreeMap<String, Value>,
@@ -165,13 +170,11 @@ struct StageDef {
 }
 
 /// Bump a kind's salt when its code changes what it computes. A detector's stages carry the
-/// versions in its own file (`detectors/<name>.rs`).
+/// versions in its own file (`detectors/<name>.rs`), a model's training in its (`models/<name>.rs`).
 pub mod salt {
     /// CIFAR-10's splits (an OOD set's data stage carries its kind's version, `ood_kinds/<kind>.rs`).
     pub const DATA: &str = "data-1";
-    pub const TRAIN: &str = "train-1";
-    /// BIN's and BINC's binary cross-entropy gained label smoothing's counterpart.
-    pub const TRAIN_BCE: &str = "train-2";
+    // A training's salt is its model's version (`models/<model>.rs`).
     pub const OUTPUTS: &str = "outputs-1";
     /// The shared features stages (`stages/src/features/mod.rs`).
     pub const FEATURES: &str = "features-1";
@@ -209,14 +212,6 @@ pub fn tiny_imagenet_dir(config: &Config) -> PathBuf {
 pub fn ood_sets(config: &Config) -> anyhow::Result<Vec<OodSet>> {
     let tin = tiny_imagenet_dir(config).join("test").join("images");
     config.ood.iter().map(|(name, table)| OodSet::resolve(name, table, &config.data, tin.clone())).collect()
-}
-
-/// The code version of a model's training.
-fn train_salt(model: ModelKind) -> &'static str {
-    match model {
-        ModelKind::Bin | ModelKind::Binc => salt::TRAIN_BCE,
-        ModelKind::Softmax | ModelKind::Vib | ModelKind::Viby => salt::TRAIN,
-    }
 }
 
 /// The id suffix of one training seed's stages: none for the first seed of `train.seeds` (so a
@@ -259,6 +254,7 @@ fn stage(id: String, kind: &'static str, salt: &'static str, task: Task) -> Stag
         salt,
         reads: Vec::new(),
         model: None,
+        training: false,
         extra: BTreeMap::new(),
         config: Config::default(),
         inputs: Vec::new(),
@@ -292,7 +288,10 @@ fn spec_in(def: StageDef, trees: &mut Vec<(Config, Value)>) -> anyhow::Result<St
             tree
         }
     };
-    let tree = view::for_model(tree, def.model);
+    let tree = match def.model {
+        Some(model) if def.training => view::for_training(tree, model),
+        model => view::for_model(tree, model),
+    };
     let detector = def.task.detector();
     let whose = detector.map_or("plan/src/view.rs".into(), |d| format!("detectors/{d}.rs"));
     let mut params = BTreeMap::new();
@@ -331,7 +330,7 @@ pub fn detectors(config: &Config) -> Vec<&'static Detector> {
 }
 
 fn table(config: &Config) -> anyhow::Result<Vec<StageDef>> {
-    let models: Vec<ModelKind> = ModelKind::ALL.into_iter().filter(|m| config.models.contains(m)).collect();
+    let models: Vec<ModelKind> = ModelKind::ALL.iter().copied().filter(|m| config.models.contains(m)).collect();
     let detectors = detectors(config);
     let sets = ood_sets(config)?;
     let seeds = config.seeds();
@@ -443,9 +442,10 @@ fn seed_stages(config: &Config, suffix: &str, models: &[ModelKind], detectors: &
     // Training and network outputs.
     let data_sets: Vec<&str> = std::iter::once(CIFAR10).chain(sets.iter().map(|s| s.name.as_str())).collect();
     for &model in models {
-        let mut t = stage(id(ids::train(model)), "train", train_salt(model), Task::Train { model });
-        t.reads = vec![reads::<view::Network>(), reads::<view::Training>(), reads::<view::Losses>()];
+        let mut t = stage(id(ids::train(model)), "train", model.model().version, Task::Train { model });
+        t.reads = vec![reads::<view::Network>(), reads::<view::Training>()];
         t.model = Some(model);
+        t.training = true;
         t.inputs = vec![ids::cifar10_data()];
         stages.push(t);
 

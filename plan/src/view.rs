@@ -25,7 +25,7 @@
 //!     Ok((config.eval.batch_size, network.model.depth))
 //! }
 //! let config = oodpipe_plan::Config::default();
-//! let tree = view::for_model(serde_json::to_value(&config)?, Some(oodpipe_plan::config::ModelKind::Softmax));
+//! let tree = view::for_model(serde_json::to_value(&config)?, oodpipe_plan::config::ModelKind::find("softmax"));
 //! let mut params = view::reads::<view::Network>().select(&tree)?;
 //! params.extend(view::reads::<view::Training>().select(&tree)?);
 //! assert_eq!(training(&params)?, (500, 28));
@@ -41,7 +41,8 @@
 //! }
 //! ```
 
-use crate::config::{MethodsConfig, ModelConfig, TrainConfig};
+use crate::config::{ModelConfig, TrainConfig};
+use crate::model::ModelKind;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -150,20 +151,43 @@ pub fn from_params<V: View>(params: &Params) -> anyhow::Result<V> {
     V::deserialize(&tree).map_err(|e| anyhow::anyhow!("the view {} of the stage's params: {e}", name()))
 }
 
-/// The view `V` of a whole config, as a stage of `model` would be given it (for tests and tools
-/// that hold a config; stage code is given params, not a config).
-pub fn of_config<V: View>(config: &crate::Config, model: Option<crate::config::ModelKind>) -> anyhow::Result<V> {
+/// The view `V` of a whole config, as a stage of `model` that runs its network would be given it
+/// (for tests and tools that hold a config; stage code is given params, not a config).
+pub fn of_config<V: View>(config: &crate::Config, model: Option<ModelKind>) -> anyhow::Result<V> {
     let tree = for_model(serde_json::to_value(config)?, model);
-    let params = reads::<V>().select(&tree)?;
-    from_params(&params)
+    from_params(&reads::<V>().select(&tree)?)
 }
 
-/// A config as the stages of `model` see it: only that model's `methods.<model>` table (none for
-/// softmax, none at all for stages of no model), so that a model's key never covers another's
-/// hyper-parameters.
-pub fn for_model(mut tree: Value, model: Option<crate::config::ModelKind>) -> Value {
-    if let Some(methods) = tree.get_mut("methods").and_then(Value::as_object_mut) {
+/// The view `V` of a whole config, as `model`'s training is given it (its whole table).
+pub fn of_config_for_training<V: View>(config: &crate::Config, model: ModelKind) -> anyhow::Result<V> {
+    let tree = for_training(serde_json::to_value(config)?, model);
+    from_params(&reads::<V>().select(&tree)?)
+}
+
+/// A config as the stages of `model` that read its network see it: of the `methods` tables only
+/// that model's, and of it only its shape's fields (none for softmax and BIN, none at all for
+/// stages of no model), so that a model's key never covers another's fields nor, past its
+/// training, its own loss weights.
+pub fn for_model(tree: Value, model: Option<ModelKind>) -> Value {
+    keep_table(tree, model, |m, field| m.model().shape_fields().iter().any(|f| f == field))
+}
+
+/// A config as `model`'s training sees it: of the `methods` tables only that model's, whole.
+pub fn for_training(tree: Value, model: ModelKind) -> Value {
+    keep_table(tree, Some(model), |_, _| true)
+}
+
+fn keep_table(mut tree: Value, model: Option<ModelKind>, keep: impl Fn(ModelKind, &str) -> bool) -> Value {
+    if let Some(methods) = tree.get_mut(crate::model::KEY).and_then(Value::as_object_mut) {
         methods.retain(|name, _| model.is_some_and(|m| m.name() == name));
+        if let Some(m) = model
+            && let Some(Value::Object(fields)) = methods.get_mut(m.name())
+        {
+            fields.retain(|field, _| keep(m, field));
+            if fields.is_empty() {
+                methods.remove(m.name());
+            }
+        }
     }
     tree
 }
@@ -207,110 +231,31 @@ pub struct SplitFields {
 }
 
 /// What defines a trained network's computation at inference: `model`, `train.channels_last` and
-/// the shape its model's `methods.<model>` table gives its head (`z`; [`for_model`] leaves only
-/// that model's table). The loss weights are not here ([`Losses`]): only the training reads them,
-/// so the outputs, features and detectors of a network are keyed by what inference reads.
+/// its model's shape fields in `methods.<model>` (`z`; [`for_model`] leaves only that model's
+/// table, and only its shape, [`crate::model::Model::shape`]). The loss weights reach the training
+/// only ([`for_training`]): the outputs, features and detectors of a network are keyed by what
+/// inference reads. The model's code reads its table through its own types
+/// ([`crate::model::read`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Network {
     pub model: ModelConfig,
     pub train: ChannelsLast,
-    /// Absent for softmax and BIN, whose heads take no size (an empty table would be a param of its own).
-    #[serde(default, skip_serializing_if = "Shapes::is_empty")]
-    pub methods: Shapes,
+    /// The stage's model's table (absent when it has no fields the stage reads: an empty table
+    /// would be a param of its own).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub methods: BTreeMap<String, BTreeMap<String, Value>>,
+}
+
+impl Network {
+    /// The fields of `model`'s table this view was given (`None`: none).
+    pub fn table(&self, model: crate::model::ModelKind) -> Option<&BTreeMap<String, Value>> {
+        self.methods.get(model.name())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChannelsLast {
     pub channels_last: bool,
-}
-
-/// The head's size in the `methods.<model>` table of the stage's model; the others are absent.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Shapes {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub binc: Option<Latent>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vib: Option<Latent>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub viby: Option<Latent>,
-}
-
-/// `methods.<model>.z`: the size of a head's shared or latent space.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Latent {
-    pub z: i64,
-}
-
-impl Shapes {
-    pub fn is_empty(&self) -> bool {
-        self.binc.is_none() && self.vib.is_none() && self.viby.is_none()
-    }
-}
-
-impl From<&MethodsConfig> for Shapes {
-    /// Every table (tests that build heads of several kinds from one config).
-    fn from(m: &MethodsConfig) -> Shapes {
-        Shapes { binc: Some(Latent { z: m.binc.z }), vib: Some(Latent { z: m.vib.z }), viby: Some(Latent { z: m.viby.z }) }
-    }
-}
-
-/// The loss weights of the training's model (beside [`Network`] and [`Training`]): `zeta`,
-/// `lambda`, `beta` of its `methods.<model>` table.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Losses {
-    /// Absent for softmax, whose loss takes no weight.
-    #[serde(default, skip_serializing_if = "LossWeights::is_empty")]
-    pub methods: LossWeights,
-}
-
-/// The loss weights in the `methods.<model>` table of the stage's model; the others are absent.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct LossWeights {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bin: Option<Zeta>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub binc: Option<ZetaLambda>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vib: Option<Beta>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub viby: Option<Beta>,
-}
-
-/// `methods.bin.zeta`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Zeta {
-    pub zeta: f64,
-}
-
-/// `methods.binc.zeta`, `methods.binc.lambda`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ZetaLambda {
-    pub zeta: f64,
-    pub lambda: f64,
-}
-
-/// `methods.vib.beta` or `methods.viby.beta`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Beta {
-    pub beta: f64,
-}
-
-impl LossWeights {
-    pub fn is_empty(&self) -> bool {
-        self.bin.is_none() && self.binc.is_none() && self.vib.is_none() && self.viby.is_none()
-    }
-}
-
-impl From<&MethodsConfig> for LossWeights {
-    /// Every table (tests that train heads of several kinds from one config).
-    fn from(m: &MethodsConfig) -> LossWeights {
-        LossWeights {
-            bin: Some(Zeta { zeta: m.bin.zeta }),
-            binc: Some(ZetaLambda { zeta: m.binc.zeta, lambda: m.binc.lambda }),
-            vib: Some(Beta { beta: m.vib.beta }),
-            viby: Some(Beta { beta: m.viby.beta }),
-        }
-    }
 }
 
 /// A training (beside [`Network`]): every `train` field, and `eval.batch_size` (the validation
@@ -343,25 +288,26 @@ pub struct Bootstrap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ModelKind;
     use serde_json::json;
 
     #[test]
     fn a_view_selects_its_leaves_under_the_configs_names() {
-        let tree = for_model(serde_json::to_value(crate::Config::default()).unwrap(), Some(ModelKind::Bin));
+        let bin = ModelKind::find("bin").unwrap();
+        let tree = for_model(serde_json::to_value(crate::Config::default()).unwrap(), Some(bin));
         let params = reads::<Network>().select(&tree).unwrap();
         let keys: Vec<&str> = params.keys().map(String::as_str).collect();
         // Inference does not read BIN's loss weight; the training does, through its own view.
         assert_eq!(keys, ["model.depth", "model.widen", "train.channels_last"]);
         assert_eq!(params["model.depth"], json!(28));
-        let losses: Vec<String> = reads::<Losses>().select(&tree).unwrap().into_keys().collect();
-        assert_eq!(losses, ["methods.bin.zeta"]);
-        let binc = for_model(serde_json::to_value(crate::Config::default()).unwrap(), Some(ModelKind::Binc));
-        let shape: Vec<String> = reads::<Network>().select(&binc).unwrap().into_keys().filter(|k| k.starts_with("methods")).collect();
-        assert_eq!(shape, ["methods.binc.z"]);
-        let losses: Vec<String> = reads::<Losses>().select(&binc).unwrap().into_keys().collect();
-        assert_eq!(losses, ["methods.binc.lambda", "methods.binc.zeta"]);
-        let softmax = for_model(tree.clone(), Some(ModelKind::Softmax));
+        let config = || serde_json::to_value(crate::Config::default()).unwrap();
+        let methods = |tree: &Value| -> Vec<String> {
+            reads::<Network>().select(tree).unwrap().into_keys().filter(|k| k.starts_with("methods")).collect()
+        };
+        assert_eq!(methods(&for_training(config(), bin)), ["methods.bin.zeta"]);
+        let binc = ModelKind::find("binc").unwrap();
+        assert_eq!(methods(&for_model(config(), Some(binc))), ["methods.binc.z"]);
+        assert_eq!(methods(&for_training(config(), binc)), ["methods.binc.lambda", "methods.binc.z", "methods.binc.zeta"]);
+        let softmax = for_model(tree.clone(), ModelKind::find("softmax"));
         assert!(!reads::<Network>().select(&softmax).unwrap().keys().any(|k| k.starts_with("methods")));
     }
 

@@ -92,7 +92,7 @@ fn main() -> Result<()> {
         t.augment
     );
     tch::manual_seed(t.seed as i64);
-    let net = Network::new(ModelKind::Softmax, &oodpipe_stages::view::of_config(&config, Some(ModelKind::Softmax))?, Device::Cpu)?;
+    let net = Network::new(ModelKind::ALL[0], &oodpipe_stages::view::of_config(&config, Some(ModelKind::ALL[0]))?, Device::Cpu)?;
     let last_print = std::cell::Cell::new(Instant::now());
     let progress = |done: u64, total: u64, msg: &str| {
         if last_print.get().elapsed().as_secs() >= 30 || done == total {
@@ -101,7 +101,14 @@ fn main() -> Result<()> {
         }
     };
     let started = Instant::now();
-    let logs = train::train_network(&net, &images, &labels, &config.train, &Default::default(), &progress)?;
+    let logs = train::train_network(
+        &net,
+        &images,
+        &labels,
+        &config.train,
+        &net.loss(&oodpipe_stages::view::of_config(&config, Some(ModelKind::ALL[0]))?)?,
+        &progress,
+    )?;
     let minutes = started.elapsed().as_secs_f64() / 60.0;
     for l in &logs {
         println!(

@@ -7,25 +7,28 @@ use crate::ids::{self, files};
 use crate::model::{HeadOutput, Network};
 use crate::stage::StageContext;
 use crate::tensors;
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use oodpipe_plan::view;
 use serde_json::json;
 use tch::{Kind, Tensor};
 
 /// The tensors of one split written to `outputs.safetensors`: `<split>_logits`, plus the extras
-/// of the model kind (named `<split>_<name>`).
-fn split_outputs(model: ModelKind, split: &str, out: HeadOutput) -> Vec<(String, Tensor)> {
-    let mut named = vec![(ids::tensors::of_split(split, ids::tensors::LOGITS), out.logits)];
-    match model {
-        ModelKind::Softmax => {}
-        // Each head's eval-mode extras: BINC's `<split>_bin_logits` [N,10] (f32); VIB's
-        // `<split>_kl` [N] and VIBY's `<split>_kl` [N,10] (f64). BIN has none: its `logits` are
-        // the sigmoid head's.
-        ModelKind::Bin | ModelKind::Binc | ModelKind::Vib | ModelKind::Viby => {
-            named.extend(out.extras.into_iter().map(|(name, t)| (ids::tensors::of_split(split, name), t)));
-        }
+/// the model's description declares (named `<split>_<name>`): BINC's `<split>_bin_logits` [N,10]
+/// (f32); VIB's `<split>_kl` [N] and VIBY's `<split>_kl` [N,10] (f64). Fails when the head's
+/// eval-mode extras are not exactly those (its detectors read them by these names).
+fn split_outputs(model: ModelKind, split: &str, out: HeadOutput) -> Result<Vec<(String, Tensor)>> {
+    let produced: Vec<&str> = out.extras.iter().map(|(name, _)| *name).collect();
+    let declared = model.model().extras;
+    if produced != declared {
+        bail!(
+            "the {} head's outputs are {produced:?} besides the logits, but models/{}.rs declares {declared:?}",
+            model.name(),
+            model.name()
+        );
     }
-    named
+    let mut named = vec![(ids::tensors::of_split(split, ids::tensors::LOGITS), out.logits)];
+    named.extend(out.extras.into_iter().map(|(name, t)| (ids::tensors::of_split(split, name), t)));
+    Ok(named)
 }
 
 /// The fraction of rows of `logits` whose argmax is `labels`.
@@ -53,7 +56,7 @@ pub fn run(ctx: &StageContext, model: ModelKind, set: &str) -> Result<()> {
                 data.remove(&format!("{split}_labels")).with_context(|| format!("{} has no `{split}_labels`", data_path.display()))?;
             accuracy.insert(format!("{split}_accuracy"), json!(accuracy_of(&out.logits, &labels)?));
         }
-        named.extend(split_outputs(model, split, out));
+        named.extend(split_outputs(model, split, out)?);
     }
     let refs: Vec<(&str, &Tensor)> = named.iter().map(|(n, t)| (n.as_str(), t)).collect();
     tensors::write(&ctx.output(files::OUTPUTS), &refs)?;

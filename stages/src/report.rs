@@ -247,7 +247,7 @@ pub fn collect(
         }
     }
     let labels = crate::tensors::read_one(ctx.input(&ids::cifar10_data(), &files::data(ids::CIFAR10))?, "test_labels")?;
-    for model in ModelKind::ALL {
+    for &model in ModelKind::ALL {
         let mut per_seed = Vec::new();
         for (seed, suffix) in seeds {
             let id = resolve(&format!("{}{suffix}", ids::outputs(model, ids::CIFAR10)));
@@ -550,7 +550,7 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)]) -> Result<()> {
     let detectors =
         |table: ReportTable| -> Vec<&Detector> { ALL.iter().copied().filter(|d| d.table == table && present(d.label, false)).collect() };
     let (paper_detectors, beyond) = (detectors(ReportTable::Paper), detectors(ReportTable::Beyond));
-    let models: Vec<ModelKind> = ModelKind::ALL.into_iter().filter(|m| present(m.label(), true)).collect();
+    let models: Vec<ModelKind> = ModelKind::ALL.iter().copied().filter(|m| present(m.label(), true)).collect();
     let note = interval_note(collected.seeds.len(), config.report.bootstrap);
 
     std::fs::write(ctx.output(files::RESULTS), to_csv(&compared)?)?;

@@ -8,7 +8,7 @@
 
 use crate::config::{ModelKind, Schedule, TrainConfig};
 use crate::ids::{self, files};
-use crate::model::{Network, to_unit_range};
+use crate::model::{Loss, Network, to_unit_range};
 use crate::stage::{ProgressFn, StageContext};
 use crate::tensors;
 use anyhow::{Context, Result, bail, ensure};
@@ -120,14 +120,14 @@ pub struct EpochLog {
 }
 
 /// Trains `net` in place on `images` ([N,3,H,W], u8 CIFAR bytes or f32 in [0,1], on the CPU) and
-/// `labels` (i64 [N]) with the optimiser, schedule and augmentation of `cfg` and the loss weights
-/// of the model's `methods.<model>` table.
+/// `labels` (i64 [N]) with the optimiser, schedule and augmentation of `cfg` and the model's
+/// `loss` ([`Network::loss`], with the loss weights of its `methods.<model>` table).
 pub fn train_network(
     net: &Network,
     images: &Tensor,
     labels: &Tensor,
     cfg: &TrainConfig,
-    weights: &view::LossWeights,
+    loss_of: &Loss,
     progress: ProgressFn,
 ) -> Result<Vec<EpochLog>> {
     let n = images.size()[0] as usize;
@@ -158,7 +158,7 @@ pub fn train_network(
             let x = to_unit_range(&x.to_device(device));
             let y = labels.index_select(0, &index).to_device(device);
             let out = net.forward(&x, true);
-            let loss = net.loss(&out, &y, cfg.label_smoothing, weights)?;
+            let loss = loss_of(&out, &y, cfg.label_smoothing)?;
             let value = f64::try_from(&loss)?;
             if !value.is_finite() {
                 bail!(
@@ -222,7 +222,7 @@ struct TrainReport<'a> {
 
 /// The `train.<model>` stage: `model.safetensors` (the weights) and `train.json` (the log).
 pub fn run(ctx: &StageContext, model: ModelKind) -> Result<()> {
-    let (network, config, losses): (view::Network, view::Training, view::Losses) = (ctx.view()?, ctx.view()?, ctx.view()?);
+    let (network, config): (view::Network, view::Training) = (ctx.view()?, ctx.view()?);
     let data = ctx.input(&ids::cifar10_data(), &files::data(ids::CIFAR10))?;
     let mut split = tensors::read(data)?;
     let mut take = |name: &str| split.remove(name).with_context(|| format!("{} has no `{name}`", data.display()));
@@ -231,8 +231,9 @@ pub fn run(ctx: &StageContext, model: ModelKind) -> Result<()> {
 
     tch::manual_seed(config.train.seed as i64);
     let net = Network::new(model, &network, ctx.tch_device())?;
+    let loss = net.loss(&network)?;
     let started = Instant::now();
-    let epochs = train_network(&net, &train_images, &train_labels, &config.train, &losses.methods, ctx.progress)
+    let epochs = train_network(&net, &train_images, &train_labels, &config.train, &loss, ctx.progress)
         .with_context(|| format!("training the {} model", model.name()))?;
     let seconds = started.elapsed().as_secs_f64();
     let val_accuracy = accuracy(&net, &val_images, &val_labels, config.eval.batch_size)?;

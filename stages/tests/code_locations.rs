@@ -1,5 +1,5 @@
 //! `oodpipe show` names the file and function that compute a stage (`Task::code`): each must exist.
-//! And every detector file in `detectors/` is in the registry.
+//! And every detector file in `detectors/` and every model file in `models/` is in its registry.
 
 use oodpipe_stages::config::{Config, ModelKind};
 use oodpipe_stages::table::{Task, plan};
@@ -10,14 +10,14 @@ fn root() -> std::path::PathBuf {
 
 #[test]
 fn every_task_names_a_file_and_a_function_that_exist() {
-    let mut tasks = vec![
-        Task::Cifar10,
-        Task::Train { model: ModelKind::Softmax },
-        Task::Outputs { model: ModelKind::Softmax, set: "cifar10".into() },
-        Task::Features { model: ModelKind::Softmax, set: "cifar10".into() },
-        Task::Report { sets: vec![] },
-        Task::Sweep { sets: vec![], keys: vec![], points: vec![] },
-    ];
+    let mut tasks = vec![Task::Cifar10, Task::Report { sets: vec![] }, Task::Sweep { sets: vec![], keys: vec![], points: vec![] }];
+    for &model in ModelKind::ALL {
+        tasks.extend([
+            Task::Train { model },
+            Task::Outputs { model, set: "cifar10".into() },
+            Task::Features { model, set: "cifar10".into() },
+        ]);
+    }
     // Every OOD set's and every detector's every stage, as the default plan makes them.
     for spec in plan(&Config::default()).unwrap() {
         let task: Task = serde_json::from_value(spec.task).unwrap();
@@ -27,6 +27,11 @@ fn every_task_names_a_file_and_a_function_that_exist() {
     }
     for task in tasks {
         let code = task.code();
+        // A model's stages also name its file.
+        if let Some((_, model_file)) = code.split_once("models/") {
+            let file = format!("models/{}", model_file.trim_end_matches(')'));
+            assert!(root().join(&file).is_file(), "{task:?}: {file}");
+        }
         let (file, path) = code.split_once(": ").unwrap();
         let path = path.split(" (").next().unwrap();
         let text = std::fs::read_to_string(root().join(file)).unwrap_or_else(|e| panic!("{task:?}: {file}: {e}"));
@@ -77,5 +82,29 @@ fn every_detector_file_is_registered() {
         assert!(text.contains("fn score("), "{}: no score code", d.name);
         assert_eq!(d.tuning.is_some(), text.contains("fn tune("), "{}: a declared tune stage needs `fn tune`, and only then", d.name);
         assert_eq!(d.prepare.is_some(), text.contains("fn prepare("), "{}: a declared prepare stage needs `fn prepare`", d.name);
+    }
+}
+
+/// Likewise a model file: each `models/*.rs` but mod.rs must be registered, under its file's name,
+/// with its head and loss code.
+#[test]
+fn every_model_file_is_registered() {
+    let mut files: Vec<String> = std::fs::read_dir(root().join("models"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".rs") && n != "mod.rs")
+        .map(|n| n.trim_end_matches(".rs").to_string())
+        .collect();
+    files.sort();
+    let mut registered: Vec<String> = ModelKind::ALL.iter().map(|m| m.name().to_string()).collect();
+    registered.sort();
+    assert_eq!(files, registered, "models/: files vs the registry in models/mod.rs (a model's name must be its file's)");
+    for m in ModelKind::ALL {
+        assert!(oodpipe_stages::models::code(m.name()).is_some(), "{}", m.name());
+        // This crate's compile of the file describes the model as the plan's does.
+        let here = oodpipe_stages::models::find(m.name()).unwrap();
+        let plan = m.model();
+        assert_eq!((here.label, here.version, here.extras), (plan.label, plan.version, plan.extras), "{}", m.name());
+        assert_eq!((here.default_table(), here.shape_fields()), (plan.default_table(), plan.shape_fields()), "{}", m.name());
     }
 }

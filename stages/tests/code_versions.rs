@@ -13,6 +13,7 @@
 //! - the code or the version changed and the record is old: fails, asking to record it with
 //!   `OODPIPE_BLESS=1 cargo test -p oodpipe-stages --test code_versions` (after bumping).
 
+use oodpipe_stages::config::ModelKind;
 use oodpipe_stages::detectors::ALL;
 use oodpipe_stages::table::salt;
 use std::collections::BTreeMap;
@@ -129,6 +130,8 @@ fn module_file(krate: Crate, path: &[&str]) -> Option<String> {
             (Crate::Stages, ["detectors", name, ..]) if n == 2 => vec![format!("detectors/{name}.rs")],
             (Crate::Stages, ["ood_kinds"]) => vec!["ood_kinds/mod.rs".into()],
             (Crate::Stages, ["ood_kinds", name, ..]) if n == 2 => vec![format!("ood_kinds/{name}.rs")],
+            (Crate::Stages, ["models"]) => vec!["models/mod.rs".into()],
+            (Crate::Stages, ["models", name, ..]) if n == 2 => vec![format!("models/{name}.rs")],
             (Crate::Stages, _) => vec![format!("stages/src/{}.rs", p.join("/")), format!("stages/src/{}/mod.rs", p.join("/"))],
             (Crate::Metrics, _) => vec![format!("metrics/src/{}.rs", p.join("/")), format!("metrics/src/{}/mod.rs", p.join("/"))],
         };
@@ -192,7 +195,7 @@ fn paths_at(text: &[char], mut at: usize, prefix: Vec<String>, out: &mut Vec<Vec
 }
 
 /// Files that only declare modules and list them: a line added there computes nothing.
-const REGISTRIES: [&str; 3] = ["stages/src/lib.rs", "detectors/mod.rs", "ood_kinds/mod.rs"];
+const REGISTRIES: [&str; 4] = ["stages/src/lib.rs", "detectors/mod.rs", "ood_kinds/mod.rs", "models/mod.rs"];
 
 /// The files of the workspace's computing crates that `file` refers to: through `crate::`,
 /// `super::`, `self::`, `oodpipe_metrics::`, and its own child modules that it names.
@@ -276,15 +279,24 @@ fn groups() -> Vec<(String, Vec<String>, String)> {
         v.join(" ")
     };
     let roots = |names: &[&str]| names.iter().map(|s| format!("stages/src/{s}")).collect::<Vec<_>>();
+    // The network code runs through the registry (models/mod.rs, not followed): the stages that
+    // run a network name the model files themselves.
+    let model_file = |m: &ModelKind| format!("models/{}.rs", m.name());
+    let with_models = |names: &[&str]| roots(names).into_iter().chain(ModelKind::ALL.iter().map(model_file)).collect::<Vec<_>>();
     // Where the worker enters each kind (stages/src/worker.rs).
     let mut groups = vec![
         ("data".to_string(), closure(&roots(&["data/cifar10.rs"])), format!("data={}", salt::DATA)),
-        ("train".to_string(), closure(&roots(&["train.rs"])), format!("train={} train_bce={}", salt::TRAIN, salt::TRAIN_BCE)),
-        ("outputs".to_string(), closure(&roots(&["outputs.rs"])), format!("outputs={}", salt::OUTPUTS)),
-        ("features".to_string(), closure(&roots(&["features/mod.rs"])), format!("features={}", salt::FEATURES)),
+        ("outputs".to_string(), closure(&with_models(&["outputs.rs"])), format!("outputs={}", salt::OUTPUTS)),
+        ("features".to_string(), closure(&with_models(&["features/mod.rs"])), format!("features={}", salt::FEATURES)),
         ("report".to_string(), closure(&roots(&["report.rs"])), format!("report={}", salt::REPORT)),
         ("sweep".to_string(), closure(&roots(&["sweep.rs"])), format!("sweep={}", salt::SWEEP)),
     ];
+    for m in ModelKind::ALL {
+        // A model's training: its file, and the training loop every model shares.
+        let mut r = vec![model_file(m)];
+        r.extend(roots(&["train.rs"]));
+        groups.push((format!("model {}", m.name()), closure(&r), format!("{}={}", m.name(), m.model().version)));
+    }
     for k in oodpipe_stages::ood_kinds::ALL {
         // The kind's file, and the stage that runs every kind.
         let mut r = vec![format!("ood_kinds/{}.rs", k.name)];
@@ -295,6 +307,10 @@ fn groups() -> Vec<(String, Vec<String>, String)> {
         // The detector's file, and the stage functions that run every detector.
         let mut r = vec![format!("detectors/{}.rs", d.name)];
         r.extend(roots(&["detector.rs"]));
+        // A detector that runs the network runs its model's head.
+        if d.network || d.tuning.is_some_and(|t| t.network) || d.prepare.is_some_and(|p| p.network) {
+            r.push(model_file(&d.model));
+        }
         groups.push((format!("detector {}", d.name), closure(&r), detector_versions(d)));
     }
     groups
@@ -416,7 +432,15 @@ fn each_kinds_files_come_from_what_its_code_calls() {
     for f in ["stages/src/model/head.rs", "stages/src/model/wrn.rs", "stages/src/outputs.rs", "stages/src/tensors.rs"] {
         assert!(files("outputs").contains(&f.to_string()), "outputs: {:?}", files("outputs"));
     }
-    assert!(files("train").contains(&"stages/src/model/losses.rs".to_string()));
+    assert!(files("model bin").contains(&"stages/src/model/losses.rs".to_string()));
+    // A model's training reaches its file and the shared loop, not another model's file; the
+    // stages that run every model's network reach every model file.
+    assert!(files("model vib").contains(&"models/vib.rs".to_string()) && files("model vib").contains(&"stages/src/train.rs".to_string()));
+    assert!(!files("model vib").contains(&"models/viby.rs".to_string()), "{:?}", files("model vib"));
+    assert!(files("outputs").contains(&"models/viby.rs".to_string()), "{:?}", files("outputs"));
+    // A detector that runs the network reaches its model's file; one that reads stored outputs does not.
+    assert!(files("detector odin").contains(&"models/softmax.rs".to_string()), "{:?}", files("detector odin"));
+    assert!(!files("detector energy").iter().any(|f| f.starts_with("models/")), "{:?}", files("detector energy"));
     // A detector reaches its helpers, and the metrics through the stage functions.
     assert!(files("detector odin").contains(&"stages/src/methods/odin.rs".to_string()), "{:?}", files("detector odin"));
     assert!(files("detector knn").contains(&"stages/src/features/stats.rs".to_string()), "{:?}", files("detector knn"));
@@ -442,7 +466,7 @@ fn each_kinds_files_come_from_what_its_code_calls() {
     let reaching: Vec<String> =
         now.groups.iter().filter(|(_, (_, f))| f.contains(&"stages/src/model/head.rs".to_string())).map(|(g, _)| g.clone()).collect();
     assert_eq!(named, reaching);
-    assert!(named.contains(&"train".to_string()) && named.contains(&"outputs".to_string()), "{named:?}");
+    assert!(named.contains(&"model softmax".to_string()) && named.contains(&"outputs".to_string()), "{named:?}");
     assert!(!named.contains(&"data".to_string()));
 }
 

@@ -85,7 +85,7 @@ fn parameter_counts_match_the_published_wide_resnets() {
         let mut c = Config::default();
         c.model.depth = depth;
         c.model.widen = widen;
-        let net = Network::new(ModelKind::Softmax, &shape(&c, ModelKind::Softmax), Device::Cpu).unwrap();
+        let net = Network::new(softmax(), &shape(&c, softmax()), Device::Cpu).unwrap();
         let count = net.parameter_count();
         assert!(((count as f64 - published) / 1e5).abs() < 0.5, "WRN-{depth}-{widen}: {count} parameters");
         assert_eq!(count, exact, "WRN-{depth}-{widen} (the PyTorch WRN code's count)");
@@ -97,7 +97,7 @@ fn depth_must_be_6n_plus_4() {
     let _rng = global_rng();
     let mut c = tiny_config();
     c.model.depth = 12;
-    let err = Network::new(ModelKind::Softmax, &shape(&c, ModelKind::Softmax), Device::Cpu).unwrap_err().to_string();
+    let err = Network::new(softmax(), &shape(&c, softmax()), Device::Cpu).unwrap_err().to_string();
     assert!(err.contains("6n + 4"), "{err}");
 }
 
@@ -106,7 +106,7 @@ fn every_head_gives_prediction_logits_in_both_modes() {
     let _rng = global_rng();
     tch::manual_seed(2);
     let x = Tensor::rand([3, 3, 32, 32], (Kind::Float, Device::Cpu));
-    for kind in ModelKind::ALL {
+    for &kind in ModelKind::ALL {
         tch::manual_seed(3);
         let net = Network::new(kind, &shape(&tiny_config(), kind), Device::Cpu).unwrap();
         for train in [false, true] {
@@ -120,7 +120,7 @@ fn output_shape_and_channels_last_give_the_same_logits() {
     let _rng = global_rng();
     let c = tiny_config();
     tch::manual_seed(7);
-    let net = Network::new(ModelKind::Softmax, &shape(&c, ModelKind::Softmax), Device::Cpu).unwrap();
+    let net = Network::new(softmax(), &shape(&c, softmax()), Device::Cpu).unwrap();
     let x = Tensor::rand([3, 3, 32, 32], (Kind::Float, Device::Cpu));
     let out = net.forward(&x, false);
     assert_eq!(out.logits.size(), [3, 10]);
@@ -129,7 +129,7 @@ fn output_shape_and_channels_last_give_the_same_logits() {
     let mut c_last = c.clone();
     c_last.train.channels_last = true;
     tch::manual_seed(7);
-    let net_last = Network::new(ModelKind::Softmax, &shape(&c_last, ModelKind::Softmax), Device::Cpu).unwrap();
+    let net_last = Network::new(softmax(), &shape(&c_last, softmax()), Device::Cpu).unwrap();
     let conv_weights: Vec<Tensor> = net_last.vs.variables().into_values().filter(|t| t.dim() == 4).collect();
     assert!(!conv_weights.is_empty() && conv_weights.iter().all(is_channels_last));
     let logits_last = net_last.forward(&x, false).logits;
@@ -237,9 +237,9 @@ fn a_tiny_network_learns_separable_images() {
     c.train.schedule = Schedule::OneCycle;
     let (x, y) = separable_images(64, 4, 5);
     tch::manual_seed(0);
-    let net = Network::new(ModelKind::Softmax, &shape(&c, ModelKind::Softmax), Device::Cpu).unwrap();
+    let net = Network::new(softmax(), &shape(&c, softmax()), Device::Cpu).unwrap();
     let before = train::accuracy(&net, &x, &y, 32).unwrap();
-    let logs = train::train_network(&net, &x, &y, &c.train, &Default::default(), &|_, _, _| {}).unwrap();
+    let logs = train::train_network(&net, &x, &y, &c.train, &net.loss(&shape(&c, softmax())).unwrap(), &|_, _, _| {}).unwrap();
     assert_eq!(logs.len(), 6);
     let (first, last) = (&logs[0], &logs[5]);
     assert!(last.loss < first.loss * 0.5, "loss {} -> {}", first.loss, last.loss);
@@ -258,7 +258,7 @@ fn train_and_outputs_stages_end_to_end() {
     config.train.label_smoothing = 0.1;
     let inputs = BTreeMap::from([("data.cifar10".to_string(), outputs_of(&[("cifar10.safetensors", &cifar)]))]);
     let train_dir = dir.path().join("train");
-    run_stage("train.softmax", &config, &inputs, &train_dir, |ctx| train::run(ctx, ModelKind::Softmax)).unwrap();
+    run_stage("train.softmax", &config, &inputs, &train_dir, |ctx| train::run(ctx, softmax())).unwrap();
     let log: serde_json::Value = serde_json::from_slice(&std::fs::read(train_dir.join("train.json")).unwrap()).unwrap();
     assert_eq!(log["epochs"].as_array().unwrap().len(), 1);
     for key in ["loss", "train_accuracy", "lr", "seconds", "images_per_second"] {
@@ -269,7 +269,7 @@ fn train_and_outputs_stages_end_to_end() {
 
     // Same config, same weights.
     let again = dir.path().join("again");
-    run_stage("train.softmax", &config, &inputs, &again, |ctx| train::run(ctx, ModelKind::Softmax)).unwrap();
+    run_stage("train.softmax", &config, &inputs, &again, |ctx| train::run(ctx, softmax())).unwrap();
     let (w1, w2) = (tensors::read(&train_dir.join("model.safetensors")).unwrap(), tensors::read(&again.join("model.safetensors")).unwrap());
     assert_eq!(w1.keys().collect::<Vec<_>>(), w2.keys().collect::<Vec<_>>());
     for (name, t) in &w1 {
@@ -279,7 +279,7 @@ fn train_and_outputs_stages_end_to_end() {
     let mut inputs = inputs.clone();
     inputs.insert("train.softmax".into(), outputs_of(&[("model.safetensors", &train_dir.join("model.safetensors"))]));
     let out_dir = dir.path().join("outputs");
-    run_stage("outputs.softmax.cifar10", &config, &inputs, &out_dir, |ctx| outputs::run(ctx, ModelKind::Softmax, "cifar10")).unwrap();
+    run_stage("outputs.softmax.cifar10", &config, &inputs, &out_dir, |ctx| outputs::run(ctx, softmax(), "cifar10")).unwrap();
     let out = tensors::read(&out_dir.join("outputs.safetensors")).unwrap();
     assert_eq!(out["val_logits"].size(), [9, 10]);
     assert_eq!(out["test_logits"].size(), [11, 10]);
@@ -290,8 +290,7 @@ fn train_and_outputs_stages_end_to_end() {
 
     // The saved weights reload into a network (either memory format) giving the same logits.
     config.train.channels_last = false;
-    let net =
-        Network::load(&train_dir.join("model.safetensors"), ModelKind::Softmax, &shape(&config, ModelKind::Softmax), Device::Cpu).unwrap();
+    let net = Network::load(&train_dir.join("model.safetensors"), softmax(), &shape(&config, softmax()), Device::Cpu).unwrap();
     let val = tensors::read_one(&cifar, "val_images").unwrap();
     let logits = net.eval_outputs(&val, 4).logits;
     let diff = f64::try_from((logits - &out["val_logits"]).abs().max()).unwrap();
@@ -303,7 +302,7 @@ fn train_and_outputs_stages_end_to_end() {
     tensors::write(&ood, &[("val_images", &v), ("test_images", &t)]).unwrap();
     inputs.insert("data.gaussian".into(), outputs_of(&[("gaussian.safetensors", &ood)]));
     let ood_dir = dir.path().join("ood");
-    run_stage("outputs.softmax.gaussian", &config, &inputs, &ood_dir, |ctx| outputs::run(ctx, ModelKind::Softmax, "gaussian")).unwrap();
+    run_stage("outputs.softmax.gaussian", &config, &inputs, &ood_dir, |ctx| outputs::run(ctx, softmax(), "gaussian")).unwrap();
     let out = tensors::read(&ood_dir.join("outputs.safetensors")).unwrap();
     assert_eq!((out["val_logits"].size(), out["test_logits"].size()), (vec![5, 10], vec![6, 10]));
     assert!(!ood_dir.join("accuracy.json").exists());
@@ -318,8 +317,9 @@ fn a_diverging_loss_stops_training_naming_the_step() {
     c.train.augment = false;
     let (x, y) = separable_images(32, 4, 9);
     tch::manual_seed(0);
-    let net = Network::new(ModelKind::Softmax, &shape(&c, ModelKind::Softmax), Device::Cpu).unwrap();
-    let err = train::train_network(&net, &x, &y, &c.train, &Default::default(), &|_, _, _| {}).unwrap_err().to_string();
+    let net = Network::new(softmax(), &shape(&c, softmax()), Device::Cpu).unwrap();
+    let err =
+        train::train_network(&net, &x, &y, &c.train, &net.loss(&shape(&c, softmax())).unwrap(), &|_, _, _| {}).unwrap_err().to_string();
     assert!(err.contains("epoch") && err.contains("step") && err.contains("diverged"), "{err}");
 }
 
@@ -331,4 +331,9 @@ fn shape(c: &Config, kind: ModelKind) -> view::Network {
 /// Every field of a config as a stage's params: the stage functions take the views they need.
 fn every_field(c: &Config) -> view::Params {
     view::leaves(&serde_json::to_value(c).unwrap())
+}
+
+/// The baseline model.
+fn softmax() -> ModelKind {
+    ModelKind::find("softmax").unwrap()
 }

@@ -127,7 +127,7 @@ fn odin_on_a_wide_resnet_matches_single_runs_and_batching() {
     c.model.widen = 1;
     c.train.channels_last = true;
     tch::manual_seed(3);
-    let net = Network::new(ModelKind::Softmax, &shape(&c, ModelKind::Softmax), Device::Cpu).unwrap();
+    let net = Network::new(softmax(), &shape(&c, softmax()), Device::Cpu).unwrap();
     let x = Tensor::rand([5, 3, 32, 32], (Kind::Float, Device::Cpu));
     let temps = [1.0, 100.0];
     let eps = [0.0, 0.004];
@@ -157,7 +157,7 @@ fn cifar10_grid_stage_writes_the_grid() {
     c.tune.temperatures = vec![1.0, 10.0, 1000.0];
     c.tune.odin_epsilons = vec![0.0, 0.002];
     tch::manual_seed(1);
-    let net = Network::new(ModelKind::Softmax, &shape(&c, ModelKind::Softmax), Device::Cpu).unwrap();
+    let net = Network::new(softmax(), &shape(&c, softmax()), Device::Cpu).unwrap();
     let weights = dir.path().join("model.safetensors");
     net.save(&weights).unwrap();
     let val = (Tensor::rand([6, 3, 32, 32], (Kind::Float, Device::Cpu)) * 255.0).to_kind(Kind::Uint8);
@@ -207,4 +207,9 @@ fn cifar10_grid_stage_writes_the_grid() {
 /// The network's view of a config, as a stage of `kind` is given it.
 fn shape(c: &Config, kind: ModelKind) -> view::Network {
     view::of_config(c, Some(kind)).unwrap()
+}
+
+/// The baseline model.
+fn softmax() -> ModelKind {
+    ModelKind::find("softmax").unwrap()
 }

@@ -391,7 +391,7 @@ fn every_posthoc_detector_scores_the_softmax_network_in_table_3_with_its_default
         (&she::DETECTOR, None),
         (&rmds::DETECTOR, None),
     ] {
-        assert_eq!((d.model, d.table), (ModelKind::Softmax, ReportTable::Beyond), "{}", d.name);
+        assert_eq!((d.model, d.table), (ModelKind::find("softmax").unwrap(), ReportTable::Beyond), "{}", d.name);
         assert_eq!(config.detector.get(d.name), defaults.as_ref(), "{}", d.name);
     }
     assert_eq!(

@@ -1,7 +1,8 @@
 //! Extending as the README says (issue #13): in a scratch copy of the repository, add the README's
-//! detector and its OOD set kind (each its file and its registry line) and its OOD-set tables (an
-//! image folder, here of PNGs of several sizes, colour and greyscale, and a set of the new kind),
-//! build, and run the smoke config end to end. The code
+//! detector, its OOD set kind and its model with the model's detector (each its file and its
+//! registry line), its OOD-set tables (an image folder, here of PNGs of several sizes, colour and
+//! greyscale, and a set of the new kind) and the model in `models`, build, and run the smoke
+//! config end to end. The code
 //! blocks are taken from README.md, so the README cannot drift from what works.
 
 use crate::cli::repo;
@@ -90,7 +91,7 @@ fn safetensors_f32(path: &Path, name: &str) -> Vec<f32> {
 }
 
 #[test]
-fn a_detector_an_ood_set_kind_and_an_image_folder_set_added_as_the_readme_says_run_end_to_end() {
+fn a_detector_an_ood_set_kind_a_model_and_an_image_folder_set_added_as_the_readme_says_run_end_to_end() {
     let blocks = readme_blocks();
     let tmp = tempfile::tempdir().unwrap();
     // The copy lives at one place, so that its crates keep their artifact names from one run to
@@ -101,10 +102,16 @@ fn a_detector_an_ood_set_kind_and_an_image_folder_set_added_as_the_readme_says_r
     }
     copy_repository(&copy);
 
-    // The detector and the OOD set kind: each its file and its registry line, as the README says.
-    for (file, registry) in [("detectors/neg_entropy.rs", "detectors/mod.rs"), ("ood_kinds/solid.rs", "ood_kinds/mod.rs")] {
+    // The detector, the OOD set kind, the model and its detector: each its file and its registry
+    // line, as the README says.
+    for (file, registry, nth) in [
+        ("detectors/neg_entropy.rs", "detectors/mod.rs", 0),
+        ("ood_kinds/solid.rs", "ood_kinds/mod.rs", 0),
+        ("models/cosine.rs", "models/mod.rs", 0),
+        ("detectors/max_cosine.rs", "detectors/mod.rs", 1),
+    ] {
         std::fs::write(copy.join(file), block(&blocks, file)).unwrap();
-        let (what, line) = blocks.iter().find(|(w, _)| w.starts_with(&format!("{registry} after"))).unwrap();
+        let (what, line) = blocks.iter().filter(|(w, _)| w.starts_with(&format!("{registry} after"))).nth(nth).unwrap();
         let after = what.split('"').nth(1).unwrap();
         let text = std::fs::read_to_string(copy.join(registry)).unwrap();
         assert!(text.contains(&format!("{after}\n")), "{registry} has no line {after:?}");
@@ -114,6 +121,9 @@ fn a_detector_an_ood_set_kind_and_an_image_folder_set_added_as_the_readme_says_r
     // The OOD sets: the README's tables appended to the smoke config (an image folder, and one
     // of the new kind), and the folder.
     let mut config = std::fs::read_to_string(copy.join("configs/smoke.toml")).unwrap();
+    // The model in the config's `models`.
+    let models = config.lines().find(|l| l.starts_with("models = ")).expect("configs/smoke.toml names its models").to_string();
+    config = config.replacen(&models, block(&blocks, "config models").trim_end(), 1);
     for table in ["config", "config of a solid set"] {
         config.push('\n');
         config.push_str(&block(&blocks, table));
@@ -158,6 +168,9 @@ fn a_detector_an_ood_set_kind_and_an_image_folder_set_added_as_the_readme_says_r
         "data.solid",
         "score.neg_entropy.solid",
         "score.odin.solid",
+        "train.cosine",
+        "outputs.cosine.solid",
+        "score.max_cosine.my_photos",
     ] {
         assert!(status.lines().any(|l| l.split_whitespace().nth(1) == Some(id)), "status lists no {id}:\n{status}");
     }
@@ -167,6 +180,8 @@ fn a_detector_an_ood_set_kind_and_an_image_folder_set_added_as_the_readme_says_r
     assert!(show.contains("detectors/neg_entropy.rs"), "{show}");
     let show = String::from_utf8(run(&["show", "data.solid"]).stdout).unwrap();
     assert!(show.contains("ood_kinds/solid.rs"), "{show}");
+    let show = String::from_utf8(run(&["show", "train.cosine"]).stdout).unwrap();
+    assert!(show.contains("models/cosine.rs") && show.contains("methods.cosine.scale"), "{show}");
     // What the kind made: every image one colour, each channel in [0, 0.8).
     let data = run(&["show", "data.solid", "--json"]);
     let data: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&data.stdout).lines().last().unwrap()).unwrap();
@@ -189,9 +204,32 @@ fn a_detector_an_ood_set_kind_and_an_image_folder_set_added_as_the_readme_says_r
     };
     assert_eq!(rows(&table1, "My photos"), 8, "{table1}");
     assert_eq!(rows(&table1, "Solid colours"), 8, "{table1}");
-    // Energy, MaxLogit, Mahalanobis, the eight post-hoc detectors of OpenOOD and the new one.
-    assert_eq!(rows(&table3, "My photos"), 12, "{table3}");
+    // Energy, MaxLogit, Mahalanobis, the eight post-hoc detectors of OpenOOD and the two new ones.
+    assert_eq!(rows(&table3, "My photos"), 13, "{table3}");
     assert!(table3.contains("| Tiny ImageNet (resize) | Neg. entropy |") && table3.contains("| My photos | Neg. entropy |"), "{table3}");
+    assert!(table3.contains("| Solid colours | Max. cosine |"), "{table3}");
+    // The new model's accuracy is Table 2's last row, with its interval and no paper number.
+    let table2 = std::fs::read_to_string(reports.join("table2.md")).unwrap();
+    let last = table2.lines().rfind(|l| l.starts_with("| ") && !l.starts_with("| Method")).unwrap();
+    assert!(last.starts_with("| Cosine | ") && !last.contains(" / "), "{table2}");
+    let accuracy: f64 = last.split(" | ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!((0.0..=100.0).contains(&accuracy), "{last}");
+
+    // Its table keys the training and what runs the network, and nothing else (scale is its
+    // shape, read by inference); a value out of range or an unknown field is refused.
+    let changed = run(&["status", "--set", "methods.cosine.scale=8.0"]);
+    let changed = String::from_utf8(changed.stdout).unwrap();
+    let stale: Vec<&str> = changed.lines().filter(|l| l.starts_with("stale")).map(|l| l.split_whitespace().nth(1).unwrap()).collect();
+    assert!(stale.contains(&"train.cosine") && stale.contains(&"outputs.cosine.gaussian"), "{changed}");
+    assert!(stale.iter().all(|id| id.contains("cosine") || *id == "report"), "{changed}");
+    let of_cosine = status.lines().filter(|l| l.split_whitespace().nth(1).is_some_and(|id| id.contains("cosine"))).count();
+    assert_eq!(stale.len(), of_cosine + 1, "every cosine stage and the report:\n{changed}");
+    let bad = run(&["status", "--set", "methods.cosine.scale=-1.0"]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("methods.cosine.scale") && err.contains("a positive number"), "{err}");
+    let bad = run(&["status", "--set", "methods.cosine.nope=1"]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("nope") && err.contains("`scale`"), "{err}");
     let order: Vec<&str> = table1.lines().filter_map(|l| l.strip_prefix("| ")?.split(" | ").next()).collect();
     let first = |set: &str| order.iter().position(|s| *s == set).unwrap();
     assert!(first("Gaussian Noise") < first("Tiny ImageNet (resize)") && first("Tiny ImageNet (resize)") < first("My photos"));

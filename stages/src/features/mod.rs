@@ -25,7 +25,7 @@ pub mod stats;
 use crate::config::ModelKind;
 use crate::detector::DetectorStage;
 use crate::ids::{self, CIFAR10, files};
-use crate::model::{Head, Network};
+use crate::model::Network;
 use crate::stage::StageContext;
 use crate::tensors;
 use anyhow::{Context, Result};
@@ -52,7 +52,7 @@ pub fn run(ctx: &StageContext, model: ModelKind, set: &str) -> Result<()> {
         named.push((format!("{split}_features"), net.eval_features(&images, batch).to_kind(Kind::Float)));
     }
     if set == CIFAR10
-        && let Head::Softmax { fc } | Head::Bin { fc, .. } = &net.head
+        && let Some(fc) = net.head.linear()
     {
         let bias = fc.bs.as_ref().context("the head's linear layer has no bias")?;
         named.push(("head_weight".into(), fc.ws.detach().to_kind(Kind::Float)));

@@ -1,8 +1,11 @@
-//! The trained networks of the paper: a Wide-ResNet backbone plus one head per model kind, with
-//! the input normalisation every image gets and the weights' file format.
+//! The trained networks of the paper: a Wide-ResNet backbone plus the head of a registered model
+//! (`models/<name>.rs`), with the input normalisation every image gets and the weights' file format.
 //!
 //! Training, the outputs stages and ODIN all go through [`Network`], so that an image is
 //! normalised, laid out in memory and passed through the layers the same way everywhere.
+//!
+//! A model's file uses this module (`use crate::model::*`) for its description's types, like the
+//! plan's, and [`prelude`] in its code.
 
 pub mod head;
 pub mod losses;
@@ -10,14 +13,23 @@ pub mod memory_format;
 pub mod mmce;
 pub mod wrn;
 
-use crate::config::ModelKind;
 use anyhow::{Context, Result};
 use oodpipe_plan::view;
 use std::path::Path;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
 
-pub use head::{Head, HeadOutput};
+pub use head::{Compute, Head, HeadOutput, Loss, Table};
+pub use oodpipe_plan::model::{Deserialize, Hyperparameters, Latent, Model, ModelKind, Problems, Serialize, own};
+
+/// What a model's code (`mod code` of `models/<name>.rs`) uses: `use crate::model::prelude::*`.
+pub mod prelude {
+    pub use super::head::{CLASSES, Compute, Head, HeadOutput, LinearHead, Loss, Table, Variational, linear, smoothed_cross_entropy};
+    pub use super::losses;
+    pub use anyhow::Result;
+    pub use oodpipe_plan::ids::tensors::{BIN_LOGITS, KL, SAMPLED_LOGITS};
+    pub use tch::{Kind, Tensor, nn};
+}
 pub use memory_format::{is_channels_last, to_channels_last};
 pub use wrn::WideResNet;
 
@@ -50,25 +62,26 @@ pub fn to_unit_range(images: &Tensor) -> Tensor {
     }
 }
 
-/// A Wide-ResNet with the head of one model kind, and the variables it owns.
+/// A Wide-ResNet with the head of one model, and the variables it owns.
 #[derive(Debug)]
 pub struct Network {
     pub vs: nn::VarStore,
     pub kind: ModelKind,
     pub backbone: WideResNet,
-    pub head: Head,
+    pub head: Box<dyn Head>,
     /// Conv weights and inputs are stored channels-last (config key `train.channels_last`).
     pub channels_last: bool,
 }
 
 impl Network {
-    /// A freshly initialised network for `kind`, shaped by `config.model` (and the kind's
-    /// `methods.<kind>.z`); seed libtorch (`tch::manual_seed`) first for a reproducible init.
+    /// A freshly initialised network for `kind`, shaped by `config.model` (and the shape fields
+    /// of the kind's `methods.<kind>` table); seed libtorch (`tch::manual_seed`) first for a
+    /// reproducible init.
     pub fn new(kind: ModelKind, config: &view::Network, device: Device) -> Result<Network> {
         let vs = nn::VarStore::new(device);
         let root = vs.root();
         let backbone = WideResNet::new(&root / "backbone", config.model.depth, config.model.widen)?;
-        let head = Head::new(&root / "head", kind, backbone.feature_dim, &config.methods)?;
+        let head = code(kind)?.head(&root / "head", backbone.feature_dim, &table(kind, config))?;
         let channels_last = config.train.channels_last;
         if channels_last {
             memory_format::vars_to_channels_last(&vs);
@@ -157,8 +170,19 @@ impl Network {
         Tensor::cat(&parts, 0)
     }
 
-    /// The mean training loss of a batch (see [`Head::loss`]).
-    pub fn loss(&self, out: &HeadOutput, labels: &Tensor, label_smoothing: f64, weights: &view::LossWeights) -> Result<Tensor> {
-        self.head.loss(out, labels, label_smoothing, weights)
+    /// The model's training loss, with the loss weights of its table in `config` (the training's
+    /// view, which holds the whole table).
+    pub fn loss(&self, config: &view::Network) -> Result<Loss> {
+        code(self.kind)?.loss(&table(self.kind, config))
     }
+}
+
+/// The code of registered model `kind`.
+pub fn code(kind: ModelKind) -> Result<&'static dyn Compute> {
+    crate::models::code(kind.name()).with_context(|| format!("model {} has no code in models/ (is it in models/mod.rs?)", kind.name()))
+}
+
+/// `kind`'s table as the view `config` was given it.
+fn table(kind: ModelKind, config: &view::Network) -> Table<'_> {
+    Table { model: kind, fields: config.table(kind) }
 }

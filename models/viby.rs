@@ -1,0 +1,55 @@
+//! VIBY: VIB with one trainable prior per class (`head::Variational`, per class); loss = smoothed
+//! cross-entropy at a sampled latent + beta * KL(posterior || prior of the true class). Its extra
+//! output `kl` [N, 10], against each class's prior, is what the VIBY detectors score.
+
+use crate::model::*;
+
+pub const MODEL: Model = Model {
+    name: "viby",
+    label: "VIBY",
+    version: "train-1",
+    shape: Some(own::<Latent>()), // the latent dimension, `z`
+    weights: Some(own::<Weights>()),
+    extras: &[crate::ids::tensors::KL],
+};
+
+/// `methods.viby.beta`: the weight of KL(posterior || prior of the true class) in the loss.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Weights {
+    pub beta: f64,
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        Weights { beta: 0.01 }
+    }
+}
+
+impl Hyperparameters for Weights {
+    fn check(&self, problems: &mut Problems) {
+        problems.check(self.beta >= 0.0, "beta", &self.beta, "a non-negative number");
+    }
+}
+
+#[cfg(oodpipe_compute)]
+pub mod code {
+    use crate::model::Latent;
+    use crate::model::prelude::*;
+
+    pub struct Code;
+    impl Compute for Code {
+        fn head(&self, vs: nn::Path, feature_dim: i64, table: &Table) -> Result<Box<dyn Head>> {
+            let Latent { z } = table.read()?;
+            Ok(Box::new(Variational::new(vs, feature_dim, z, true)))
+        }
+
+        fn loss(&self, table: &Table) -> Result<Loss> {
+            let super::Weights { beta } = table.read()?;
+            Ok(Box::new(move |out, labels, smoothing| {
+                let kl = losses::at_labels(out.needs(KL)?, labels);
+                Ok(losses::vib_loss(out.needs(SAMPLED_LOGITS)?, labels, &kl, beta, smoothing))
+            }))
+        }
+    }
+}
