@@ -46,9 +46,7 @@ pub mod code {
 
         fn loss(&self, table: &Table) -> Result<Loss> {
             let super::Weights { beta } = table.read()?;
-            Ok(Box::new(move |out, labels, smoothing| {
-                Ok(losses::vib_loss(out.needs(SAMPLED_LOGITS)?, labels, out.needs(KL)?, beta, smoothing))
-            }))
+            Ok(variational_loss(beta, false))
         }
     }
 }

@@ -46,10 +46,7 @@ pub mod code {
 
         fn loss(&self, table: &Table) -> Result<Loss> {
             let super::Weights { beta } = table.read()?;
-            Ok(Box::new(move |out, labels, smoothing| {
-                let kl = losses::at_labels(out.needs(KL)?, labels);
-                Ok(losses::vib_loss(out.needs(SAMPLED_LOGITS)?, labels, &kl, beta, smoothing))
-            }))
+            Ok(variational_loss(beta, true))
         }
     }
 }

@@ -18,7 +18,7 @@
 //!   eps ~ N(0, 1) from libtorch's (seeded) generator, which the loss uses; `logits` stay the
 //!   decoder at mu, the prediction, in both modes.
 
-use super::losses::{gaussian_kl, gaussian_kl_per_class, posterior};
+use super::losses::{at_labels, gaussian_kl, gaussian_kl_per_class, posterior, vib_loss};
 use anyhow::Result;
 use oodpipe_plan::ids::tensors::{KL, SAMPLED_LOGITS};
 use oodpipe_plan::model::{Hyperparameters, ModelKind};
@@ -167,6 +167,16 @@ impl Variational {
     fn kl(&self, mu: &Tensor, sigma: &Tensor, mean: &Tensor, log_std: &Tensor) -> Tensor {
         if self.per_class { gaussian_kl_per_class(mu, sigma, mean, log_std) } else { gaussian_kl(mu, sigma, mean, log_std) }
     }
+}
+
+/// VIB's and VIBY's loss: smoothed cross-entropy at the sampled latent + `beta` x the KL
+/// (VIBY's, `per_class`, against the true class's prior).
+pub fn variational_loss(beta: f64, per_class: bool) -> Loss {
+    Box::new(move |out, labels, smoothing| {
+        let kl = out.needs(KL)?;
+        let kl = if per_class { at_labels(kl, labels) } else { kl.shallow_clone() };
+        Ok(vib_loss(out.needs(SAMPLED_LOGITS)?, labels, &kl, beta, smoothing))
+    })
 }
 
 impl Head for Variational {

@@ -24,7 +24,9 @@ pub use oodpipe_plan::model::{Deserialize, Hyperparameters, Latent, Model, Model
 
 /// What a model's code (`mod code` of `models/<name>.rs`) uses: `use crate::model::prelude::*`.
 pub mod prelude {
-    pub use super::head::{CLASSES, Compute, Head, HeadOutput, LinearHead, Loss, Table, Variational, linear, smoothed_cross_entropy};
+    pub use super::head::{
+        CLASSES, Compute, Head, HeadOutput, LinearHead, Loss, Table, Variational, linear, smoothed_cross_entropy, variational_loss,
+    };
     pub use super::losses;
     pub use anyhow::Result;
     pub use oodpipe_plan::ids::tensors::{BIN_LOGITS, KL, SAMPLED_LOGITS};
