@@ -76,81 +76,148 @@ pub struct SweepPoint {
     pub inputs: BTreeMap<String, String>,
 }
 
-impl Task {
+/// What a kind of stage is, in one place ([`Task::kind`]): the stage kind the engine shows, its code
+/// version, where its code lives, what it takes of the machine, whether its inputs are one
+/// training seed's, and the detector whose stage it is. One exhaustive match makes it, so a new
+/// task does not compile until it says all of these; nothing falls back to a default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageKind<'t> {
+    /// The engine's stage kind (`train`, `score`; a detector's own stage its declared kind, `fit`).
+    pub name: &'static str,
+    /// Its code version, the key's salt: [`salt`] here, or the version in the detector's, the
+    /// model's or the OOD set kind's file.
+    pub salt: &'static str,
     /// Where the code that computes it lives, for `oodpipe show` (checked by a test in the stages crate).
-    pub fn code(&self) -> String {
-        match self {
-            Task::Cifar10 => "stages/src/data/cifar10.rs: data::cifar10::run".into(),
-            Task::OodData { set } => {
-                let kind = &set.generator.kind;
-                format!("ood_kinds/{kind}.rs: ood_kinds::{kind}::code::Code::make (called by data::ood_set::run)")
-            }
-            Task::Train { model } => format!("stages/src/train.rs: train::run (the head and loss: models/{}.rs)", model.name()),
-            Task::Outputs { model, .. } => format!("stages/src/outputs.rs: outputs::run (the head: models/{}.rs)", model.name()),
-            Task::Features { model, .. } => {
-                format!("stages/src/features/mod.rs: features::run (the backbone of models/{}.rs)", model.name())
-            }
-            Task::Prepare { detector } => format!("detectors/{detector}.rs: detectors::{detector}::code::Code::prepare"),
-            Task::Tune { detector, .. } => format!("detectors/{detector}.rs: detectors::{detector}::code::Code::tune"),
-            Task::Score { detector, .. } => format!("detectors/{detector}.rs: detectors::{detector}::code::Code::score"),
-            Task::Report { .. } => "stages/src/report.rs: report::run".into(),
-            Task::Sweep { .. } => "stages/src/sweep.rs: sweep::run".into(),
-        }
-    }
-
-    /// What the stage takes of the machine: network passes (training, outputs, ODIN's gradients,
+    pub code: String,
+    /// What it takes of the machine: network passes (training, outputs, ODIN's gradients,
     /// features) every core or one GPU; the rest (data sets, temperature scaling, scores from
     /// stored outputs, the report) one thread.
-    pub fn uses(&self) -> Uses {
+    pub uses: Uses,
+    /// Whether its inputs are one training seed's (and shared ones), which its code names by their
+    /// plain ids (the worker maps the seed's suffix away); the report reads every seed's.
+    pub per_seed: bool,
+    /// The detector whose stage it is, if it is one.
+    pub detector: Option<&'t str>,
+}
+
+impl Task {
+    /// What kind of stage it is (see [`StageKind`]). Panics on a detector or an OOD set kind that
+    /// is not registered: the table makes tasks from the registries only.
+    pub fn kind(&self) -> StageKind<'_> {
         let network = Uses { threads: 0, gpu: true };
         let light = Uses { threads: 1, gpu: false };
-        let of = |name: &str, stage: fn(&Detector) -> bool| {
-            if crate::detector::find(name).is_some_and(stage) { network } else { light }
-        };
-        // Every kind named: a new one does not compile until it says what it takes.
+        let detector = |name: &str| crate::detector::find(name).unwrap_or_else(|| panic!("detector {name} is not registered"));
+        let on = |is_network: bool| if is_network { network } else { light };
         match self {
-            Task::Train { .. } | Task::Outputs { .. } | Task::Features { .. } => network,
-            Task::Prepare { detector } => of(detector, |d| d.prepare.is_some_and(|p| p.network)),
-            Task::Tune { detector, .. } => of(detector, |d| d.tuning.is_some_and(|t| t.network)),
-            Task::Score { detector, .. } => of(detector, |d| d.network),
-            Task::Cifar10 | Task::OodData { .. } | Task::Report { .. } | Task::Sweep { .. } => light,
+            Task::Cifar10 => StageKind {
+                name: "data",
+                salt: salt::DATA,
+                code: "stages/src/data/cifar10.rs: data::cifar10::run".into(),
+                uses: light,
+                per_seed: false,
+                detector: None,
+            },
+            Task::OodData { set } => {
+                let kind = &set.generator.kind;
+                StageKind {
+                    name: "data",
+                    salt: crate::ood::SetKind::find(kind).unwrap_or_else(|| panic!("OOD set kind {kind} is not registered")).version,
+                    code: format!("ood_kinds/{kind}.rs: ood_kinds::{kind}::code::Code::make (called by data::ood_set::run)"),
+                    uses: light,
+                    per_seed: false,
+                    detector: None,
+                }
+            }
+            Task::Train { model } => StageKind {
+                name: "train",
+                salt: model.model().version,
+                code: format!("stages/src/train.rs: train::run (the head and loss: models/{}.rs)", model.name()),
+                uses: network,
+                per_seed: true,
+                detector: None,
+            },
+            Task::Outputs { model, .. } => StageKind {
+                name: "outputs",
+                salt: salt::OUTPUTS,
+                code: format!("stages/src/outputs.rs: outputs::run (the head: models/{}.rs)", model.name()),
+                uses: network,
+                per_seed: true,
+                detector: None,
+            },
+            Task::Features { model, .. } => StageKind {
+                name: "features",
+                salt: salt::FEATURES,
+                code: format!("stages/src/features/mod.rs: features::run (the backbone of models/{}.rs)", model.name()),
+                uses: network,
+                per_seed: true,
+                detector: None,
+            },
+            Task::Prepare { detector: name } => {
+                let stage = detector(name).prepare.unwrap_or_else(|| panic!("detector {name} declares no prepare stage"));
+                StageKind {
+                    name: stage.kind,
+                    salt: stage.version,
+                    code: format!("detectors/{name}.rs: detectors::{name}::code::Code::prepare"),
+                    uses: on(stage.network),
+                    per_seed: true,
+                    detector: Some(name),
+                }
+            }
+            Task::Tune { detector: name, .. } => {
+                let stage = detector(name).tuning.unwrap_or_else(|| panic!("detector {name} declares no tuning"));
+                StageKind {
+                    name: stage.kind,
+                    salt: stage.version,
+                    code: format!("detectors/{name}.rs: detectors::{name}::code::Code::tune"),
+                    uses: on(stage.network),
+                    per_seed: true,
+                    detector: Some(name),
+                }
+            }
+            Task::Score { detector: name, .. } => {
+                let d = detector(name);
+                StageKind {
+                    name: "score",
+                    salt: d.version,
+                    code: format!("detectors/{name}.rs: detectors::{name}::code::Code::score"),
+                    uses: on(d.network),
+                    per_seed: true,
+                    detector: Some(name),
+                }
+            }
+            Task::Report { .. } => StageKind {
+                name: "report",
+                salt: salt::REPORT,
+                code: "stages/src/report.rs: report::run".into(),
+                uses: light,
+                per_seed: false,
+                detector: None,
+            },
+            Task::Sweep { .. } => StageKind {
+                name: "sweep",
+                salt: salt::SWEEP,
+                code: "stages/src/sweep.rs: sweep::run".into(),
+                uses: light,
+                per_seed: false,
+                detector: None,
+            },
         }
     }
 
-    /// The detector whose stage it is, if it is one.
-    pub fn detector(&self) -> Option<&str> {
-        match self {
-            Task::Prepare { detector } | Task::Tune { detector, .. } | Task::Score { detector, .. } => Some(detector),
-            Task::Cifar10
-            | Task::OodData { .. }
-            | Task::Train { .. }
-            | Task::Outputs { .. }
-            | Task::Features { .. }
-            | Task::Report { .. }
-            | Task::Sweep { .. } => None,
-        }
+    /// Where the code that computes it lives ([`StageKind::code`]).
+    pub fn code(&self) -> String {
+        self.kind().code
     }
 
-    /// Whether the stage's inputs are one training seed's (and shared ones), which its code names
-    /// by their plain ids; the report reads every seed's.
+    /// Whether its inputs are one training seed's ([`StageKind::per_seed`]).
     pub fn is_per_seed(&self) -> bool {
-        match self {
-            Task::Train { .. }
-            | Task::Outputs { .. }
-            | Task::Features { .. }
-            | Task::Prepare { .. }
-            | Task::Tune { .. }
-            | Task::Score { .. } => true,
-            Task::Report { .. } | Task::Sweep { .. } | Task::Cifar10 | Task::OodData { .. } => false,
-        }
+        self.kind().per_seed
     }
 }
 
 /// A stage while the table is being made: its spec but for the params, which come from `reads`.
 struct StageDef {
     id: String,
-    kind: &'static str,
-    salt: &'static str,
     /// The config views its code reads ([`crate::view`]); nothing else reaches it.
     reads: Vec<Reads>,
     /// The model whose stage it is: its `methods.<model>` table is the only one it can see, and
@@ -247,11 +314,10 @@ pub fn split_seed_suffix(id: &str) -> (&str, Option<u64>) {
     }
 }
 
-fn stage(id: String, kind: &'static str, salt: &'static str, task: Task) -> StageDef {
+/// A stage of `task` (its kind and salt are the task's, [`Task::kind`]).
+fn stage(id: String, task: Task) -> StageDef {
     StageDef {
         id,
-        kind,
-        salt,
         reads: Vec::new(),
         model: None,
         training: false,
@@ -292,7 +358,8 @@ fn spec_in(def: StageDef, trees: &mut Vec<(Config, Value)>) -> anyhow::Result<St
         Some(model) if def.training => view::for_training(tree, model),
         model => view::for_model(tree, model),
     };
-    let detector = def.task.detector();
+    let kind = def.task.kind();
+    let detector = kind.detector;
     let whose = detector.map_or("plan/src/view.rs".into(), |d| format!("detectors/{d}.rs"));
     let mut params = BTreeMap::new();
     for r in &def.reads {
@@ -307,13 +374,13 @@ fn spec_in(def: StageDef, trees: &mut Vec<(Config, Value)>) -> anyhow::Result<St
         params,
         id: def.id,
         key_id: None,
-        kind: def.kind.to_string(),
-        salt: def.salt.to_string(),
+        kind: kind.name.to_string(),
+        salt: kind.salt.to_string(),
         inputs: def.inputs,
         sources: def.sources,
         publish: def.publish,
-        code: def.task.code(),
-        uses: def.task.uses(),
+        code: kind.code,
+        uses: kind.uses,
         task: serde_json::to_value(&def.task).expect("a task serialises"),
     })
 }
@@ -344,7 +411,7 @@ fn table(config: &Config) -> anyhow::Result<Vec<StageDef>> {
         report_inputs.extend(
             seeded
                 .iter()
-                .filter(|s| s.kind == "score" || matches!(&s.task, Task::Outputs { set, .. } if set == CIFAR10))
+                .filter(|s| matches!(&s.task, Task::Score { .. }) || matches!(&s.task, Task::Outputs { set, .. } if set == CIFAR10))
                 .map(|s| s.id.clone()),
         );
         stages.extend(seeded);
@@ -352,7 +419,7 @@ fn table(config: &Config) -> anyhow::Result<Vec<StageDef>> {
 
     // The report.
     let names: Vec<(String, String)> = sets.iter().map(|s| (s.name.clone(), s.label.clone())).collect();
-    let mut r = stage(ids::REPORT.into(), "report", salt::REPORT, Task::Report { sets: names.clone() });
+    let mut r = stage(ids::REPORT.into(), Task::Report { sets: names.clone() });
     r.config = shared.clone();
     r.reads = vec![reads::<view::Report>()];
     r.extra.insert("ood".into(), serde_json::to_value(&names).expect("names serialise"));
@@ -381,7 +448,7 @@ fn table(config: &Config) -> anyhow::Result<Vec<StageDef>> {
 fn data_stages(config: &Config, sets: &[OodSet]) -> Vec<StageDef> {
     let mut stages = Vec::new();
     let cifar_dir = &config.data.cifar10_dir;
-    let mut cifar = stage(ids::cifar10_data(), "data", salt::DATA, Task::Cifar10);
+    let mut cifar = stage(ids::cifar10_data(), Task::Cifar10);
     cifar.reads = vec![reads::<view::Cifar10Split>()];
     cifar.sources = CIFAR10_FILES
         .iter()
@@ -400,9 +467,8 @@ fn data_stages(config: &Config, sets: &[OodSet]) -> Vec<StageDef> {
 
     for set in sets {
         let table = &config.ood[&set.name];
-        // The kind's version is the stage's salt (the kinds' files in ood_kinds/).
-        let kind = crate::ood::SetKind::find(&set.generator.kind).expect("a resolved set's kind is registered");
-        let mut s = stage(ids::data(&set.name), "data", kind.version, Task::OodData { set: set.clone() });
+        // The kind's version is the stage's salt (the kinds' files in ood_kinds/, `Task::kind`).
+        let mut s = stage(ids::data(&set.name), Task::OodData { set: set.clone() });
         s.extra = set.key_params(table);
         if let (Some(label), Some(folder)) = (&set.folder_source, &set.folder) {
             let hint = if label == crate::ood::TINY_IMAGENET_SOURCE {
@@ -442,7 +508,7 @@ fn seed_stages(config: &Config, suffix: &str, models: &[ModelKind], detectors: &
     // Training and network outputs.
     let data_sets: Vec<&str> = std::iter::once(CIFAR10).chain(sets.iter().map(|s| s.name.as_str())).collect();
     for &model in models {
-        let mut t = stage(id(ids::train(model)), "train", model.model().version, Task::Train { model });
+        let mut t = stage(id(ids::train(model)), Task::Train { model });
         t.reads = vec![reads::<view::Network>(), reads::<view::Training>()];
         t.model = Some(model);
         t.training = true;
@@ -450,7 +516,7 @@ fn seed_stages(config: &Config, suffix: &str, models: &[ModelKind], detectors: &
         stages.push(t);
 
         for &set in &data_sets {
-            let mut o = stage(id(ids::outputs(model, set)), "outputs", salt::OUTPUTS, Task::Outputs { model, set: set.to_string() });
+            let mut o = stage(id(ids::outputs(model, set)), Task::Outputs { model, set: set.to_string() });
             o.reads = vec![reads::<view::Network>(), reads::<view::EvalBatch>()];
             o.model = Some(model);
             o.inputs = vec![id(ids::train(model)), ids::data(set)];
@@ -460,8 +526,7 @@ fn seed_stages(config: &Config, suffix: &str, models: &[ModelKind], detectors: &
         // Its features, once per data set, when a detector reads them.
         if detectors.iter().any(|d| d.features && d.model == model) {
             for &set in &data_sets {
-                let mut f =
-                    stage(id(ids::features(model, set)), "features", salt::FEATURES, Task::Features { model, set: set.to_string() });
+                let mut f = stage(id(ids::features(model, set)), Task::Features { model, set: set.to_string() });
                 f.reads = vec![reads::<view::Network>(), reads::<view::EvalBatch>()];
                 f.model = Some(model);
                 f.inputs = vec![id(ids::train(model)), ids::data(set)];
@@ -479,7 +544,7 @@ fn seed_stages(config: &Config, suffix: &str, models: &[ModelKind], detectors: &
         };
         // Its stage on CIFAR-10, shared by every set.
         let prepared = d.prepare.map(|p| {
-            let mut s = stage(id(ids::prepare(p.kind, d.name)), p.kind, p.version, Task::Prepare { detector: d.name.into() });
+            let mut s = stage(id(ids::prepare(p.kind, d.name)), Task::Prepare { detector: d.name.into() });
             s.reads = detector_reads(p.reads, p.network);
             s.model = Some(model);
             let first = if p.network { id(ids::train(model)) } else { id(ids::outputs(model, CIFAR10)) };
@@ -492,8 +557,7 @@ fn seed_stages(config: &Config, suffix: &str, models: &[ModelKind], detectors: &
         for set in sets {
             // Tuning on the validation splits.
             let tuned = d.tuning.map(|t| {
-                let mut s =
-                    stage(id(ids::tune(d.name, &set.name)), t.kind, t.version, Task::Tune { detector: d.name.into(), set: set.clone() });
+                let mut s = stage(id(ids::tune(d.name, &set.name)), Task::Tune { detector: d.name.into(), set: set.clone() });
                 s.reads = detector_reads(t.reads, t.network);
                 s.model = Some(model);
                 s.extra = set.label_params();
@@ -509,8 +573,7 @@ fn seed_stages(config: &Config, suffix: &str, models: &[ModelKind], detectors: &
                 tuned
             });
             // Scores and metrics on the test splits.
-            let mut s =
-                stage(id(ids::score(d.name, &set.name)), "score", d.version, Task::Score { detector: d.name.into(), set: set.clone() });
+            let mut s = stage(id(ids::score(d.name, &set.name)), Task::Score { detector: d.name.into(), set: set.clone() });
             s.reads = detector_reads(d.reads, d.network);
             s.model = Some(model);
             s.extra = set.label_params();
@@ -547,7 +610,7 @@ pub fn sweep_stage(config: &Config, keys: &[String], points: Vec<SweepPoint>, di
         }
     }
     let described = serde_json::to_value(points.iter().map(|p| (keys, &p.values)).collect::<Vec<_>>()).expect("a sweep serialises");
-    let mut s = stage(ids::SWEEP.into(), "sweep", salt::SWEEP, Task::Sweep { sets: sets.clone(), keys: keys.to_vec(), points });
+    let mut s = stage(ids::SWEEP.into(), Task::Sweep { sets: sets.clone(), keys: keys.to_vec(), points });
     s.config = config.for_seed(config.seeds()[0]);
     s.reads = vec![reads::<view::Report>()];
     s.extra.insert("ood".into(), serde_json::to_value(&sets).expect("names serialise"));
