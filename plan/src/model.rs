@@ -378,6 +378,16 @@ mod tests {
     }
 
     #[test]
+    fn values_out_of_range_are_refused_naming_each_key() {
+        let c = load("[methods.binc]\nz = 0\nlambda = -1.0\n[methods.bin]\nzeta = 0.0\n").unwrap();
+        let problems = c.validate().unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["methods.bin.zeta", "methods.binc.z", "methods.binc.lambda"], "{problems:?}");
+        assert!(problems[1].message.contains("at least 1") && problems[2].message.contains("non-negative"), "{problems:?}");
+        assert!(load("[methods.binc]\nz = 8\n").unwrap().validate().is_ok());
+    }
+
+    #[test]
     fn a_part_is_read_from_a_stages_params_and_a_missing_field_is_named() {
         #[derive(Debug, Serialize, Deserialize, PartialEq)]
         #[serde(deny_unknown_fields, default)]
