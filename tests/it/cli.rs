@@ -724,11 +724,16 @@ fn diff_of_constructed_results_tests_each_value_by_what_the_sides_share() {
 
 #[test]
 fn seeds_build_per_seed_stages_and_a_new_seed_runs_only_its_own() {
-    // One seed (smoke's train.seed = 1) first, already built (a copy of the shared cache): today's ids.
+    // One seed (smoke's train.seed = 1) first, already built (a copy of the shared cache): today's
+    // ids. Narrowed to one network and three detectors (what the seeds do to ids, caches and the
+    // report does not depend on how many there are): only the report, whose inputs narrowed, reruns.
     let s = crate::shared::copy_of_built();
+    let mut config: toml::Table = std::fs::read_to_string(s.config()).unwrap().parse().unwrap();
+    crate::shared::narrow(&mut config);
+    s.write_config(&config);
     let one = last_json(&s.oodpipe(&["run", "--json"]));
-    assert!(ids(&one["executed"]).is_empty(), "{one}");
-    let plain = ids(&one["cached"]);
+    assert_eq!(ids(&one["executed"]), BTreeSet::from(["report".to_string()]), "{one}");
+    let plain: BTreeSet<String> = ids(&one["cached"]).union(&ids(&one["executed"])).cloned().collect();
     let all: BTreeSet<String> = ok(&s.oodpipe(&["dag"])).lines().map(|l| l.split(" <- ").next().unwrap().to_string()).collect();
     assert_eq!(plain, all, "every stage of the plan");
     assert!(plain.iter().all(|id| !id.contains('@')), "{plain:?}");

@@ -56,7 +56,7 @@ fn sigkill_at_random_moments_then_a_run_resumes_to_identical_results() {
 
 #[test]
 fn three_concurrent_runs_on_one_cache_build_each_stage_once() {
-    let s = Scratch::new(|_| {});
+    let s = Scratch::new(crate::shared::narrow);
     let children: Vec<_> = (0..3)
         .map(|_| s.command(&["run", "--json"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap())
         .collect();

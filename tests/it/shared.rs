@@ -34,3 +34,11 @@ pub(crate) fn copy_of_built() -> Scratch {
     assert!(status.success(), "cp -r {}", from.display());
     s
 }
+
+/// Narrows a smoke config to the softmax network and three of its detectors (Baseline, ODIN with
+/// its tuning, Energy): 24 stages instead of 105, for tests about how runs, seeds and caches
+/// behave rather than about what the full pipeline computes.
+pub(crate) fn narrow(config: &mut toml::Table) {
+    config.insert("models".into(), toml::Value::Array(vec!["softmax".into()]));
+    config.insert("detectors".into(), toml::Value::Array(vec!["baseline".into(), "odin".into(), "energy".into()]));
+}
