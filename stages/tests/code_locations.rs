@@ -61,18 +61,25 @@ fn listed(task: &Task) {
     }
 }
 
-/// A detector file left out of `registry!` would be compiled nowhere and silently missing from
-/// every plan: each `detectors/*.rs` but mod.rs must be registered, under its file's name, with
-/// code for every stage it declares.
-#[test]
-fn every_detector_file_is_registered() {
-    let mut files: Vec<String> = std::fs::read_dir(root().join("detectors"))
+/// The names of a registry folder's files (`detectors/knn.rs`: `knn`), sorted; mod.rs, the
+/// registry itself, left out.
+fn registry_files(folder: &str) -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(root().join(folder))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".rs") && n != "mod.rs")
         .map(|n| n.trim_end_matches(".rs").to_string())
         .collect();
     files.sort();
+    files
+}
+
+/// A detector file left out of `registry!` would be compiled nowhere and silently missing from
+/// every plan: each `detectors/*.rs` but mod.rs must be registered, under its file's name, with
+/// code for every stage it declares.
+#[test]
+fn every_detector_file_is_registered() {
+    let files = registry_files("detectors");
     let mut registered: Vec<String> = oodpipe_stages::detectors::ALL.iter().map(|d| d.name.to_string()).collect();
     registered.sort();
     assert_eq!(files, registered, "detectors/: files vs the registry in detectors/mod.rs (a detector's name must be its file's)");
@@ -89,13 +96,7 @@ fn every_detector_file_is_registered() {
 /// with its head and loss code.
 #[test]
 fn every_model_file_is_registered() {
-    let mut files: Vec<String> = std::fs::read_dir(root().join("models"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".rs") && n != "mod.rs")
-        .map(|n| n.trim_end_matches(".rs").to_string())
-        .collect();
-    files.sort();
+    let files = registry_files("models");
     let mut registered: Vec<String> = ModelKind::ALL.iter().map(|m| m.name().to_string()).collect();
     registered.sort();
     assert_eq!(files, registered, "models/: files vs the registry in models/mod.rs (a model's name must be its file's)");
