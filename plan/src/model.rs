@@ -10,9 +10,9 @@
 //! The config holds one table per model with both parts' fields (`methods.binc.z`,
 //! `methods.binc.zeta`), each with the file's default; an unknown field, or a table for a model
 //! that is not registered or has no fields, is refused naming what exists. Every stage of a model
-//! that reads its network (outputs, features, network detectors) is keyed on its shape's fields,
-//! its training on both parts ([`crate::view::for_model`]), so a loss weight reruns the training
-//! and, through its new weights file, only what reads it.
+//! that reads its network (outputs, features, network detectors) is keyed on its shape's fields
+//! ([`crate::view::for_model`]), its training on both parts ([`crate::view::for_training`]), so a
+//! loss weight reruns the training and, through its new weights file, only what reads it.
 //!
 //! [`ModelKind`] is a registered model as a value (a stage's task names one; the config's
 //! `models` list holds them): compared, hashed and written by its name, ordered as the registry.
