@@ -169,21 +169,23 @@ pub fn of_config_for_training<V: View>(config: &crate::Config, model: ModelKind)
 /// stages of no model), so that a model's key never covers another's fields nor, past its
 /// training, its own loss weights.
 pub fn for_model(tree: Value, model: Option<ModelKind>) -> Value {
-    keep_table(tree, model, |m, field| m.model().shape_fields().iter().any(|f| f == field))
+    // The shape's field names, once (not once per field of the table).
+    let shape = model.map(|m| m.model().shape_fields()).unwrap_or_default();
+    keep_table(tree, model, |field| shape.iter().any(|f| f == field))
 }
 
 /// A config as `model`'s training sees it: of the `methods` tables only that model's, whole.
 pub fn for_training(tree: Value, model: ModelKind) -> Value {
-    keep_table(tree, Some(model), |_, _| true)
+    keep_table(tree, Some(model), |_| true)
 }
 
-fn keep_table(mut tree: Value, model: Option<ModelKind>, keep: impl Fn(ModelKind, &str) -> bool) -> Value {
+fn keep_table(mut tree: Value, model: Option<ModelKind>, keep: impl Fn(&str) -> bool) -> Value {
     if let Some(methods) = tree.get_mut(crate::model::KEY).and_then(Value::as_object_mut) {
         methods.retain(|name, _| model.is_some_and(|m| m.name() == name));
         if let Some(m) = model
             && let Some(Value::Object(fields)) = methods.get_mut(m.name())
         {
-            fields.retain(|field, _| keep(m, field));
+            fields.retain(|field, _| keep(field));
             if fields.is_empty() {
                 methods.remove(m.name());
             }
