@@ -79,7 +79,7 @@ fn main() {
     }
     let platform = Platform { libtorch: "none".into(), device: "cpu".into() };
     let in_process = |request: &StageRequest, _: Progress| build(request);
-    let worker = WorkerRunner { program: std::env::current_exe().unwrap(), args: vec!["--worker".into()], runtime: json!(null) };
+    let worker = WorkerRunner::new(std::env::current_exe().unwrap(), vec!["--worker".into()], json!(null));
     let runners: [(&str, &dyn executor::StageRunner); 2] = [("in-process", &in_process), ("worker processes", &worker)];
     println!("engine overhead on a synthetic DAG of {STAGES} stages (up to 3 inputs each)");
     for (name, runner) in runners {

@@ -34,3 +34,4 @@ pub mod stage_spec;
 pub mod store;
 pub mod variants;
 pub mod worker;
+pub mod zygote;

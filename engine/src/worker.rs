@@ -1,6 +1,7 @@
 //! Stages run in worker processes: the protocol, the runner that spawns one, and how its death is told.
 //!
-//! The engine never loads what stages need (libtorch): it starts a worker program per stage, writes
+//! The engine never loads what stages need (libtorch): it starts a worker program per stage (or
+//! has its fork server, [`crate::zygote`], fork one: the same program started once), writes
 //! one [`WorkerInput`] (the stage's request and the machine's runtime settings) as JSON to its stdin,
 //! and reads its stdout for lines that begin with [`PROGRESS`] or [`ERROR`]; everything else the
 //! worker prints, and all of its stderr, goes to the stage's log file, whose last lines are quoted
@@ -14,14 +15,16 @@
 use crate::executor::{Progress, StageRunner};
 use crate::interrupt;
 use crate::stage_spec::{InputFiles, SourceSpec};
+use crate::zygote::{Forked, Zygote};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A stdout line of the worker `@progress <done> <total> <message>`: progress of a long stage.
@@ -110,47 +113,101 @@ impl std::fmt::Display for StageFailure {
 
 impl std::error::Error for StageFailure {}
 
-/// Runs each stage in a fresh process of `program args..`.
+/// Runs each stage in a fresh process of `program args..`, or, with a [`Zygote`], in a process
+/// the zygote forks (the same program, started once).
 #[derive(Debug, Clone)]
 pub struct WorkerRunner {
     pub program: PathBuf,
     pub args: Vec<String>,
     pub runtime: Value,
+    pub zygote: Option<Arc<Zygote>>,
+}
+
+impl WorkerRunner {
+    /// A runner that starts `program args..` for each stage.
+    pub fn new(program: PathBuf, args: Vec<String>, runtime: Value) -> Self {
+        WorkerRunner { program, args, runtime, zygote: None }
+    }
 }
 
 impl StageRunner for WorkerRunner {
     fn run(&self, request: &StageRequest, log: &Path, progress: Progress) -> anyhow::Result<()> {
         let input = WorkerInput { stage: request.clone(), runtime: self.runtime.clone() };
-        run_worker(&self.program, &self.args, &input, log, progress)
+        let forked = self.zygote.as_ref().and_then(|z| z.fork(request.gpu.as_deref()));
+        let process = match forked {
+            Some(forked) => Process::Forked(forked),
+            None => Process::spawn(&self.program, &self.args, request.gpu.as_deref())?,
+        };
+        run_worker(process, &input, log, progress)
     }
 }
 
-/// Spawns the worker, feeds it `input`, relays its progress, waits for it; on Ctrl-C (or SIGTERM
-/// to the engine) stops it. Its stdout and stderr are written to `log`.
-pub fn run_worker(program: &Path, args: &[String], input: &WorkerInput, log: &Path, progress: Progress) -> anyhow::Result<()> {
+/// A worker process: spawned by the engine, or forked by the zygote.
+enum Process {
+    Spawned(Child),
+    Forked(Forked),
+}
+
+impl Process {
+    fn spawn(program: &Path, args: &[String], gpu: Option<&str>) -> anyhow::Result<Process> {
+        let mut command = Command::new(program);
+        command.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        if let Some(gpu) = gpu {
+            command.env("CUDA_VISIBLE_DEVICES", gpu);
+        }
+        die_with_parent(&mut command);
+        Ok(Process::Spawned(command.spawn().with_context(|| format!("starting the worker {}", program.display()))?))
+    }
+
+    /// Its stdin, stdout and stderr, taken once.
+    fn streams(&mut self) -> (Box<dyn Write>, Box<dyn Read + Send>, Box<dyn Read + Send>) {
+        match self {
+            Process::Spawned(child) => (
+                Box::new(child.stdin.take().expect("piped")),
+                Box::new(child.stdout.take().expect("piped")),
+                Box::new(child.stderr.take().expect("piped")),
+            ),
+            Process::Forked(forked) => {
+                let (stdin, stdout, stderr) = forked.streams().expect("taken once");
+                (Box::new(stdin), Box::new(stdout), Box::new(stderr))
+            }
+        }
+    }
+
+    fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
+        match self {
+            Process::Spawned(child) => child.try_wait(),
+            Process::Forked(forked) => forked.try_wait(),
+        }
+    }
+
+    fn signal(&mut self, signal: i32) {
+        match self {
+            // SAFETY: kill(2) on our own child, not yet waited for.
+            Process::Spawned(child) => unsafe {
+                libc::kill(child.id() as i32, signal);
+            },
+            Process::Forked(forked) => forked.signal(signal),
+        }
+    }
+}
+
+/// Feeds the worker `input`, relays its progress, waits for it; on Ctrl-C (or SIGTERM to the
+/// engine) stops it. Its stdout and stderr are written to `log`.
+fn run_worker(mut process: Process, input: &WorkerInput, log: &Path, progress: Progress) -> anyhow::Result<()> {
     if let Some(dir) = log.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let log_file = std::fs::File::create(log).with_context(|| format!("creating the stage log {}", log.display()))?;
-    let mut command = Command::new(program);
-    command.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    if let Some(gpu) = &input.stage.gpu {
-        command.env("CUDA_VISIBLE_DEVICES", gpu);
-    }
-    die_with_parent(&mut command);
-    let mut child = command.spawn().with_context(|| format!("starting the worker {}", program.display()))?;
-    {
-        let mut stdin = child.stdin.take().expect("piped");
-        // A worker that dies before reading its input is reported below by its exit.
-        let _ = stdin.write_all(&serde_json::to_vec(input)?);
-    }
+    let (mut stdin, stdout, stderr) = process.streams();
+    // A worker that dies before reading its input is reported below by its exit.
+    let _ = stdin.write_all(&serde_json::to_vec(input)?);
+    drop(stdin);
     let log_file = std::sync::Mutex::new(log_file);
     let tail = std::sync::Mutex::new(VecDeque::<String>::new());
     // A panic's message (the line after `panicked at`), which a backtrace would push out of the tail.
     let panic = std::sync::Mutex::new((false, Vec::<String>::new()));
     let error = std::sync::Mutex::new(None::<WorkerError>);
-    let stdout = child.stdout.take().expect("piped");
-    let stderr = child.stderr.take().expect("piped");
     let keep = |line: &str| {
         let _ = writeln!(log_file.lock().unwrap(), "{line}");
         {
@@ -185,19 +242,17 @@ pub fn run_worker(program: &Path, args: &[String], input: &WorkerInput, log: &Pa
             }
         });
         loop {
-            if let Some(status) = child.try_wait()? {
+            if let Some(status) = process.try_wait()? {
                 return Ok(status);
             }
             if interrupt::requested() {
                 // The worker got the terminal's SIGINT too; if it was only us, or it lingers, stop it.
                 match stopping {
                     None => {
-                        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+                        process.signal(libc::SIGTERM);
                         stopping = Some(Instant::now());
                     }
-                    Some(t) if t.elapsed() > Duration::from_secs(5) => {
-                        let _ = child.kill();
-                    }
+                    Some(t) if t.elapsed() > Duration::from_secs(5) => process.signal(libc::SIGKILL),
                     _ => {}
                 }
             }

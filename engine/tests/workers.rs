@@ -5,6 +5,9 @@
 //!
 //! The worker is this test binary itself, started on its ignored test `synthetic_worker`, which
 //! speaks the worker protocol (`oodpipe_engine::worker`) with tasks that misbehave on purpose.
+//! Each test runs twice: with a worker started per stage, and with workers forked by the fork
+//! server (`oodpipe_engine::zygote`, here the ignored test `synthetic_zygote`), which must fail,
+//! report and stop exactly alike.
 
 use oodpipe_engine::executor::{self, StageState};
 use oodpipe_engine::fingerprint::{KeyedStage, key_stages};
@@ -15,10 +18,11 @@ use oodpipe_engine::stage_key::Platform;
 use oodpipe_engine::stage_spec::StageSpec;
 use oodpipe_engine::store::Store;
 use oodpipe_engine::worker::{WorkerInput, WorkerRunner};
+use oodpipe_engine::zygote::Zygote;
 use serde_json::json;
 use std::io::{IsTerminal, Read};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 struct Collect(Mutex<Vec<(String, u64, u64)>>);
 impl Reporter for Collect {
@@ -39,6 +43,25 @@ fn synthetic_worker() {
     if std::io::stdin().is_terminal() {
         return;
     }
+    synthetic_stage();
+}
+
+/// The same worker as a fork server (`oodpipe_engine::zygote`): each child runs one synthetic stage.
+#[test]
+#[ignore = "the synthetic fork server of the tests in this file, which start it"]
+fn synthetic_zygote() {
+    // SAFETY: fstat into a zeroed struct.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(0, &mut stat) } != 0 || stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return; // run by hand: stdin is not the engine's control socket
+    }
+    std::process::exit(oodpipe_engine::zygote::serve(|| {
+        synthetic_stage();
+        0
+    }));
+}
+
+fn synthetic_stage() {
     let mut text = String::new();
     std::io::stdin().read_to_string(&mut text).unwrap();
     let input: WorkerInput = serde_json::from_str(&text).unwrap();
@@ -47,7 +70,7 @@ fn synthetic_worker() {
     println!("@progress 1 2 half way");
     let task = if input.runtime["healed"] == json!(true) { "ok" } else { stage.task.as_str().unwrap() };
     std::fs::write(out.join("out"), "partial").unwrap();
-    eprintln!("{} is about to do `{task}`", stage.id);
+    eprintln!("{} is about to do `{task}` (parent {})", stage.id, std::os::unix::process::parent_id());
     match task {
         "ok" => {
             let mut text = String::new();
@@ -67,12 +90,15 @@ fn synthetic_worker() {
     }
 }
 
-fn runner(healed: bool) -> WorkerRunner {
-    WorkerRunner {
-        program: std::env::current_exe().unwrap(),
-        args: ["--exact", "synthetic_worker", "--ignored", "--nocapture", "--test-threads=1", "-q"].map(String::from).to_vec(),
-        runtime: json!({ "healed": healed }),
+/// Starts a worker per stage, or, `forked`, forks each from a synthetic zygote.
+fn runner(healed: bool, forked: bool) -> WorkerRunner {
+    let program = std::env::current_exe().unwrap();
+    let args = |test: &str| ["--exact", test, "--ignored", "--nocapture", "--test-threads=1", "-q"].map(String::from).to_vec();
+    let mut runner = WorkerRunner::new(program.clone(), args("synthetic_worker"), json!({ "healed": healed }));
+    if forked {
+        runner.zygote = Some(Arc::new(Zygote::new(program, args("synthetic_zygote"))));
     }
+    runner
 }
 
 fn stage(id: &str, task: &str, inputs: &[&str]) -> StageSpec {
@@ -99,6 +125,15 @@ fn keyed(stages: Vec<StageSpec>) -> Vec<KeyedStage> {
 
 #[test]
 fn a_panic_an_abort_and_a_sigkill_each_fail_their_stage_alone() {
+    crashes_fail_their_stage_alone(false);
+}
+
+#[test]
+fn a_panic_an_abort_and_a_sigkill_each_fail_their_stage_alone_in_forked_workers() {
+    crashes_fail_their_stage_alone(true);
+}
+
+fn crashes_fail_their_stage_alone(forked: bool) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("cache")).unwrap();
     let stages = keyed(vec![
@@ -110,7 +145,7 @@ fn a_panic_an_abort_and_a_sigkill_each_fail_their_stage_alone() {
         stage("e.independent", "ok", &["a.ok"]),
     ]);
     let reporter = Collect(Mutex::new(Vec::new()));
-    let outcome = executor::run(&store, &stages, &runner(false), &reporter, false);
+    let outcome = executor::run(&store, &stages, &runner(false, forked), &reporter, false);
     assert_eq!(outcome.executed, ["a.ok", "e.independent"]);
     assert_eq!(outcome.skipped, ["b.after_panic"]);
     let failed: std::collections::BTreeMap<_, _> = outcome.failed.iter().cloned().collect();
@@ -125,6 +160,9 @@ fn a_panic_an_abort_and_a_sigkill_each_fail_their_stage_alone() {
     assert!(reporter.0.lock().unwrap().contains(&("a.ok".to_string(), 1, 2)));
     let log = std::fs::read_to_string(store.log_path("c.abort")).unwrap();
     assert!(log.contains("c.abort is about to do `abort`"), "{log}");
+    // Forked by the fork server, or started by the engine (this process) itself.
+    let parent: u32 = log.split("(parent ").nth(1).and_then(|r| r.split(')').next()).unwrap().parse().unwrap();
+    assert_eq!(parent == std::process::id(), !forked, "the worker's parent {parent}, the engine {}", std::process::id());
     // Nothing half-written: no entry for a failed stage, no temporary folder left.
     for ks in &stages {
         assert_eq!(store.entry(&ks.material.kind, &ks.key).is_some(), outcome.executed.contains(&ks.spec.id), "{}", ks.spec.id);
@@ -133,7 +171,7 @@ fn a_panic_an_abort_and_a_sigkill_each_fail_their_stage_alone() {
     assert_eq!(std::fs::read_to_string(store.output_files(&outcome.entries["e.independent"])["out"].clone()).unwrap(), "a.oke.independent");
 
     // The next run, with the causes gone, re-executes exactly the failed stages and their dependant.
-    let again = executor::run(&store, &stages, &runner(true), &Collect(Mutex::new(Vec::new())), false);
+    let again = executor::run(&store, &stages, &runner(true, forked), &Collect(Mutex::new(Vec::new())), false);
     assert_eq!(again.executed, ["b.panic", "b.after_panic", "c.abort", "d.sigkill"]);
     assert_eq!(again.cached, ["a.ok", "e.independent"]);
     assert!(again.failed.is_empty());
@@ -147,7 +185,8 @@ fn interrupted_engine() {
     oodpipe_engine::interrupt::install();
     let store = Store::open(Path::new(&cache)).unwrap();
     let stages = keyed(ctrl_c_pipeline());
-    let outcome = executor::run(&store, &stages, &runner(false), &Collect(Mutex::new(Vec::new())), false);
+    let forked = std::env::var_os("OODPIPE_TEST_FORKED").is_some();
+    let outcome = executor::run(&store, &stages, &runner(false, forked), &Collect(Mutex::new(Vec::new())), false);
     println!("OUTCOME {}", json!({"executed": outcome.executed, "interrupted": outcome.interrupted, "failed": outcome.failed}));
 }
 
@@ -157,10 +196,23 @@ fn ctrl_c_pipeline() -> Vec<StageSpec> {
 
 #[test]
 fn ctrl_c_stops_the_worker_and_the_next_run_resumes() {
+    ctrl_c_stops_and_the_next_run_resumes(false);
+}
+
+#[test]
+fn ctrl_c_stops_the_forked_worker_and_the_next_run_resumes() {
+    ctrl_c_stops_and_the_next_run_resumes(true);
+}
+
+fn ctrl_c_stops_and_the_next_run_resumes(forked: bool) {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "interrupted_engine", "--ignored", "--nocapture", "--test-threads=1"])
+    let mut engine = std::process::Command::new(std::env::current_exe().unwrap());
+    engine.args(["--exact", "interrupted_engine", "--ignored", "--nocapture", "--test-threads=1"]);
+    if forked {
+        engine.env("OODPIPE_TEST_FORKED", "1");
+    }
+    let child = engine
         .env("OODPIPE_TEST_CTRL_C_CACHE", &cache)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -190,7 +242,7 @@ fn ctrl_c_stops_the_worker_and_the_next_run_resumes() {
     let store = Store::open(&cache).unwrap();
     assert_eq!(std::fs::read_dir(store.root().join("tmp")).unwrap().count(), 0, "nothing half-written is left");
     let stages = keyed(ctrl_c_pipeline());
-    let again = executor::run(&store, &stages, &runner(true), &Collect(Mutex::new(Vec::new())), false);
+    let again = executor::run(&store, &stages, &runner(true, forked), &Collect(Mutex::new(Vec::new())), false);
     assert_eq!(again.cached, ["a.ok"]);
     assert_eq!(again.executed, ["b.sleep", "c.after"]);
 }

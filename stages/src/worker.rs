@@ -24,27 +24,38 @@ pub struct Runtime {
     pub threads: usize,
 }
 
-/// The worker's main: `run` (a stage from stdin) or `probe`.
+/// The worker's main: `run` (a stage from stdin), `zygote` (fork a `run` per request of the
+/// engine, see `oodpipe_engine::zygote`) or `probe`.
 pub fn main(args: &[String]) -> std::process::ExitCode {
     match args.first().map(String::as_str) {
         Some("probe") => {
             println!("{}", probe());
             std::process::ExitCode::SUCCESS
         }
-        Some("run") => match run_from_stdin() {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(e) => {
-                let report = WorkerError { message: format!("{e:#}"), bad_input: oodpipe_engine::bad_input::is_bad_input(&e) };
-                println!("{ERROR}{}", serde_json::to_string(&report).expect("an error serialises"));
-                std::process::ExitCode::FAILURE
-            }
-        },
+        Some("run") => oodpipe_engine::zygote::exit_at_once(run()),
+        // libtorch is loaded (its initialisers ran before main) and nothing else is: each child
+        // starts from where a fresh `run` would.
+        Some("zygote") => std::process::ExitCode::from(oodpipe_engine::zygote::serve(run) as u8),
         _ => {
             eprintln!(
                 "oodpipe-worker: builds one stage for the `oodpipe` command, which starts it.\n\
-                 usage: oodpipe-worker run    (a stage request as JSON on stdin)\n       oodpipe-worker probe  (this machine's runtime, as JSON)"
+                 usage: oodpipe-worker run     (a stage request as JSON on stdin)\n       \
+                 oodpipe-worker probe   (this machine's runtime, as JSON)\n       \
+                 oodpipe-worker zygote  (the engine's fork server: forks a `run` per request on its control socket)"
             );
             std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// `run`: the stage on stdin; its exit code (0 built, 1 failed with an `@error` line).
+fn run() -> i32 {
+    match run_from_stdin() {
+        Ok(()) => 0,
+        Err(e) => {
+            let report = WorkerError { message: format!("{e:#}"), bad_input: oodpipe_engine::bad_input::is_bad_input(&e) };
+            println!("{ERROR}{}", serde_json::to_string(&report).expect("an error serialises"));
+            1
         }
     }
 }
