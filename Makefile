@@ -2,7 +2,7 @@
 CONFIG ?= pipeline.toml
 CARGO ?= cargo
 
-.PHONY: run test setup libtorch data graphviz slurm s3 build bench bench-noop bench-remote
+.PHONY: run test lint setup libtorch data graphviz slurm s3 build bench bench-noop bench-remote
 
 ## Install what is missing, build in release mode, run the default pipeline to the final report.
 run: setup graphviz
@@ -14,6 +14,11 @@ run: setup graphviz
 ## remote store's: scripts/s3_local.sh; both idempotent).
 test: setup slurm s3
 	CARGO=$(CARGO) scripts/run_tests.sh
+
+## `cargo clippy` itself, as a check build of its own (`make test` runs the same lints inside its
+## test build: scripts/run_tests.sh).
+lint: setup
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 setup: libtorch data
 

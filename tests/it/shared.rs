@@ -1,7 +1,8 @@
 //! One cold smoke run per test process, shared by the tests that need only a built cache to start
 //! from or a reference to compare with: each cold run of the debug binary is one of the suite's
-//! largest costs (issue 24, "a test suite that stays quick"). Tests that assert what a cold run
-//! does (what it executes, what it keys) still make their own.
+//! largest costs (issue 24, "a test suite that stays quick"). The smoke test reads what this cold
+//! run executed from its `--json` summary; tests that need a cold run of another kind (killed,
+//! interrupted, two jobs, through a remote or Slurm) still make their own.
 
 use crate::cli::{Scratch, ok};
 use std::sync::OnceLock;
@@ -12,6 +13,8 @@ pub(crate) struct Built {
     pub(crate) scratch: Scratch,
     /// How long the cold run took.
     pub(crate) cold: Duration,
+    /// Its `--json` summary (what it executed).
+    pub(crate) summary: serde_json::Value,
 }
 
 /// The shared build (made by the first test that asks; never written to afterwards).
@@ -20,8 +23,9 @@ pub(crate) fn built() -> &'static Built {
     BUILT.get_or_init(|| {
         let scratch = Scratch::new(|_| {});
         let start = Instant::now();
-        ok(&scratch.oodpipe(&["run"]));
-        Built { scratch, cold: start.elapsed() }
+        let out = scratch.oodpipe(&["run", "--json"]);
+        ok(&out);
+        Built { scratch, cold: start.elapsed(), summary: crate::cli::last_json(&out) }
     })
 }
 
