@@ -2,6 +2,7 @@
 //! in child processes.
 
 use crate::cli::{Scratch, ids, last_json, ok, stale_ids};
+use crate::shared::stored_tensors;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::os::unix::process::CommandExt;
@@ -226,20 +227,9 @@ fn two_jobs_build_the_same_bytes_as_one() {
     let out = two.oodpipe(&["run", "-j", "2", "--json"]);
     let parallel = last_json(&out);
     // Every stored tensor (data sets, weights, outputs, scores) and the results: byte-identical.
-    // (train.json differs by its timings, which is why it is not compared.)
-    let tensors = |s: &Scratch| -> BTreeSet<String> {
-        let mut names = BTreeSet::new();
-        for shard in std::fs::read_dir(s.path("cache/objects")).unwrap() {
-            for object in std::fs::read_dir(shard.unwrap().path()).unwrap() {
-                let name = object.unwrap().file_name().to_string_lossy().into_owned();
-                if name.ends_with(".safetensors") {
-                    names.insert(name);
-                }
-            }
-        }
-        names
-    };
-    let (a, b) = (tensors(one), tensors(&two));
+    // (train.json differs by its timings, which is why it is not compared.) Objects are named by the
+    // blake3 of their bytes.
+    let (a, b) = (stored_tensors(one), stored_tensors(&two));
     assert!(a.len() > 40, "{} tensors", a.len());
     assert_eq!(a, b);
     assert_eq!(std::fs::read(one.path("reports/results.csv")).unwrap(), std::fs::read(two.path("reports/results.csv")).unwrap());

@@ -46,3 +46,18 @@ pub(crate) fn narrow(config: &mut toml::Table) {
     config.insert("models".into(), toml::Value::Array(vec!["softmax".into()]));
     config.insert("detectors".into(), toml::Value::Array(vec!["baseline".into(), "odin".into(), "energy".into()]));
 }
+
+/// The names of the safetensors objects in a scratch's store (data sets, weights, outputs,
+/// scores): objects are named by the blake3 of their bytes, so equal names are equal bytes.
+pub(crate) fn stored_tensors(s: &Scratch) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for shard in std::fs::read_dir(s.path("cache/objects")).unwrap() {
+        for object in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+            let name = object.unwrap().file_name().to_string_lossy().into_owned();
+            if name.ends_with(".safetensors") {
+                names.insert(name);
+            }
+        }
+    }
+    names
+}

@@ -2,6 +2,7 @@
 //! scripts/slurm_local.sh (which installs Debian's slurm-wlm and munge when missing).
 
 use crate::cli::{Scratch, ids, last_json, ok, repo, stale_ids};
+use crate::shared::stored_tensors;
 use std::time::{Duration, Instant};
 
 /// Starts the local cluster (idempotent). `OODPIPE_SKIP_SLURM=1` skips these tests, saying so.
@@ -42,19 +43,7 @@ fn the_smoke_pipeline_through_slurm_gives_the_local_results_byte_for_byte() {
     assert_eq!(ids(&done["executed"]).len(), 23, "{done}");
     // Every tensor a job stored (data, weights, outputs, scores) is byte for byte one the local run
     // stored: objects are named by the blake3 of their bytes.
-    let tensors = |s: &Scratch| -> std::collections::BTreeSet<String> {
-        let mut names = std::collections::BTreeSet::new();
-        for shard in std::fs::read_dir(s.path("cache/objects")).unwrap() {
-            for object in std::fs::read_dir(shard.unwrap().path()).unwrap() {
-                let name = object.unwrap().file_name().to_string_lossy().into_owned();
-                if name.ends_with(".safetensors") {
-                    names.insert(name);
-                }
-            }
-        }
-        names
-    };
-    let (ours, theirs) = (tensors(&cluster), tensors(local));
+    let (ours, theirs) = (stored_tensors(&cluster), stored_tensors(local));
     assert!(ours.len() >= 12, "{ours:?}");
     assert!(ours.is_subset(&theirs), "tensors the local run did not store: {:?}\n{err}", ours.difference(&theirs).collect::<Vec<_>>());
     // And every row of its results is the local run's row, to the last digit.
