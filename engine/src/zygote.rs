@@ -92,7 +92,11 @@ impl Zygote {
             Ok(forked) => Some(forked),
             Err(e) => {
                 eprintln!("note: the worker's fork server stopped answering ({e:#}); each stage starts its own worker from now on");
-                *state = State::Gone;
+                if let State::Serving { mut process, control } = std::mem::replace(&mut *state, State::Gone) {
+                    drop(control);
+                    let _ = process.kill();
+                    let _ = process.wait();
+                }
                 None
             }
         }
@@ -106,16 +110,22 @@ impl Zygote {
         // Our copy of the zygote's end goes with `command`: its end of file is then the zygote's.
         drop(command);
         let mut buf = [0u8; 64];
-        let n = recv_timeout(&ours, &mut buf, ANSWER).context("waiting for its `ready`")?;
-        if &buf[..n] != b"ready" {
+        let answer = recv_timeout(&ours, &mut buf, ANSWER).context("waiting for its `ready`").and_then(|n| {
+            if &buf[..n] == b"ready" {
+                Ok(())
+            } else {
+                bail!(
+                    "{} {} answered {:?} instead of `ready`",
+                    self.program.display(),
+                    self.args.join(" "),
+                    String::from_utf8_lossy(&buf[..n])
+                )
+            }
+        });
+        if let Err(e) = answer {
             let _ = process.kill();
             let _ = process.wait();
-            bail!(
-                "{} {} answered {:?} instead of `ready`",
-                self.program.display(),
-                self.args.join(" "),
-                String::from_utf8_lossy(&buf[..n])
-            );
+            return Err(e);
         }
         Ok((process, ours))
     }
@@ -135,6 +145,7 @@ impl Drop for Zygote {
 /// A worker forked by the zygote: its pipes and its line.
 #[derive(Debug)]
 pub struct Forked {
+    /// Its process id, as the fork server reported it (signals go through the fork server).
     pub pid: i32,
     streams: Option<(File, File, File)>,
     line: UnixStream,

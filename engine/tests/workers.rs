@@ -70,7 +70,7 @@ fn synthetic_stage() {
     println!("@progress 1 2 half way");
     let task = if input.runtime["healed"] == json!(true) { "ok" } else { stage.task.as_str().unwrap() };
     std::fs::write(out.join("out"), "partial").unwrap();
-    eprintln!("{} is about to do `{task}` (parent {})", stage.id, std::os::unix::process::parent_id());
+    eprintln!("{} is about to do `{task}` (pid {}, parent {})", stage.id, std::process::id(), std::os::unix::process::parent_id());
     match task {
         "ok" => {
             let mut text = String::new();
@@ -161,7 +161,7 @@ fn crashes_fail_their_stage_alone(forked: bool) {
     let log = std::fs::read_to_string(store.log_path("c.abort")).unwrap();
     assert!(log.contains("c.abort is about to do `abort`"), "{log}");
     // Forked by the fork server, or started by the engine (this process) itself.
-    let parent: u32 = log.split("(parent ").nth(1).and_then(|r| r.split(')').next()).unwrap().parse().unwrap();
+    let parent: u32 = log.split(", parent ").nth(1).and_then(|r| r.split(')').next()).unwrap().parse().unwrap();
     assert_eq!(parent == std::process::id(), !forked, "the worker's parent {parent}, the engine {}", std::process::id());
     // Nothing half-written: no entry for a failed stage, no temporary folder left.
     for ks in &stages {
@@ -177,9 +177,78 @@ fn crashes_fail_their_stage_alone(forked: bool) {
     assert!(again.failed.is_empty());
 }
 
-/// The engine half of the Ctrl-C test: a run whose second stage sleeps; prints its outcome.
 #[test]
-#[ignore = "the child process of ctrl_c_stops_the_worker_and_the_next_run_resumes, which runs it"]
+fn a_fork_server_that_does_not_start_leaves_each_stage_a_worker_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("cache")).unwrap();
+    let stages = keyed(vec![stage("a.ok", "ok", &[]), stage("e.independent", "ok", &["a.ok"])]);
+    // A program that is no fork server: this test binary running no test, which exits at once.
+    let mut runner = runner(true, false);
+    let program = std::env::current_exe().unwrap();
+    runner.zygote = Some(Arc::new(Zygote::new(program, ["--exact", "no_such_test"].map(String::from).to_vec())));
+    let outcome = executor::run(&store, &stages, &runner, &Collect(Mutex::new(Vec::new())), false);
+    assert_eq!(outcome.executed, ["a.ok", "e.independent"], "{:?}", outcome.failed);
+    for id in ["a.ok", "e.independent"] {
+        let log = std::fs::read_to_string(store.log_path(id)).unwrap();
+        assert!(log.contains(&format!(", parent {})", std::process::id())), "started by the engine itself: {log}");
+    }
+}
+
+#[test]
+fn a_killed_engine_takes_its_worker_with_it() {
+    killed_engine_takes_its_worker(false);
+}
+
+#[test]
+fn a_killed_engine_takes_its_forked_worker_and_the_fork_server_with_it() {
+    killed_engine_takes_its_worker(true);
+}
+
+/// SIGKILL to an engine whose worker sleeps: the worker must not outlive it (it would go on
+/// computing into a folder nobody commits).
+fn killed_engine_takes_its_worker(forked: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let mut engine = std::process::Command::new(std::env::current_exe().unwrap());
+    engine.args(["--exact", "interrupted_engine", "--ignored", "--nocapture", "--test-threads=1"]);
+    if forked {
+        engine.env("OODPIPE_TEST_FORKED", "1");
+    }
+    let mut child = engine
+        .env("OODPIPE_TEST_CTRL_C_CACHE", &cache)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (pid, parent) = loop {
+        let log = std::fs::read_to_string(cache.join("logs").join("b.sleep.log")).unwrap_or_default();
+        if let Some(rest) = log.split("(pid ").nth(1)
+            && let Some((pid, rest)) = rest.split_once(", parent ")
+            && let Some((parent, _)) = rest.split_once(')')
+        {
+            break (pid.parse::<i32>().unwrap(), parent.parse::<i32>().unwrap());
+        }
+        assert!(started.elapsed().as_secs() < 60, "the sleeping stage never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(parent == child.id() as i32, !forked, "the worker's parent: the engine, or the fork server");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Gone, or a zombie waiting for init to reap it: either way, no longer running.
+    let running = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| stat.rsplit(") ").next().is_some_and(|s| !s.starts_with('Z')))
+    };
+    let killed = std::time::Instant::now();
+    while running(pid) || (forked && running(parent)) {
+        assert!(killed.elapsed().as_secs() < 10, "the worker {pid} (parent {parent}) outlived the engine");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The engine half of the Ctrl-C and SIGKILL tests: a run whose second stage sleeps; prints its outcome.
+#[test]
+#[ignore = "the engine process of the Ctrl-C and SIGKILL tests in this file, which start it"]
 fn interrupted_engine() {
     let Some(cache) = std::env::var_os("OODPIPE_TEST_CTRL_C_CACHE") else { return };
     oodpipe_engine::interrupt::install();
