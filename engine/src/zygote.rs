@@ -208,7 +208,7 @@ fn request(control: &OwnedFd, gpu: Option<&str>) -> anyhow::Result<Forked> {
     let (stderr, child_stderr) = pipe()?;
     let env = serde_json::json!({ "gpu": gpu });
     send_with_fds(
-        control,
+        control.as_raw_fd(),
         env.to_string().as_bytes(),
         &[child_line.as_raw_fd(), child_stdin.as_raw_fd(), child_stdout.as_raw_fd(), child_stderr.as_raw_fd()],
     )
@@ -244,7 +244,7 @@ pub fn serve(stage: impl Fn() -> i32) -> i32 {
     let control: RawFd = 0;
     // SAFETY: setting a signal's disposition to ignore, in a process with one thread.
     unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
-    if send_with_fds_raw(control, b"ready", &[]).is_err() {
+    if send_with_fds(control, b"ready", &[]).is_err() {
         eprintln!("oodpipe zygote: stdin is not the engine's control socket (the engine starts this mode itself)");
         return 2;
     }
@@ -430,12 +430,8 @@ fn receive(control: RawFd) -> anyhow::Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
     Ok(Some((data[..n].to_vec(), fds)))
 }
 
-fn send_with_fds(control: &OwnedFd, data: &[u8], fds: &[RawFd]) -> std::io::Result<()> {
-    send_with_fds_raw(control.as_raw_fd(), data, fds)
-}
-
 /// One record on a `SOCK_SEQPACKET` socket, with `fds` as `SCM_RIGHTS` if there are any.
-fn send_with_fds_raw(socket: RawFd, data: &[u8], fds: &[RawFd]) -> std::io::Result<()> {
+fn send_with_fds(socket: RawFd, data: &[u8], fds: &[RawFd]) -> std::io::Result<()> {
     let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut _, iov_len: data.len() };
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;

@@ -209,17 +209,7 @@ fn a_killed_engine_takes_its_forked_worker_and_the_fork_server_with_it() {
 fn killed_engine_takes_its_worker(forked: bool) {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let mut engine = std::process::Command::new(std::env::current_exe().unwrap());
-    engine.args(["--exact", "interrupted_engine", "--ignored", "--nocapture", "--test-threads=1"]);
-    if forked {
-        engine.env("OODPIPE_TEST_FORKED", "1");
-    }
-    let mut child = engine
-        .env("OODPIPE_TEST_CTRL_C_CACHE", &cache)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = start_engine(&cache, forked, std::process::Stdio::null());
     let started = std::time::Instant::now();
     let (pid, parent) = loop {
         let log = std::fs::read_to_string(cache.join("logs").join("b.sleep.log")).unwrap_or_default();
@@ -259,6 +249,17 @@ fn interrupted_engine() {
     println!("OUTCOME {}", json!({"executed": outcome.executed, "interrupted": outcome.interrupted, "failed": outcome.failed}));
 }
 
+/// Starts `interrupted_engine` in a process of its own on `cache` (its workers forked by the
+/// synthetic fork server if `forked`), its stdout as given.
+fn start_engine(cache: &Path, forked: bool, stdout: std::process::Stdio) -> std::process::Child {
+    let mut engine = std::process::Command::new(std::env::current_exe().unwrap());
+    engine.args(["--exact", "interrupted_engine", "--ignored", "--nocapture", "--test-threads=1"]);
+    if forked {
+        engine.env("OODPIPE_TEST_FORKED", "1");
+    }
+    engine.env("OODPIPE_TEST_CTRL_C_CACHE", cache).stdout(stdout).stderr(std::process::Stdio::null()).spawn().unwrap()
+}
+
 fn ctrl_c_pipeline() -> Vec<StageSpec> {
     vec![stage("a.ok", "ok", &[]), stage("b.sleep", "sleep", &["a.ok"]), stage("c.after", "ok", &["b.sleep"])]
 }
@@ -276,17 +277,7 @@ fn ctrl_c_stops_the_forked_worker_and_the_next_run_resumes() {
 fn ctrl_c_stops_and_the_next_run_resumes(forked: bool) {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let mut engine = std::process::Command::new(std::env::current_exe().unwrap());
-    engine.args(["--exact", "interrupted_engine", "--ignored", "--nocapture", "--test-threads=1"]);
-    if forked {
-        engine.env("OODPIPE_TEST_FORKED", "1");
-    }
-    let child = engine
-        .env("OODPIPE_TEST_CTRL_C_CACHE", &cache)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = start_engine(&cache, forked, std::process::Stdio::piped());
     // Wait until the sleeping stage's worker has started (its temporary folder holds `out`).
     let started = std::time::Instant::now();
     loop {
