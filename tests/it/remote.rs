@@ -329,6 +329,38 @@ fn a_server_stopped_mid_run_is_one_warning_and_a_local_build_and_push_and_pull_f
 }
 
 #[test]
+fn a_server_that_accepts_and_never_answers_fails_a_push_after_one_timeout_not_one_per_request() {
+    // A "server" hung on its disk: it accepts every connection and never says a word. (A SeaweedFS
+    // whose data folder was deleted under it did this.)
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for connection in listener.incoming() {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(connection);
+        }
+    });
+    // The smoke cache: 105 entries and 234 objects to ask about, 16 requests at a time.
+    let s = crate::shared::copy_of_built();
+    let url = fresh_url("silent");
+    let started = Instant::now();
+    let out = s3_command(&s, port, SECRET, &["push", "--remote", &url]).env("AWS_TIMEOUT", "1s").output().unwrap();
+    let took = started.elapsed();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("error: remote {url}: ")), "{err}");
+    // The requests in flight when the first one failed (16) and their retries (at most 3 each, a
+    // timed-out connection is not reused), and nothing queued behind them: before, every one of
+    // the 105 entries' HEADs was tried (420 connections, 31.6 s).
+    let connections = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((1..=16 * 4).contains(&connections), "{connections} connections: {err}");
+    assert!(took < Duration::from_secs(20), "push gave up after {took:?}: {err}");
+}
+
+#[test]
 fn wrong_credentials_are_refused_by_the_server_named_and_never_shown() {
     let seed = seed();
     let wrong = "not-the-secret-0a8e77d1c9";

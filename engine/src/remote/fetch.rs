@@ -83,7 +83,7 @@ enum Step {
 /// Why an object could not be had.
 enum Miss {
     Missing,
-    Remote(object_store::Error),
+    Remote(RemoteError),
     Truncated(u64, u64),
     Local(std::io::Error),
 }
@@ -213,12 +213,15 @@ async fn one(
     if stop.load(Ordering::Relaxed) {
         return Step::Nothing;
     }
-    let failed = |e: &object_store::Error| {
+    let failed = |e: RemoteError| {
         stop.store(true, Ordering::Relaxed);
-        Step::Failed(shared.error(e))
+        Step::Failed(e)
     };
     let json = {
-        let _slot = shared.slots.acquire().await.expect("never closed");
+        let _slot = match shared.slot().await {
+            Ok(slot) => slot,
+            Err(e) => return failed(e),
+        };
         let got = match shared.meta.get(&shared.entry_path(&ks.material.kind, &ks.key)).await {
             Ok(got) => got.bytes().await,
             Err(e) => Err(e),
@@ -226,7 +229,7 @@ async fn one(
         match got {
             Ok(bytes) => bytes.to_vec(),
             Err(object_store::Error::NotFound { .. }) => return Step::Absent,
-            Err(e) => return failed(&e),
+            Err(e) => return failed(shared.error(&e)),
         }
     };
     let entry: Entry = match serde_json::from_slice(&json) {
@@ -296,7 +299,7 @@ async fn one(
                 bad_url: false,
                 cause: format!("the transfer of `{name}` of {} ended after {got} of {of} bytes", ks.spec.id),
             }),
-            Err(Miss::Remote(e)) => failed(&e),
+            Err(Miss::Remote(e)) => failed(e),
             Err(Miss::Local(e)) => Step::Local(format!("downloading `{name}`: {e}")),
         };
         // A failure of the remote outranks a damaged object: it says why the rest is missing.
@@ -322,11 +325,11 @@ async fn download_object(shared: Arc<Shared>, path: RemotePath, dest: PathBuf, m
     let (shared, path, meter) = (&*shared, &path, &meter);
     let remote = |e: object_store::Error| match e {
         object_store::Error::NotFound { .. } => Miss::Missing,
-        e => Miss::Remote(e),
+        e => Miss::Remote(shared.error(&e)),
     };
     let file = std::fs::File::create(&dest).map_err(Miss::Local)?;
     let (size, first) = {
-        let _slot = shared.slots.acquire().await.expect("never closed");
+        let _slot = shared.slot().await.map_err(Miss::Remote)?;
         let got = shared.data.get(path).await.map_err(remote)?;
         let size = got.meta.size;
         meter.expect(size);
@@ -360,7 +363,7 @@ async fn download_object(shared: Arc<Shared>, path: RemotePath, dest: PathBuf, m
         .map(|range| {
             let file = &file;
             async move {
-                let _slot = shared.slots.acquire().await.expect("never closed");
+                let _slot = shared.slot().await.map_err(Miss::Remote)?;
                 let bytes = shared.data.get_range(path, range.clone()).await.map_err(remote)?;
                 if bytes.len() as u64 != range.end - range.start {
                     return Err(Miss::Truncated(range.start + bytes.len() as u64, size));

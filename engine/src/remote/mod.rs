@@ -26,9 +26,11 @@
 //! puts in an error: errors name the URL and the cause. It is async; a small tokio runtime lives
 //! inside [`Remote`] and the rest of the engine stays synchronous. Requests in flight are bounded
 //! (16 by default, `OODPIPE_REMOTE_TRANSFERS`), objects over 16 MiB go in parts in parallel, and
-//! every request has bounded timeouts: connecting 5 s, a small request 20 s, a part 120 s, a
-//! stalled read 30 s, at most 3 retries within 20 s (the `AWS_CONNECT_TIMEOUT`, `AWS_TIMEOUT`...
-//! variables of object_store override them).
+//! every request has bounded timeouts: connecting 5 s, a small request 20 s, an object or a part
+//! of one 10 min, a stalled read 30 s, at most 3 retries within 20 s (the `AWS_CONNECT_TIMEOUT`, `AWS_TIMEOUT`...
+//! variables of object_store override them). After the remote's first failure a command sends no
+//! further request: the requests queued behind it fail at once with that error, so a server that
+//! accepts connections and never answers costs one round of timeouts, not one per request.
 //!
 //! How a run uses it ([`Remote::prefetch`], [`Remote::upload_later`]): before anything is built,
 //! every stage without a local entry is looked up (all at once), and what the remote has is
@@ -116,11 +118,15 @@ pub(crate) struct Shared {
     /// For object bodies and their parts: a longer timeout per request.
     pub data: Arc<dyn ObjectStore>,
     prefix: Vec<String>,
-    pub slots: tokio::sync::Semaphore,
+    slots: tokio::sync::Semaphore,
     /// Objects up to this size travel in one request ([`ONE_REQUEST`] unless a test lowers it).
     pub one_request: u64,
     /// MiB of whole objects read into memory for uploading ([`UPLOAD_MEMORY_MIB`]).
     pub upload_memory: tokio::sync::Semaphore,
+    /// The remote's first failure in this command ([`Shared::error`] records it): from then on no
+    /// request is sent ([`Shared::slot`] refuses). A server that accepts connections and never
+    /// answers would otherwise cost every request its own timeouts, 16 at a time: minutes.
+    failed: Mutex<Option<RemoteError>>,
 }
 
 impl Shared {
@@ -138,8 +144,23 @@ impl Shared {
         self.path(&["objects", &digest[..2], &format!("{}{ext}", &digest[2..])])
     }
 
+    /// The remote failed (a request was refused, timed out, or got an error): the error, named by
+    /// URL, recorded as this command's first failure if it is the first.
     pub fn error(&self, e: &(dyn std::error::Error + 'static)) -> RemoteError {
-        RemoteError { url: self.url.clone(), cause: cause(e), bad_url: false }
+        let error = RemoteError { url: self.url.clone(), cause: cause(e), bad_url: false };
+        self.failed.lock().unwrap().get_or_insert_with(|| error.clone());
+        error
+    }
+
+    /// A slot for one request (at most [`TRANSFERS`] in flight), or the remote's first failure once
+    /// it has failed: checked after the wait, so that requests queued behind a failing one are not
+    /// sent either.
+    pub async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, RemoteError> {
+        let permit = self.slots.acquire().await.expect("never closed");
+        match &*self.failed.lock().unwrap() {
+            Some(error) => Err(error.clone()),
+            None => Ok(permit),
+        }
     }
 }
 
@@ -289,6 +310,7 @@ impl Remote {
                 slots: tokio::sync::Semaphore::new(transfers.unwrap_or(TRANSFERS)),
                 one_request: ONE_REQUEST,
                 upload_memory: tokio::sync::Semaphore::new(UPLOAD_MEMORY_MIB as usize),
+                failed: Mutex::new(None),
             }),
             runtime,
             read_only,

@@ -60,7 +60,7 @@ pub(super) async fn exist(shared: &Shared, paths: Vec<RemotePath>) -> Result<Vec
 async fn sizes(shared: &Shared, paths: Vec<RemotePath>) -> Result<Vec<Option<u64>>, RemoteError> {
     futures_util::stream::iter(paths)
         .map(|path| async move {
-            let _slot = shared.slots.acquire().await.expect("never closed");
+            let _slot = shared.slot().await?;
             match shared.meta.head(&path).await {
                 Ok(meta) => Ok(Some(meta.size)),
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -169,7 +169,7 @@ async fn send_into(shared: &Shared, parcels: &[Parcel], meter: &Meter, report: &
 /// Puts an entry: if absent (`If-None-Match: *`; the first machine's entry stays), or in place of
 /// the remote's when the parcel replaces an unusable one. Whether this entry was written.
 async fn put_entry(shared: &Shared, p: &Parcel) -> Result<bool, RemoteError> {
-    let _slot = shared.slots.acquire().await.expect("never closed");
+    let _slot = shared.slot().await?;
     let payload = || PutPayload::from(p.json.clone());
     let mode = if p.overwrite { PutMode::Overwrite } else { PutMode::Create };
     match shared.meta.put_opts(&p.entry_path, payload(), PutOptions::from(mode)).await {
@@ -195,7 +195,7 @@ async fn upload(shared: &Shared, digest: &str, path: &RemotePath, file: &std::pa
         ))
     };
     let remote = |e: object_store::Error| Unsent::Remote(shared.error(&e));
-    let _slot = shared.slots.acquire().await.expect("never closed");
+    let _slot = shared.slot().await.map_err(Unsent::Remote)?;
     if size <= shared.one_request {
         // Whole in memory: wait for room (an object over the budget waits for all of it).
         let mib = size.div_ceil(1 << 20).clamp(1, super::UPLOAD_MEMORY_MIB as u64) as u32;
