@@ -26,7 +26,7 @@ fi
 # take the other run's core. PASSIVE makes them sleep; the numbers are the same either way (the
 # wait policy changes no arithmetic). Two smoke runs at once: 46.8 s spinning, 29.3 s passive.
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
-"${CARGO:-cargo}" test --workspace --lib --bins --tests "$@" 2>&1 | tee "$log"
+"${CARGO:-cargo}" test --workspace --lib --bins --tests --no-fail-fast "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 if [ "$lint" = 1 ]; then
     # The targets the test build does not compile (benchmarks, examples), linted the same way.

@@ -16,8 +16,9 @@
 # /tmp/seaweedfs-*-grpc-<port>.sock, named by their pinned port).
 #
 # Idempotent: when a server on P already answers a request signed with these credentials, it
-# returns at once (whoever started it); a server on P that refuses them is an error. Concurrent
-# callers are serialised by a lock beside D.
+# returns at once (whoever started it); a server on P that refuses them is an error. A `weed mini`
+# on P whose data folder no longer exists (its checkout was deleted while it ran) is stopped and a
+# new one started. Concurrent callers are serialised by a lock beside D.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -43,7 +44,7 @@ pidfile="$dir/weed.pid"
 
 # Whether the pid in the pid file is still the server this script started (not a reused pid).
 ours() {
-    [[ -f "$pidfile" ]] && tr '\0' ' ' <"/proc/$(cat "$pidfile")/cmdline" 2>/dev/null | grep -q "mini -dir=$dir/data "
+    [[ -f "$pidfile" ]] && tr '\0' ' ' 2>/dev/null <"/proc/$(cat "$pidfile")/cmdline" | grep -q "mini -dir=$dir/data "
 }
 
 if $stop; then
@@ -68,6 +69,21 @@ signed_status() {
 
 exec 9>"$dir.lock"
 flock 9
+
+# A `weed mini` on this port whose data folder is gone (its checkout was deleted while it ran)
+# still answers a listing and hangs on every write: stop it, so that a new one starts below.
+for pid in $(pgrep -f "weed mini -dir=" || true); do
+    args="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")" || continue
+    [[ "$args" == *" -s3.port=$port "* ]] || continue
+    data="$(sed -n 's/.* mini -dir=\([^ ]*\) .*/\1/p' <<<"$args")"
+    if [[ -n "$data" && ! -d "$data" ]]; then
+        echo "s3_local.sh: the weed mini on 127.0.0.1:$port (pid $pid) serves $data, which no longer exists: stopping it" >&2
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do [[ "$(signed_status)" == 000 ]] && break; sleep 0.1; done
+    fi
+done
 
 case "$(signed_status)" in
     200) exit 0 ;;

@@ -34,6 +34,32 @@ fn start_server(port: u16, dir: Option<&Path>) {
     assert!(out.status.success(), "scripts/s3_local.sh failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// A server of a test's own, on other ports, so that stopping it stops no other test; stopped
+/// however the test ends (by the pid the script recorded in its folder).
+struct OwnServer {
+    port: u16,
+    dir: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl OwnServer {
+    fn start(port: u16) -> OwnServer {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("s3");
+        start_server(port, Some(&dir));
+        OwnServer { port, dir, _tmp: tmp }
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = Command::new(repo().join("scripts/s3_local.sh"))
+            .args(["--stop", "--port", &self.port.to_string(), "--dir"])
+            .arg(&self.dir)
+            .status();
+    }
+}
+
 /// A prefix of the bucket that no other test (of this or another process) uses.
 fn fresh_url(test: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
@@ -261,18 +287,8 @@ fn an_object_damaged_on_the_server_is_caught_its_stage_rebuilt_and_the_server_re
 
 #[test]
 fn a_server_stopped_mid_run_is_one_warning_and_a_local_build_and_push_and_pull_fail_naming_it() {
-    // A server of its own, on other ports, so that stopping it stops no other test.
-    let port = 18433;
-    let dir = tempfile::tempdir().unwrap();
-    start_server(port, Some(dir.path()));
-    // However the test ends, the server it started is stopped (by the pid the script recorded).
-    struct Stop(PathBuf);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = Command::new(repo().join("scripts/s3_local.sh")).args(["--stop", "--port", "18433", "--dir"]).arg(&self.0).status();
-        }
-    }
-    let _stop = Stop(dir.path().to_path_buf());
+    let server = OwnServer::start(18433);
+    let (port, pidfile) = (server.port, server.dir.join("weed.pid"));
     let url = fresh_url("stopped");
     let endpoint = format!("http://127.0.0.1:{port}");
     let s = Scratch::new(|_| {});
@@ -290,16 +306,16 @@ fn a_server_stopped_mid_run_is_one_warning_and_a_local_build_and_push_and_pull_f
         for line in std::io::BufReader::new(stderr_pipe).lines() {
             let line = line.unwrap();
             if !stopped && line.contains("train.softmax: done") {
-                let pid = std::fs::read_to_string(dir.path().join("weed.pid")).unwrap();
+                let pid = std::fs::read_to_string(&pidfile).unwrap();
                 assert!(Command::new("kill").arg("-9").arg(pid.trim()).status().unwrap().success());
                 stopped = true;
             }
             lines.push(line);
         }
-        (lines, stopped, dir)
+        (lines, stopped)
     });
     let out = child.wait_with_output().unwrap();
-    let (lines, stopped, _dir) = reader.join().unwrap();
+    let (lines, stopped) = reader.join().unwrap();
     assert!(stopped, "{lines:#?}");
     assert!(out.status.success(), "{lines:#?}");
     let json: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
@@ -358,6 +374,33 @@ fn a_server_that_accepts_and_never_answers_fails_a_push_after_one_timeout_not_on
     let connections = accepted.load(std::sync::atomic::Ordering::SeqCst);
     assert!((1..=16 * 4).contains(&connections), "{connections} connections: {err}");
     assert!(took < Duration::from_secs(20), "push gave up after {took:?}: {err}");
+}
+
+#[test]
+fn a_server_left_running_over_a_deleted_folder_is_replaced_by_the_next_start() {
+    // What a deleted checkout leaves: its `weed mini` still runs, answers a listing, and hangs on
+    // every write (its files are gone).
+    let server = OwnServer::start(18533);
+    let old = std::fs::read_to_string(server.dir.join("weed.pid")).unwrap();
+    std::fs::remove_dir_all(&server.dir).unwrap();
+    let out = Command::new(repo().join("scripts/s3_local.sh"))
+        .args(["--port", "18533", "--bucket", BUCKET, "--dir"])
+        .arg(&server.dir)
+        .env("AWS_ACCESS_KEY_ID", KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("(pid {}) serves {}/data, which no longer exists: stopping it", old.trim(), server.dir.display())),
+        "{err}"
+    );
+    assert!(!std::path::Path::new(&format!("/proc/{}", old.trim())).exists(), "the old server still runs");
+    // The new one takes writes: a push of a stage and its objects.
+    let s = crate::shared::copy_of_built();
+    let out = s3_command(&s, server.port, SECRET, &["push", "--remote", &fresh_url("replaced"), "data.gaussian"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 #[test]
