@@ -70,14 +70,26 @@ signed_status() {
 exec 9>"$dir.lock"
 flock 9
 
+# Whether the server `$1` serving data folder `$2` lost it: the folder is gone, or (the server may
+# make it again) the filer's LevelDB lock files it holds open there were deleted, which never
+# happens while a LevelDB is open.
+lost() {
+    [[ -d "$2" ]] || return 0
+    local fd
+    for fd in /proc/"$1"/fd/*; do
+        [[ "$(readlink "$fd" 2>/dev/null)" == "$2/"*"/LOCK (deleted)" ]] && return 0
+    done
+    return 1
+}
+
 # A `weed mini` on this port whose data folder is gone (its checkout was deleted while it ran)
 # still answers a listing and hangs on every write: stop it, so that a new one starts below.
 for pid in $(pgrep -f "weed mini -dir=" || true); do
     args="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")" || continue
     [[ "$args" == *" -s3.port=$port "* ]] || continue
     data="$(sed -n 's/.* mini -dir=\([^ ]*\) .*/\1/p' <<<"$args")"
-    if [[ -n "$data" && ! -d "$data" ]]; then
-        echo "s3_local.sh: the weed mini on 127.0.0.1:$port (pid $pid) serves $data, which no longer exists: stopping it" >&2
+    if [[ -n "$data" ]] && lost "$pid" "$data"; then
+        echo "s3_local.sh: the weed mini on 127.0.0.1:$port (pid $pid) serves $data, which was deleted: stopping it" >&2
         kill "$pid" 2>/dev/null || true
         for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -9 "$pid" 2>/dev/null || true
