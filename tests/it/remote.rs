@@ -21,10 +21,14 @@ const BUCKET: &str = "oodpipe";
 /// The shared test server, started once per test process.
 fn server() {
     static STARTED: OnceLock<()> = OnceLock::new();
-    STARTED.get_or_init(|| start_server(PORT, None));
+    STARTED.get_or_init(|| {
+        start_server(PORT, None);
+    });
 }
 
-fn start_server(port: u16, dir: Option<&Path>) {
+/// Runs scripts/s3_local.sh for a server on `port` (in `dir`, or its default folder); returns what
+/// it said on stderr.
+fn start_server(port: u16, dir: Option<&Path>) -> String {
     let mut script = Command::new(repo().join("scripts/s3_local.sh"));
     script.args(["--port", &port.to_string(), "--bucket", BUCKET]).env("AWS_ACCESS_KEY_ID", KEY).env("AWS_SECRET_ACCESS_KEY", SECRET);
     if let Some(dir) = dir {
@@ -32,6 +36,7 @@ fn start_server(port: u16, dir: Option<&Path>) {
     }
     let out = script.output().unwrap();
     assert!(out.status.success(), "scripts/s3_local.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+    stderr(&out)
 }
 
 /// A server of a test's own, on other ports, so that stopping it stops no other test; stopped
@@ -394,15 +399,7 @@ fn a_server_left_running_over_a_deleted_folder_is_replaced_by_the_next_start() {
             Err(e) => panic!("deleting {}: {e}", server.dir.display()),
         }
     }
-    let out = Command::new(repo().join("scripts/s3_local.sh"))
-        .args(["--port", "18533", "--bucket", BUCKET, "--dir"])
-        .arg(&server.dir)
-        .env("AWS_ACCESS_KEY_ID", KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET)
-        .output()
-        .unwrap();
-    let err = stderr(&out);
-    assert!(out.status.success(), "{err}");
+    let err = start_server(server.port, Some(&server.dir));
     assert!(err.contains(&format!("(pid {}) serves {}/data, which was deleted: stopping it", old.trim(), server.dir.display())), "{err}");
     assert!(!std::path::Path::new(&format!("/proc/{}", old.trim())).exists(), "the old server still runs");
     // The new one takes writes: a push of a stage and its objects.
