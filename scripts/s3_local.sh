@@ -17,8 +17,8 @@
 #
 # Idempotent: when a server on P already answers a request signed with these credentials, it
 # returns at once (whoever started it); a server on P that refuses them is an error. A `weed mini`
-# on P whose data folder no longer exists (its checkout was deleted while it ran) is stopped and a
-# new one started. Concurrent callers are serialised by a lock beside D.
+# on P whose data folder was deleted while it ran (with its checkout; see `lost` below) is stopped
+# and a new one started. Concurrent callers are serialised by a lock beside D.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
