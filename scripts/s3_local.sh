@@ -8,7 +8,7 @@
 #
 # Credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (both required); `weed mini` makes them
 # an admin identity, which may create buckets. Bucket B (default `oodpipe`) is created at start.
-# Clients then need AWS_ENDPOINT_URL=http://127.0.0.1:P, AWS_ALLOW_HTTP=true and AWS_REGION (any).
+# Clients then need AWS_ENDPOINT_URL=http://127.0.0.1:P and AWS_REGION (any).
 #
 # Every port it opens is pinned, on 127.0.0.1 only: S3 P (default 18333), master P+1, volume P+2,
 # filer P+3, admin P+4, and each one's gRPC port +10000 (28333...28337); WebDAV, the Iceberg and
@@ -18,7 +18,8 @@
 # Idempotent: when a server on P already answers a request signed with these credentials, it
 # returns at once (whoever started it); a server on P that refuses them is an error. A `weed mini`
 # on P whose data folder was deleted while it ran (with its checkout; see `lost` below) is stopped
-# and a new one started. Concurrent callers are serialised by a lock beside D.
+# and a new one started. Concurrent callers for one port are serialised by a lock on that port
+# (/tmp/oodpipe-s3-P.lock), whatever their folders.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -67,7 +68,7 @@ signed_status() {
             "http://127.0.0.1:$port/$bucket/?list-type=2&max-keys=1" 2>/dev/null || true
 }
 
-exec 9>"$dir.lock"
+exec 9>"${TMPDIR:-/tmp}/oodpipe-s3-$port.lock"
 flock 9
 
 # Whether the server `$1` serving data folder `$2` lost it: the folder is gone, or (the server may
@@ -124,11 +125,21 @@ setsid "$weed" mini -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -bucket="$
     -webdav=false \
     -filer.localSocket="$dir/filer.sock" -s3.localSocket="$dir/s3.sock" \
     </dev/null >"$dir/weed.log" 2>&1 9>&- &
-echo $! >"$pidfile"
+pid=$!
+echo "$pid" >"$pidfile"
+
+# Whether the server just started is still running. Not `ours`: until setsid has exec'd weed, the
+# child's /proc/PID/cmdline is still this script's. A child that exited stays a zombie (state Z)
+# until this shell reaps it.
+running() {
+    local state
+    state="$(sed -n 's/^[0-9]* (.*) \([A-Z]\) .*/\1/p' "/proc/$pid/stat" 2>/dev/null)" || return 1
+    [[ -n "$state" && "$state" != Z && "$state" != X ]]
+}
 
 for _ in $(seq 600); do
     [[ "$(signed_status)" == 200 ]] && exit 0
-    if ! ours; then
+    if ! running; then
         echo "s3_local.sh: weed mini exited; the end of $dir/weed.log:" >&2
         tail -20 "$dir/weed.log" >&2
         exit 1
