@@ -43,7 +43,7 @@ rm -rf "$work/store/locks" "$work/store/live" "$work/store/tmp"
 "$oodpipe" -c "$config" --cache "$work/store" gc >&2
 
 export AWS_ACCESS_KEY_ID=oodpipe-bench AWS_SECRET_ACCESS_KEY=oodpipe-bench-secret
-export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ALLOW_HTTP=true AWS_REGION=us-east-1
+export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_REGION=us-east-1
 scripts/s3_local.sh --port "$port" --dir "$work/s3" --bucket bench
 # Every run uploads the store 3 times a round (about 0.8 GB): the server and its data go at the end.
 cleanup() {

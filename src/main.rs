@@ -87,6 +87,15 @@ enum Command {
         #[command(flatten)]
         remote: cli::remote::RemoteArgs,
     },
+    /// Delete the remote store's entries of the config's stages (default: all), or of one stage
+    /// kind, so that an honest build can replace a bad one (objects are kept).
+    RemoteDelete {
+        targets: Vec<String>,
+        #[command(flatten)]
+        delete: cli::remote::DeleteArgs,
+        #[command(flatten)]
+        remote: cli::remote::RemoteArgs,
+    },
     /// The stage graph.
     Dag {
         #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -97,6 +106,17 @@ enum Command {
         stage: String,
         #[arg(long)]
         json: bool,
+    },
+    /// Remove the local entries of the targets (or of one stage kind): the next run builds them
+    /// again or fetches them from the remote store. Objects stay for `gc`.
+    Forget {
+        targets: Vec<String>,
+        /// Every stage of this kind (`train`, `score`, ...) of the config.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Say what would be forgotten, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Remove store entries and objects the current config no longer reaches.
     Gc {
@@ -164,6 +184,7 @@ fn main() -> ExitCode {
         Command::Status { targets, json, remote } => cli::status::run(&config, &cache, &targets, json, &remote),
         Command::Push { targets, remote } => cli::remote::push(&config, &cache, &targets, &remote),
         Command::Pull { targets, remote } => cli::remote::pull(&config, &cache, &targets, &remote),
+        Command::RemoteDelete { targets, delete, remote } => cli::remote::delete(&config, &cache, &targets, &delete, &remote),
         Command::Dag { format } => cli::dag::run(
             &config,
             match format {
@@ -174,6 +195,7 @@ fn main() -> ExitCode {
         ),
         Command::Show { stage, json } => cli::show::run(&config, &cache, &stage, json),
         Command::Gc { dry_run } => cli::gc::run(&config, &cache, dry_run),
+        Command::Forget { targets, kind, dry_run } => cli::forget::run(&config, &cache, &targets, kind.as_deref(), dry_run),
         Command::Runs { json } => cli::runs::run(&cache, json),
         Command::ExecStage { stage } => cli::exec_stage::run(&config, &cache, &stage),
         Command::Verify { repair } => cli::verify::run(&cache, repair),
@@ -184,7 +206,8 @@ fn main() -> ExitCode {
         // Exit codes: 2 for bad input (config, data, score files, revisions), 1 for a failed
         // stage (the subcommands return it), 0 otherwise.
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // No credential and no terminal escape from anything the error quotes.
+            eprintln!("error: {}", oodpipe_engine::output_name::escaped_lines(&oodpipe_engine::secrets::redact(&format!("{e:#}"))));
             if oodpipe_engine::bad_input::is_bad_input(&e) { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }

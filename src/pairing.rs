@@ -326,7 +326,7 @@ mod tests {
         };
         let dir = store.temp_dir(&material.key()).unwrap();
         write(&dir.join(name));
-        store.commit(&material.id, &material, &dir, 0.0).unwrap();
+        store.commit(&material.id, &material, &dir, 0.0, false).unwrap();
         material.key().0
     }
 

@@ -394,7 +394,7 @@ fn build(
     let started = Instant::now();
     let result = runner.run(&request, &store.log_path(&spec.id), &progress);
     let seconds = started.elapsed().as_secs_f64();
-    let committed = result.and_then(|()| Ok(store.commit(&spec.id, &ks.material, &out_dir, seconds)?));
+    let committed = result.and_then(|()| Ok(store.commit(&spec.id, &ks.material, &out_dir, seconds, spec.publish.is_some())?));
     if committed.is_err() {
         let _ = std::fs::remove_dir_all(&out_dir);
     }
@@ -406,9 +406,15 @@ fn build(
     Ok((entry, false))
 }
 
-/// Copies a stage's outputs into its publish folder, rewriting only files whose content differs.
+/// Copies a stage's outputs into its publish folder, rewriting only files whose content differs;
+/// nothing of an entry whose output names may not be published there (the folder is in the
+/// user's work tree: see [`crate::output_name`]).
 fn publish(store: &Store, ks: &KeyedStage, entry: &Entry, outcome: &mut Outcome) {
     let Some(dir) = &ks.spec.publish else { return };
+    if let Err(why) = entry.check_outputs(true) {
+        outcome.failed.push((ks.spec.id.clone(), format!("not published into {}: {why}", dir.display())));
+        return;
+    }
     for (name, path) in store.output_files(entry) {
         let dest = dir.join(&name);
         if let Err(e) = copy_if_changed(&path, &dest) {

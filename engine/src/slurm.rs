@@ -196,6 +196,9 @@ pub fn in_flight(state_dir: &Path) -> BTreeMap<String, String> {
 impl SlurmRunner {
     fn submit(&self, request: &StageRequest, input_file: &Path, log: &Path) -> anyhow::Result<String> {
         let mut command = Command::new("sbatch");
+        // sbatch exports its own environment to the job (and a cluster may keep it in its
+        // accounting): no credentials in it.
+        crate::secrets::scrub(&mut command);
         command.arg("--parsable").arg(format!("--job-name={}", request.id)).arg(format!("--output={}", log.display()));
         if let Some(p) = &self.options.partition {
             command.arg(format!("--partition={p}"));

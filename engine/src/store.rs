@@ -8,6 +8,7 @@
 //!                                 (early cutoff: dependants are keyed on it, see [`Store::canonical`])
 //! cache/locks/<key>.lock          held while a stage with that key is being built (.owner: by whom)
 //! cache/live/<token>.lock         held by each process that has the store open to build stages
+//! cache/locks/store.lock          shared by every process writing into the store, exclusive for `gc`
 //! cache/tmp/                      stages write their outputs here before they are committed
 //! cache/damaged/                  objects found damaged, moved aside (`gc` removes them)
 //! ```
@@ -49,6 +50,72 @@ pub struct Entry {
     pub seconds: f64,
     /// When it finished (seconds since the Unix epoch).
     pub finished_unix: u64,
+    /// Output name -> bytes: a remote's object is checked against it before and while it is
+    /// downloaded. Absent in entries written before it was recorded (then only `bytes` bounds them).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sizes: BTreeMap<String, u64>,
+    /// Who built it, as the builder says ([`Builder`]): shown when the entry comes from a shared
+    /// store. Absent in entries written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub built_by: Option<Builder>,
+}
+
+/// The machine and the code that built an entry. It is the builder's own word, written into the
+/// entry it uploads: it tells an honest team where a result came from (`oodpipe show`, a fetch's
+/// line), it proves nothing about a dishonest writer (see the README's trust model).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Builder {
+    /// The host name of the machine that built it.
+    pub host: String,
+    /// The git commit of the checkout that built it, and whether its tree had changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dirty: Option<bool>,
+    /// The processor kind (model and instruction set), on which training repeats bit for bit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processor: Option<String>,
+}
+
+impl std::fmt::Display for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let host = crate::output_name::escaped(&self.host);
+        write!(f, "{host}")?;
+        if let Some(commit) = &self.commit {
+            let commit = crate::output_name::escaped(commit);
+            write!(f, " at {}{}", &commit[..commit.len().min(12)], if self.dirty == Some(true) { " (dirty)" } else { "" })?;
+        }
+        if let Some(p) = &self.processor {
+            write!(f, ", {}", crate::output_name::escaped(p))?;
+        }
+        Ok(())
+    }
+}
+
+impl Entry {
+    /// Whether every output of this entry has a name a stage may make (see [`crate::output_name`];
+    /// with `publishes`, none of the names written beside a report) and a digest of 64 lowercase
+    /// hex digits, since both become paths. Any entry is checked, wherever it comes from.
+    pub fn check_outputs(&self, publishes: bool) -> Result<(), String> {
+        for (name, digest) in &self.outputs {
+            crate::output_name::check_output(name, publishes)?;
+            if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                return Err(format!("its output `{name}` has the digest `{}`, not 64 hex digits", crate::output_name::escaped(digest)));
+            }
+        }
+        if let Some(extra) = self.sizes.keys().find(|name| !self.outputs.contains_key(*name)) {
+            return Err(format!("it gives a size for `{}`, which is not one of its outputs", crate::output_name::escaped(extra)));
+        }
+        Ok(())
+    }
+
+    /// The size the entry records for output `name`: its own, else at most the entry's total.
+    pub fn size_bound(&self, name: &str) -> (u64, bool) {
+        match self.sizes.get(name) {
+            Some(&size) => (size, true),
+            None => (self.bytes, false),
+        }
+    }
 }
 
 /// An object of an entry that is missing or whose content does not match its digest.
@@ -75,7 +142,16 @@ pub struct Store {
     /// This store's liveness token and the lock that proves its run alive, taken when it first
     /// makes a temporary folder (see [`Store::live_token`]).
     live: std::sync::OnceLock<(String, File)>,
+    /// The store's lock, held shared from the first temporary folder on (see [`Store::lock_exclusive`]).
+    writing: std::sync::OnceLock<File>,
+    /// Who builds the entries this store commits: asked once, at the first commit (it may start
+    /// git), from what [`Store::built_by`] was given.
+    builder: std::sync::OnceLock<Option<Builder>>,
+    builder_source: Option<BuilderSource>,
 }
+
+/// What says who builds a store's entries (see [`Store::built_by`]).
+pub type BuilderSource = Box<dyn Fn() -> Builder + Send + Sync>;
 
 impl Drop for Store {
     fn drop(&mut self) {
@@ -92,7 +168,24 @@ impl Store {
         for sub in ["objects", "stages", "ids", "locks", "tmp", "state", "damaged", "live"] {
             std::fs::create_dir_all(root.join(sub))?;
         }
-        Ok(Store { root: root.to_path_buf(), live: std::sync::OnceLock::new() })
+        Ok(Store {
+            root: root.to_path_buf(),
+            live: std::sync::OnceLock::new(),
+            writing: Default::default(),
+            builder: Default::default(),
+            builder_source: None,
+        })
+    }
+
+    /// Records `source()` as the builder of every entry this store commits from now on (asked once,
+    /// when the first stage is committed; a command that builds nothing never asks).
+    pub fn built_by(mut self, source: BuilderSource) -> Store {
+        self.builder_source = Some(source);
+        self
+    }
+
+    fn builder(&self) -> Option<Builder> {
+        self.builder.get_or_init(|| self.builder_source.as_ref().map(|source| source())).clone()
     }
 
     /// This store's liveness token, taken on first use: a lock `live/<token>.lock` held for as long
@@ -102,13 +195,37 @@ impl Store {
         if let Some((token, _)) = self.live.get() {
             return Ok(token);
         }
+        // A process that writes holds the store's lock shared: `gc` (which takes it exclusively)
+        // never removes an object committed a moment before its entry.
+        let store_lock = File::options().create(true).truncate(false).write(true).open(self.store_lock())?;
+        if let Err(std::fs::TryLockError::WouldBlock) = store_lock.try_lock_shared() {
+            eprintln!("waiting for `oodpipe gc` on {} to finish", self.root.display());
+            store_lock.lock_shared()?;
+        }
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let token = format!("{}-{nanos}-{n}", std::process::id());
         let file = File::options().create(true).truncate(false).write(true).open(self.live_lock(&token))?;
         file.lock()?;
         let _ = self.live.set((token, file));
+        let _ = self.writing.set(store_lock);
         Ok(&self.live.get().expect("just set").0)
+    }
+
+    fn store_lock(&self) -> PathBuf {
+        self.root.join("locks").join("store.lock")
+    }
+
+    /// The store to itself: blocks until no other process writes into it (a run building stages, a
+    /// pull), telling `waiting` once if it must wait, and keeps every writer out until dropped.
+    /// What `gc` holds while it decides and removes.
+    pub fn lock_exclusive(&self, waiting: &dyn Fn()) -> io::Result<File> {
+        let file = File::options().create(true).truncate(false).write(true).open(self.store_lock())?;
+        if let Err(std::fs::TryLockError::WouldBlock) = file.try_lock() {
+            waiting();
+            file.lock()?;
+        }
+        Ok(file)
     }
 
     fn live_lock(&self, token: &str) -> PathBuf {
@@ -171,10 +288,13 @@ impl Store {
         self.root.join("ids").join(format!("{id}.json"))
     }
 
-    /// The complete entry for `key`, if there is one and all its objects exist.
+    /// The complete entry for `key`, if there is one, its output names and digests are sound
+    /// ([`Entry::check_outputs`]) and all its objects exist.
     pub fn entry(&self, kind: &str, key: &StageKey) -> Option<Entry> {
         let entry: Entry = serde_json::from_slice(&std::fs::read(self.entry_path(kind, key)).ok()?).ok()?;
-        let complete = entry.key == *key && entry.outputs.iter().all(|(name, d)| self.object_path(d, name).is_file());
+        let complete = entry.key == *key
+            && entry.check_outputs(false).is_ok()
+            && entry.outputs.iter().all(|(name, d)| self.object_path(d, name).is_file());
         complete.then_some(entry)
     }
 
@@ -245,18 +365,26 @@ impl Store {
     }
 
     /// Moves every file below `out_dir` into the objects (an output in a subfolder is named
-    /// `sub/file`), then writes the entry and the id pointer.
-    pub fn commit(&self, id: &str, material: &KeyMaterial, out_dir: &Path, seconds: f64) -> io::Result<Entry> {
+    /// `sub/file`), then writes the entry and the id pointer. A file whose name a stage may not
+    /// make ([`crate::output_name`]; with `publishes`, one the engine writes beside a report)
+    /// fails the commit before anything is moved.
+    pub fn commit(&self, id: &str, material: &KeyMaterial, out_dir: &Path, seconds: f64, publishes: bool) -> io::Result<Entry> {
         let key = material.key();
         let mut outputs = BTreeMap::new();
+        let mut sizes = BTreeMap::new();
         let mut bytes = 0;
         let mut files = Vec::new();
         list_files(out_dir, out_dir, &mut files)?;
         files.sort();
+        for (name, _) in &files {
+            crate::output_name::check_output(name, publishes).map_err(|why| io::Error::other(format!("the stage made {why}")))?;
+        }
         for (name, path) in files {
             let digest = crate::source_hash::hash_file_content(&path)?;
-            bytes += std::fs::metadata(&path)?.len();
+            let size = std::fs::metadata(&path)?.len();
+            bytes += size;
             self.put_object(&path, &self.object_path(&digest, &name))?;
+            sizes.insert(name.clone(), size);
             outputs.insert(name, digest);
         }
         let entry = Entry {
@@ -267,6 +395,8 @@ impl Store {
             bytes,
             seconds,
             finished_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            sizes,
+            built_by: self.builder(),
         };
         let json = serde_json::to_vec_pretty(&entry).expect("entry serialises");
         self.write_entry(&entry, &json)?;

@@ -155,6 +155,7 @@ impl Process {
         if let Some(gpu) = gpu {
             command.env("CUDA_VISIBLE_DEVICES", gpu);
         }
+        crate::secrets::scrub(&mut command);
         die_with_parent(&mut command);
         Ok(Process::Spawned(command.spawn().with_context(|| format!("starting the worker {}", program.display()))?))
     }
@@ -339,7 +340,9 @@ pub fn probe_cached(program: &Path, args: &[String], state_dir: &Path) -> anyhow
     {
         return Ok(saved["answer"].clone());
     }
-    let output = Command::new(program)
+    let mut command = Command::new(program);
+    crate::secrets::scrub(&mut command);
+    let output = command
         .args(args)
         .stdin(Stdio::null())
         .output()

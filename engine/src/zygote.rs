@@ -106,6 +106,8 @@ impl Zygote {
         let (ours, theirs) = socket_pair(libc::SOCK_SEQPACKET)?;
         let mut command = Command::new(&self.program);
         command.args(&self.args).stdin(Stdio::from(theirs)).stdout(Stdio::null()).stderr(Stdio::inherit());
+        // Its children, the stages, inherit its environment: no credentials in it.
+        crate::secrets::scrub(&mut command);
         let mut process = command.spawn().with_context(|| format!("starting {}", self.program.display()))?;
         // Our copy of the zygote's end goes with `command`: its end of file is then the zygote's.
         drop(command);

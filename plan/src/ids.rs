@@ -94,10 +94,10 @@ pub mod files {
     pub const CLAIMS_CSV: &str = "claims.csv";
     /// Written beside the report by `oodpipe run` (config, commit, platform, stage times), read by
     /// `oodpipe diff`.
-    pub const RUN_RECORD: &str = "run.json";
+    /// The engine's names, which no stage may make (`oodpipe_engine::output_name::BESIDE_PUBLISHED`).
+    pub use oodpipe_engine::output_name::RUN_RECORD;
     /// The stage graph, drawn beside the report by `oodpipe run`.
-    pub const DAG_DOT: &str = "dag.dot";
-    pub const DAG_SVG: &str = "dag.svg";
+    pub use oodpipe_engine::output_name::{DAG_DOT, DAG_SVG};
 }
 
 /// The splits of a data set (CIFAR-10 has all three, an OOD set `val` and `test`).

@@ -5,7 +5,9 @@
 //! pointers of stage ids that no longer exist, temporary files of runs that died, objects that were
 //! found damaged and moved aside) is removed. A run's temporary files are kept while the run holds
 //! its liveness lock.
-//! Keys are computed first; if that fails (a source missing), nothing is removed.
+//! Keys are computed first; if that fails (a source missing), nothing is removed. It holds the
+//! store to itself while it works: a run or pull that writes into the store waits for it, and it
+//! waits for them.
 
 use oodpipe_engine::store::Store;
 use std::collections::HashSet;
@@ -15,6 +17,10 @@ use std::process::ExitCode;
 pub fn run(config: &crate::pipeline::ConfigArgs, cache: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
     let session = super::open(config, cache, &[])?;
     let store = &session.store;
+    // No run or pull writes meanwhile: an object they commit before its entry would look unreachable.
+    let _alone = store
+        .lock_exclusive(&|| eprintln!("gc: waiting for the runs and pulls writing into {} to end", cache.display()))
+        .map_err(|e| anyhow::anyhow!("locking the store {}: {e}", cache.display()))?;
     let mut keep_entries = HashSet::new();
     let mut keep_objects = HashSet::new();
     for ks in &session.stages {

@@ -3,6 +3,7 @@
 pub mod dag;
 pub mod diff;
 pub mod exec_stage;
+pub mod forget;
 pub mod gc;
 pub mod remote;
 pub mod run;
@@ -14,8 +15,9 @@ pub mod verify;
 use crate::pipeline::{self, ConfigArgs, Machine, Pipeline};
 use oodpipe_engine::fingerprint::{KeyedStage, key_stages_in};
 use oodpipe_engine::source_hash::SourceMemo;
-use oodpipe_engine::store::Store;
-use std::path::Path;
+use oodpipe_engine::store::{Builder, BuilderSource, Store};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 /// The pipeline, its store, and the keyed closure of `targets`, as most subcommands need them.
 pub struct Session {
@@ -23,8 +25,9 @@ pub struct Session {
     pub machine: Machine,
     pub store: Store,
     pub stages: Vec<KeyedStage>,
-    /// [`Session::git_state`], asked once per command (it starts two git processes).
-    pub git: std::sync::OnceLock<Option<GitState>>,
+    /// [`Session::git_state`], asked once per command (it starts two git processes), shared with
+    /// the store, which records it in the entries it commits.
+    pub git: Arc<OnceLock<Option<GitState>>>,
 }
 
 pub fn open(config: &ConfigArgs, cache: &Path, targets: &[String]) -> anyhow::Result<Session> {
@@ -35,7 +38,37 @@ pub fn open(config: &ConfigArgs, cache: &Path, targets: &[String]) -> anyhow::Re
     let mut memo = SourceMemo::load(&store.memo_file());
     let stages = key_stages_in(&closure, &mut memo, &machine.platform, &store)?;
     let _ = memo.save();
-    Ok(Session { pipeline, machine, store, stages, git: std::sync::OnceLock::new() })
+    let git: Arc<OnceLock<Option<GitState>>> = Default::default();
+    let reports: Vec<PathBuf> = stages.iter().filter_map(|ks| ks.spec.publish.clone()).collect();
+    let store = store.built_by(builder_source(git.clone(), reports, &machine));
+    Ok(Session { pipeline, machine, store, stages, git })
+}
+
+/// Who builds this command's entries: this host, the checkout's commit, the processor kind.
+fn builder_source(git: Arc<OnceLock<Option<GitState>>>, reports: Vec<PathBuf>, machine: &Machine) -> BuilderSource {
+    let details = &machine.platform_details;
+    let processor = match (details.get("cpu_model"), details.get("cpu_capability")) {
+        (Some(model), Some(isa)) => Some(format!("{model} ({isa})")),
+        (model, isa) => model.or(isa).cloned(),
+    };
+    Box::new(move || {
+        let state = git.get_or_init(|| git_state(&reports.iter().map(PathBuf::as_path).collect::<Vec<_>>()));
+        Builder {
+            host: host_name(),
+            commit: state.as_ref().map(|g| g.commit.clone()),
+            dirty: state.as_ref().map(|g| !g.changed.is_empty()),
+            processor: processor.clone(),
+        }
+    })
+}
+
+/// This machine's host name (`gethostname`), or `unknown`.
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is writable for its length; gethostname NUL-terminates within it or fails.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(0);
+    if ok && end > 0 { String::from_utf8_lossy(&buf[..end]).into_owned() } else { "unknown".into() }
 }
 
 /// The commit a run was made from, and the tracked files that differ from it.

@@ -1,9 +1,12 @@
-//! `oodpipe push` and `oodpipe pull`, and which remote store `run` and `status` use.
+//! `oodpipe push`, `oodpipe pull` and `oodpipe remote-delete`, and which remote store `run` and
+//! `status` use.
 //!
 //! The remote is named by `--remote URL`, else `$OODPIPE_REMOTE`, else the config's `[remote] url`
 //! (like DVC's default remote). `run` and `status` treat a remote that fails as a warning and go
-//! on locally; `push` and `pull` exist to move data, so for them it is an error (exit 1) naming the
-//! URL and the cause. A URL that is wrong in itself is bad input everywhere (exit 2).
+//! on locally; `push`, `pull` and `remote-delete` exist to move data, so for them it is an error
+//! (exit 1) naming the URL and the cause. A URL that is wrong in itself is bad input everywhere
+//! (exit 2). `run` only reads from the remote unless told to upload (`--push`, `[remote] push`):
+//! whoever writes to a shared store is trusted by everyone who reads it (README, "Trust").
 
 use super::Session;
 use oodpipe_engine::bad_input::BadInput;
@@ -27,9 +30,20 @@ pub struct RemoteArgs {
 pub struct RunRemoteArgs {
     #[command(flatten)]
     pub remote: RemoteArgs,
-    /// Fetch from the remote store but upload nothing to it.
+    /// Upload each stage this run builds to the remote store (default: only fetch from it, unless
+    /// the config says `[remote] push = true`). Give this to one trusted builder, such as CI.
+    #[arg(long, conflicts_with = "remote_read_only")]
+    pub push: bool,
+    /// Fetch from the remote store and upload nothing to it, whatever `[remote] push` says.
     #[arg(long)]
     pub remote_read_only: bool,
+}
+
+impl RunRemoteArgs {
+    /// Whether the run uploads: `--push`, else `[remote] push`, never with `--remote-read-only`.
+    pub fn uploads(&self, session: &Session) -> bool {
+        !self.remote_read_only && (self.push || session.pipeline.config.remote.push == Some(true))
+    }
 }
 
 /// The remote's URL, and where it was named (for messages).
@@ -49,7 +63,12 @@ fn url_of(args: &RemoteArgs, session: &Session) -> Option<(String, String)> {
 pub fn connect(args: &RemoteArgs, session: &Session, read_only: bool, strict: bool) -> anyhow::Result<Option<Remote>> {
     let Some((url, origin)) = url_of(args, session) else { return Ok(None) };
     match Remote::open(&url, read_only) {
-        Ok(remote) => Ok(Some(remote)),
+        Ok(remote) => {
+            if let Some(warning) = &remote.warning {
+                eprintln!("warning: {warning}");
+            }
+            Ok(Some(remote))
+        }
         Err(e) if e.bad_url => Err(BadInput(format!("{e} (named by {origin})")).into()),
         Err(e) if strict => Err(e.into()),
         Err(e) => {
@@ -75,6 +94,7 @@ fn rate(bytes: u64, seconds: f64) -> String {
 pub fn push(config: &crate::pipeline::ConfigArgs, cache: &Path, targets: &[String], args: &RemoteArgs) -> anyhow::Result<ExitCode> {
     let session = super::open(config, cache, targets)?;
     let remote = required(args, &session)?;
+    oodpipe_engine::interrupt::install();
     let mut entries = Vec::new();
     let mut unbuilt = Vec::new();
     for ks in &session.stages {
@@ -86,6 +106,10 @@ pub fn push(config: &crate::pipeline::ConfigArgs, cache: &Path, targets: &[Strin
     let report = remote.push(&session.store, &entries, true);
     for problem in &report.local_problems {
         eprintln!("  {problem}");
+    }
+    if report.interrupted {
+        eprintln!("interrupted: {} stages were pushed whole; nothing of the rest is visible on the remote", report.entries_sent);
+        return Ok(ExitCode::from(130));
     }
     if let Some(e) = report.failure {
         return Err(e.into());
@@ -115,6 +139,7 @@ pub fn push(config: &crate::pipeline::ConfigArgs, cache: &Path, targets: &[Strin
 pub fn pull(config: &crate::pipeline::ConfigArgs, cache: &Path, targets: &[String], args: &RemoteArgs) -> anyhow::Result<ExitCode> {
     let session = super::open(config, cache, targets)?;
     let remote = required(args, &session)?;
+    oodpipe_engine::interrupt::install();
     let wanted: Vec<&KeyedStage> = session.stages.iter().filter(|ks| session.store.entry(&ks.material.kind, &ks.key).is_none()).collect();
     let here = session.stages.len() - wanted.len();
     let report = if wanted.is_empty() { Default::default() } else { remote.pull(&session.store, &wanted, true) };
@@ -123,6 +148,10 @@ pub fn pull(config: &crate::pipeline::ConfigArgs, cache: &Path, targets: &[Strin
     }
     for (id, why) in &report.local_problems {
         eprintln!("  {id}: not pulled: {why}");
+    }
+    if report.interrupted {
+        eprintln!("interrupted: {} stages were pulled whole and kept; nothing else entered the store", report.fetched.len());
+        return Ok(ExitCode::from(130));
     }
     if let Some(e) = report.failure {
         if !report.fetched.is_empty() {
@@ -154,6 +183,49 @@ pub fn pull(config: &crate::pipeline::ConfigArgs, cache: &Path, targets: &[Strin
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `oodpipe remote-delete [TARGET...] [--kind KIND]`: deletes the remote's entries of the config's
+/// stages (default: all; under their current keys), or every entry of one stage kind whatever its
+/// key. (`oodpipe forget` does the same in the local store.)
+pub fn delete(
+    config: &crate::pipeline::ConfigArgs,
+    cache: &Path,
+    targets: &[String],
+    delete: &DeleteArgs,
+    args: &RemoteArgs,
+) -> anyhow::Result<ExitCode> {
+    if let Some(kind) = &delete.kind
+        && (kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+    {
+        return Err(BadInput(format!("--kind {kind}: expected a stage kind such as `train` or `score`")).into());
+    }
+    if delete.kind.is_some() && !targets.is_empty() {
+        return Err(BadInput("give either stage targets or --kind, not both".into()).into());
+    }
+    let session = super::open(config, cache, targets)?;
+    let remote = required(args, &session)?;
+    let stages: Vec<&KeyedStage> = session.stages.iter().collect();
+    let found = remote.delete(&stages, delete.kind.as_deref(), delete.dry_run)?;
+    let verb = if delete.dry_run { "would delete" } else { "deleted" };
+    for d in &found {
+        let by = d.built_by.as_ref().map(|b| format!(", built by {b}")).unwrap_or_default();
+        let id = d.id.as_deref().map(oodpipe_engine::output_name::escaped).unwrap_or_else(|| "not an entry".into());
+        println!("{verb} {} ({id}{by})", d.path);
+    }
+    println!("{verb} {} entries on {}; objects are kept (named by content, nothing reads one without an entry)", found.len(), remote.url());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `remote-delete`'s own options.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct DeleteArgs {
+    /// Every entry of this stage kind on the remote (`train`, `score`, ...), whatever its key.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Say what would be deleted, delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// ` (a, b, c, ...)` for a short list of stage ids; nothing for none.

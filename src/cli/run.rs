@@ -44,7 +44,7 @@ pub fn run(
     };
     let runner = session.machine.runner(parallel.executor, &session.pipeline.config, &session.store.state_dir());
     let reporter = ConsoleReporter::new(false);
-    let remote = super::remote::connect(&remote.remote, &session, remote.remote_read_only, false)?;
+    let remote = super::remote::connect(&remote.remote, &session, !remote.uploads(&session), false)?;
     let started_unix = unix_now();
     oodpipe_engine::interrupt::install();
     let outcome = executor::run_with_remote(&session.store, &session.stages, runner.as_ref(), &reporter, dry_run, &jobs, remote.as_ref());

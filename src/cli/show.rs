@@ -20,7 +20,7 @@ pub fn run(config: &crate::pipeline::ConfigArgs, cache: &Path, stage: &str, as_j
         println!(
             "{}",
             json!({"id": stage, "key": ks.key, "outputs": outputs, "seconds": entry.seconds, "code": ks.spec.code,
-                   "log": session.store.log_path(stage)})
+                   "log": session.store.log_path(stage), "built_by": entry.built_by})
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -47,6 +47,9 @@ pub fn run(config: &crate::pipeline::ConfigArgs, cache: &Path, stage: &str, as_j
                 println!("  {name}  {}", path.display());
             }
             println!("run time {:.2}s, {} bytes", e.seconds, e.bytes);
+            if let Some(b) = &e.built_by {
+                println!("built by {b} (the builder's own word: see the README's trust model)");
+            }
             let log = session.store.log_path(stage);
             if log.exists() {
                 println!("log     {} (the worker's output when this machine last built it)", log.display());

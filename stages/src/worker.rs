@@ -75,6 +75,10 @@ pub fn probe() -> serde_json::Value {
 }
 
 fn run_from_stdin() -> Result<()> {
+    // What this process sees, for its log: the names only (the engine gives a stage no credentials).
+    let mut names: Vec<String> = std::env::vars_os().map(|(name, _)| name.to_string_lossy().into_owned()).collect();
+    names.sort();
+    eprintln!("worker: pid {}, environment variables: {}", std::process::id(), names.join(" "));
     let input: WorkerInput = serde_json::from_reader(std::io::stdin().lock()).context("reading the stage request on stdin")?;
     let runtime: Runtime = serde_json::from_value(input.runtime).context("the request's runtime settings")?;
     // The stage's declared threads if it declares a number, else the config's `threads`.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 const KEY: &str = "oodpipe-test";
 /// The test server's secret: it must appear in no file of a cache and in no output.
-const SECRET: &str = "oodpipe-test-secret-5b1f9e0c27d4";
+pub(crate) const SECRET: &str = "oodpipe-test-secret-5b1f9e0c27d4";
 const PORT: u16 = 18333;
 const BUCKET: &str = "oodpipe";
 
@@ -80,8 +80,8 @@ fn s3_command(s: &Scratch, port: u16, secret: &str, args: &[&str]) -> Command {
             c.env_remove(k);
         }
     }
+    // Plain http to loopback needs no opt-in (AWS_ALLOW_HTTP is not set).
     c.env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
-        .env("AWS_ALLOW_HTTP", "true")
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", KEY)
         .env("AWS_SECRET_ACCESS_KEY", secret);
@@ -154,7 +154,7 @@ fn seed() -> &'static Seed {
         server();
         let scratch = Scratch::new(|_| {});
         let url = fresh_url("seed");
-        let run = s3(&scratch, &["run", "--json", "--remote", &url]);
+        let run = s3(&scratch, &["run", "--json", "--push", "--remote", &url]);
         ok(&run);
         Seed { scratch, url, run }
     })
@@ -200,7 +200,11 @@ fn two_caches_share_one_server_the_second_builds_nothing_and_gets_identical_resu
     assert!(ids(&json["executed"]).is_empty(), "zero stages executed: {err}");
     assert_eq!(ids(&json["fetched"]), all, "{err}");
     assert!(err.contains("train.softmax: fetched from remote ("), "{err}");
+    // Who built it, as its builder says (this machine: both caches are here).
+    let host = ok(&Command::new("hostname").output().unwrap()).trim().to_string();
+    assert!(err.contains(&format!("; built by {host} at ")), "{err}");
     assert!(!err.contains("warning"), "{err}");
+    assert!(!err.contains("uploaded"), "a run without --push uploads nothing: {err}");
     assert_eq!(
         std::fs::read(seed.scratch.path("reports/results.csv")).unwrap(),
         std::fs::read(second.path("reports/results.csv")).unwrap(),
@@ -267,7 +271,7 @@ fn an_object_damaged_on_the_server_is_caught_its_stage_rebuilt_and_the_server_re
     put_object(&key, &bytes);
 
     let s = Scratch::new(|_| {});
-    let out = s3(&s, &["run", "--json", "--remote", &url]);
+    let out = s3(&s, &["run", "--json", "--push", "--remote", &url]);
     let json = last_json(&out);
     let err = stderr(&out);
     assert_eq!(ids(&json["executed"]), BTreeSet::from(["train.softmax".to_string()]), "{err}");
@@ -297,7 +301,7 @@ fn a_server_stopped_mid_run_is_one_warning_and_a_local_build_and_push_and_pull_f
     let url = fresh_url("stopped");
     let endpoint = format!("http://127.0.0.1:{port}");
     let s = Scratch::new(|_| {});
-    let mut child = s3_command(&s, port, SECRET, &["run", "--json", "--remote", &url, "train.softmax", "train.bin", "train.vib"])
+    let mut child = s3_command(&s, port, SECRET, &["run", "--json", "--push", "--remote", &url, "train.softmax", "train.bin", "train.vib"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -503,6 +507,434 @@ fn transfers_killed_at_random_moments_leave_nothing_half_visible_on_either_side(
     assert!(a.wait_with_output().unwrap().status.success() && b.status.success(), "{}", stderr(&b));
     let t = Scratch::new(|_| {});
     ok(&s3(&t, &["pull", "--remote", &url]));
+    assert!(stale(&t, &[]).is_empty());
+    assert!(ok(&t.oodpipe(&["verify"])).contains("no damage"));
+}
+
+/// The entry of stage `id` in `s`'s store: (kind, key, its JSON).
+fn local_entry(s: &Scratch, id: &str) -> (String, String, serde_json::Value) {
+    let key = last_json(&s.oodpipe(&["show", id, "--json"]))["key"].as_str().unwrap().to_string();
+    for kind in std::fs::read_dir(s.path("cache/stages")).unwrap() {
+        let kind = kind.unwrap().path();
+        let file = kind.join(format!("{key}.json"));
+        if file.is_file() {
+            let entry = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+            return (kind.file_name().unwrap().to_string_lossy().into_owned(), key, entry);
+        }
+    }
+    panic!("no entry of {id} (key {key}) in {}", s.path("cache").display());
+}
+
+/// The bucket key of `url`'s prefix joined with `rest`.
+fn bucket_key(url: &str, rest: &str) -> String {
+    format!("{}/{rest}", url.strip_prefix(&format!("s3://{BUCKET}/")).unwrap())
+}
+
+/// The bucket key an object of `bytes` has below `url` when an output named `name` holds it (as
+/// the store names objects: the blake3 digest, the name's extension kept), and the digest.
+fn object_key_for(url: &str, name: &str, bytes: &[u8]) -> (String, String) {
+    let digest = blake3::hash(bytes).to_hex().to_string();
+    let ext = Path::new(name).extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+    (bucket_key(url, &format!("objects/{}/{}{ext}", &digest[..2], &digest[2..])), digest)
+}
+
+#[test]
+fn an_entry_with_a_hidden_long_or_strange_output_name_is_refused_whole_and_its_stage_built_here() {
+    let seed = seed();
+    let url = fresh_url("hostile-names");
+    ok(&s3(&seed.scratch, &["push", "--remote", &url]));
+    // The report publishes into reports/, inside the user's work tree: the worst place for a
+    // planted name. Its objects hash correctly; only the names are wrong.
+    let (kind, key, entry) = local_entry(&seed.scratch, "report");
+    let planted = b"[core]\n\tfsmonitor = touch planted-by-the-remote\n";
+    let long = "x".repeat(300);
+    for (name, why) in [
+        (".git/config", "the component `.git`, which starts with `.`"),
+        ("figures/.hidden", "the component `.hidden`, which starts with `.`"),
+        (long.as_str(), "an output name of 300 bytes"),
+        ("bell\u{7}.md", "has the character \\u{7}"),
+        ("run.json", "is written by oodpipe beside a published report"),
+    ] {
+        let (object, digest) = object_key_for(&url, name, planted);
+        put_object(&object, planted);
+        let mut hostile = entry.clone();
+        hostile["outputs"][name] = digest.into();
+        hostile["sizes"][name] = planted.len().into();
+        put_object(&bucket_key(&url, &format!("stages/{kind}/{key}.json")), &serde_json::to_vec(&hostile).unwrap());
+
+        let s = Scratch::new(|_| {});
+        let out = s3(&s, &["run", "--json", "--remote", &url]);
+        let err = stderr(&out);
+        assert_eq!(ids(&last_json(&out)["executed"]), BTreeSet::from(["report".to_string()]), "built here: {err}");
+        assert!(err.contains("report: the remote's copy is not used: its entry is refused: ") && err.contains(why), "{name:?}: {err}");
+        assert!(!err.contains('\u{7}'), "the name is shown escaped: {err}");
+        // Nothing of it anywhere: not published, not in the store (refused before any download).
+        for file in files(s.dir.path()) {
+            let bytes = std::fs::read(&file).unwrap_or_default();
+            assert!(bytes != planted, "{name:?}: the planted object is at {}", file.display());
+            let rel = file.strip_prefix(s.dir.path()).unwrap().to_string_lossy().into_owned();
+            assert!(!rel.contains("/.") && !rel.contains("xxxxxxxxxx") && !rel.contains('\u{7}'), "{name:?}: {rel}");
+        }
+        assert_eq!(std::fs::read(seed.scratch.path("reports/results.csv")).unwrap(), std::fs::read(s.path("reports/results.csv")).unwrap());
+        let record: serde_json::Value = serde_json::from_slice(&std::fs::read(s.path("reports/run.json")).unwrap()).unwrap();
+        assert!(record["config_key"].is_string(), "the run's own record: {record}");
+    }
+}
+
+#[test]
+fn a_planted_entry_is_used_as_its_builders_word_and_remote_delete_lets_the_honest_build_replace_it() {
+    let seed = seed();
+    let url = fresh_url("planted");
+    // Someone with write access gets there first with their own bytes for data.gaussian: a sound
+    // entry (the stage's key material) whose object hashes to its name.
+    let (kind, key, honest) = local_entry(&seed.scratch, "data.gaussian");
+    let name = "gaussian.safetensors";
+    let mut bytes = std::fs::read(seed.scratch.path("cache").join(object_path(&honest, name))).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    let (object, digest) = object_key_for(&url, name, &bytes);
+    put_object(&object, &bytes);
+    let mut planted = honest.clone();
+    planted["outputs"][name] = digest.clone().into();
+    planted["built_by"] = serde_json::json!({"host": "mallory-laptop", "commit": "0000000"});
+    put_object(&bucket_key(&url, &format!("stages/{kind}/{key}.json")), &serde_json::to_vec(&planted).unwrap());
+
+    // The first entry under a key stays: the honest push does not replace it.
+    let push = ok(&s3(&seed.scratch, &["push", "--remote", &url, "data.gaussian"]));
+    assert!(push.contains("already there: 1 stages"), "{push}");
+    // A reader cannot tell it from an honest one: it is used, and says who claims to have built it.
+    let s = Scratch::new(|_| {});
+    let out = s3(&s, &["run", "--json", "--remote", &url, "data.gaussian"]);
+    assert_eq!(ids(&last_json(&out)["fetched"]), BTreeSet::from(["data.gaussian".to_string()]), "{}", stderr(&out));
+    assert!(stderr(&out).contains("built by mallory-laptop at 0000000"), "{}", stderr(&out));
+    assert!(ok(&s.oodpipe(&["show", "data.gaussian"])).contains("built by mallory-laptop"));
+
+    // The lever: delete it on the remote, push the honest build, forget the local copy.
+    let dry = ok(&s3(&seed.scratch, &["remote-delete", "--dry-run", "--remote", &url, "data.gaussian"]));
+    assert!(dry.contains(&format!("would delete stages/{kind}/{key}.json (data.gaussian, built by mallory-laptop")), "{dry}");
+    let deleted = ok(&s3(&seed.scratch, &["remote-delete", "--remote", &url, "data.gaussian"]));
+    assert!(deleted.contains(&format!("deleted stages/{kind}/{key}.json (data.gaussian, built by mallory-laptop")), "{deleted}");
+    assert!(deleted.contains("deleted 1 entries on"), "{deleted}");
+    let push = ok(&s3(&seed.scratch, &["push", "--remote", &url, "data.gaussian"]));
+    assert!(push.starts_with("pushed 1 stages"), "{push}");
+    let forgot = ok(&s.oodpipe(&["forget", "data.gaussian"]));
+    assert!(forgot.contains("forgot data.gaussian") && forgot.contains("built by mallory-laptop"), "{forgot}");
+    let out = s3(&s, &["run", "--json", "--remote", &url, "data.gaussian"]);
+    assert_eq!(ids(&last_json(&out)["fetched"]), BTreeSet::from(["data.gaussian".to_string()]), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("mallory"), "{}", stderr(&out));
+    let (_, _, fetched) = local_entry(&s, "data.gaussian");
+    assert_eq!(fetched["outputs"], honest["outputs"], "the honest bytes");
+
+    // A whole stage kind at once: every data entry under the prefix, whatever its key.
+    let by_kind = ok(&s3(&seed.scratch, &["remote-delete", "--kind", "data", "--remote", &url]));
+    assert!(by_kind.contains("deleted 1 entries on"), "{by_kind}");
+    let bad = s3(&seed.scratch, &["remote-delete", "--kind", "../x", "--remote", &url]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+}
+
+/// Where `entry`'s output `name` is below a store's root.
+fn object_path(entry: &serde_json::Value, name: &str) -> PathBuf {
+    let digest = entry["outputs"][name].as_str().unwrap();
+    let ext = Path::new(name).extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+    PathBuf::from(format!("objects/{}/{}{ext}", &digest[..2], &digest[2..]))
+}
+
+/// Runs `command` to its end and returns its output and its peak resident memory in kB, as
+/// `getrusage` tells a small parent (python3) that starts it: measured from this test process, a
+/// fork would count the test's own memory, which the child holds until it execs.
+fn run_measured(command: Command) -> (Output, u64) {
+    let mut measured = Command::new("python3");
+    measured.arg("-c").arg(
+        "import resource, subprocess, sys\n\
+         code = subprocess.run(sys.argv[1:]).returncode\n\
+         print('peak-kb', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n\
+         sys.exit(code)",
+    );
+    measured.arg(command.get_program()).args(command.get_args());
+    if let Some(dir) = command.get_current_dir() {
+        measured.current_dir(dir);
+    }
+    for (name, value) in command.get_envs() {
+        match value {
+            Some(value) => measured.env(name, value),
+            None => measured.env_remove(name),
+        };
+    }
+    let out = measured.output().unwrap();
+    let err = stderr(&out);
+    let peak = err.lines().rev().find_map(|l| l.strip_prefix("peak-kb ")).unwrap_or_else(|| panic!("{err}")).trim().parse().unwrap();
+    (out, peak)
+}
+
+#[test]
+fn an_entry_of_100_mb_and_an_object_of_another_size_than_its_entry_says_are_refused_in_bounded_memory() {
+    let seed = seed();
+    let url = fresh_url("oversized");
+    ok(&s3(&seed.scratch, &["push", "--remote", &url, "data.gaussian", "data.tin_crop"]));
+    let (kind, key, _) = local_entry(&seed.scratch, "data.gaussian");
+    // 100 MB where data.gaussian's entry should be.
+    let huge = vec![b' '; 100 << 20];
+    put_object(&bucket_key(&url, &format!("stages/{kind}/{key}.json")), &huge);
+    // data.tin_crop's object, replaced by a longer one (its entry records the size).
+    let (_, _, crop) = local_entry(&seed.scratch, "data.tin_crop");
+    let name = "tin_crop.safetensors";
+    let mut longer = std::fs::read(seed.scratch.path("cache").join(object_path(&crop, name))).unwrap();
+    let recorded = longer.len();
+    longer.extend(std::iter::repeat_n(0u8, 1 << 20));
+    put_object(&object_key(&seed.scratch, &url, "data.tin_crop", name).0, &longer);
+
+    let t = Scratch::new(|_| {});
+    // Once, so that the measured pull does not start the worker's probe (libtorch) itself.
+    ok(&t.oodpipe(&["status"]));
+    let (out, peak_kb) = run_measured(s3_command(&t, PORT, SECRET, &["pull", "--remote", &url, "data.gaussian", "data.tin_crop"]));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "data.gaussian: the remote's copy is not used: its entry has {} bytes, more than an entry may have (1048576)",
+            100 << 20
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "data.tin_crop: the remote's copy is not used: its output `{name}` has {} bytes on the remote, its entry records {recorded}",
+            longer.len()
+        )),
+        "{err}"
+    );
+    // Neither was read whole: the pull's peak memory stays far below the 100 MB entry.
+    assert!(peak_kb < 60_000, "peak resident memory {peak_kb} kB");
+    assert_eq!(stale(&t, &["data.gaussian", "data.tin_crop"]).len(), 2);
+    assert!(files(&t.path("cache/tmp")).is_empty(), "{:?}", files(&t.path("cache/tmp")));
+    assert!(files(&t.path("cache/objects")).is_empty(), "{:?}", files(&t.path("cache/objects")));
+}
+
+/// A TCP proxy on loopback to the test server that passes requests at once and answers at most
+/// `bytes_per_second` (or the other way round with `slow_requests`): a slow link, made by the test.
+/// Returns its port; it serves until the test process ends.
+fn throttling_proxy(bytes_per_second: usize, slow_requests: bool) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    fn pipe(mut from: std::net::TcpStream, mut to: std::net::TcpStream, rate: Option<usize>) {
+        let chunk = rate.map_or(64 << 10, |r| (r / 20).max(1));
+        let mut buf = vec![0u8; chunk];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    if rate.is_some() {
+                        // The throttle itself (a twentieth of the rate every 50 ms), not an ordering of events.
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Both);
+    }
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", PORT)) else { continue };
+            let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (up, down) = if slow_requests { (Some(bytes_per_second), None) } else { (None, Some(bytes_per_second)) };
+            std::thread::spawn(move || pipe(client, server, up));
+            std::thread::spawn(move || pipe(s2, c2, down));
+        }
+    });
+    port
+}
+
+/// Waits (at most `limit`) until `done()` holds; panics with `what` otherwise.
+fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "waited {limit:?} for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sends SIGINT to `child` (as Ctrl-C does) and returns its exit code and how long it took to end.
+fn interrupt(child: &mut std::process::Child) -> (Option<i32>, Duration) {
+    let started = Instant::now();
+    // SAFETY: a signal to our own child, not yet waited for.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    (status.code(), started.elapsed())
+}
+
+/// `.part` files of a store's downloads in progress, and their bytes.
+fn parts(s: &Scratch) -> (usize, u64) {
+    let parts: Vec<PathBuf> = files(&s.path("cache/tmp")).into_iter().filter(|p| p.extension().is_some_and(|e| e == "part")).collect();
+    (parts.len(), parts.iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum())
+}
+
+#[test]
+fn ctrl_c_during_a_slow_download_or_upload_ends_it_within_two_seconds_with_nothing_half_visible() {
+    let seed = seed();
+    // Downloads at 200 kB/s: a pull, and a run's fetch before it builds, are cut mid-transfer
+    // (once .part files hold bytes).
+    let slow_answers = throttling_proxy(200_000, false);
+    for command in [&["pull"][..], &["run"]] {
+        let s = Scratch::new(|_| {});
+        let mut child = s3_command(&s, slow_answers, SECRET, &[command, &["--remote", &seed.url]].concat())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_until(Duration::from_secs(60), "a download under way", || parts(&s).1 > 0);
+        let (code, took) = interrupt(&mut child);
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert_eq!(code, Some(130), "{command:?}: {err}");
+        assert!(took < Duration::from_secs(2), "{command:?} took {took:?} to stop: {err}");
+        assert_eq!(parts(&s).0, 0, "{command:?}: no partial download left: {:?}", files(&s.path("cache/tmp")));
+        assert!(ok(&s.oodpipe(&["verify"])).contains("no damage"), "{command:?}: only whole stages entered the store");
+        // And the next pull completes it (at full speed).
+        ok(&s3(&s, &["pull", "--remote", &seed.url]));
+        assert!(stale(&s, &[]).is_empty());
+    }
+
+    // Uploads at 1 MB/s of data.cifar10's images in full (185 MB, so in parts of 16 MiB): Ctrl-C
+    // once the multipart upload has begun aborts it on the server.
+    let full = Scratch::new(|c| {
+        let data = c.get_mut("data").unwrap().as_table_mut().unwrap();
+        data.remove("train_limit");
+        data.remove("test_limit");
+    });
+    ok(&full.oodpipe(&["run", "data.cifar10"]));
+    let slow_requests = throttling_proxy(1_000_000, true);
+    let url = fresh_url("cancelled-upload");
+    // A query's `/` escaped: curl's request signature needs it so.
+    let prefix = bucket_key(&url, "").replace('/', "%2F");
+    // (Its query in sorted order, as curl's request signature needs.)
+    let uploads_under_way = || String::from_utf8_lossy(&curl("GET", &format!("?prefix={prefix}&uploads="))).matches("<UploadId>").count();
+    let mut child = s3_command(&full, slow_requests, SECRET, &["push", "--remote", &url, "data.cifar10"])
+        .env("OODPIPE_REMOTE_PARTS_ABOVE", (16 << 20).to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(60), "a multipart upload under way", || uploads_under_way() > 0);
+    let (code, took) = interrupt(&mut child);
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(code, Some(130), "{err}");
+    assert!(took < Duration::from_secs(2), "push took {took:?} to stop: {err}");
+    assert_eq!(uploads_under_way(), 0, "the multipart upload was aborted: {err}");
+    let listing = String::from_utf8_lossy(&curl("GET", &format!("?list-type=2&prefix={prefix}"))).into_owned();
+    assert!(!listing.contains("/stages/"), "no entry was put: {listing}");
+}
+
+/// The stage log at `log` was written by a worker that saw the test's canary variable
+/// (`OODPIPE_TEST_CANARY`, an ordinary one) and no credential (`AWS_SECRET_ACCESS_KEY`, `HF_TOKEN`).
+pub(crate) fn assert_no_credentials_reached(log: &Path) {
+    let text = std::fs::read_to_string(log).unwrap();
+    let seen = text.lines().find(|l| l.starts_with("worker: pid ")).unwrap_or_else(|| panic!("{}: {text}", log.display()));
+    let names: BTreeSet<&str> = seen.split_once("environment variables: ").unwrap().1.split(' ').collect();
+    assert!(names.contains("OODPIPE_TEST_CANARY") && names.contains("PATH"), "{seen}");
+    for secret in ["AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "HF_TOKEN"] {
+        assert!(!names.contains(secret), "{secret} reached the stage: {seen}");
+    }
+    assert_no_secret(&log.display().to_string(), text.as_bytes());
+}
+
+#[test]
+fn no_credential_reaches_a_stage_forked_or_spawned_and_plain_http_elsewhere_is_refused() {
+    for fork_server in ["1", "0"] {
+        let s = Scratch::new(|_| {});
+        let out = s3_command(&s, PORT, SECRET, &["run", "data.gaussian"])
+            .env("HF_TOKEN", "hf_not-for-stages-1234")
+            .env("OODPIPE_TEST_CANARY", "1")
+            .env("OODPIPE_FORK_SERVER", fork_server)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_no_credentials_reached(&s.path("cache/logs/data.gaussian.log"));
+    }
+    // Plain http to another machine: refused before anything is sent (exit 2), naming the opt-in.
+    let s = Scratch::new(|_| {});
+    let out = s3_command(&s, PORT, SECRET, &["status", "--remote", "s3://oodpipe/x"])
+        .env("AWS_ENDPOINT_URL", "http://192.0.2.7:9000")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("plain http to another machine (192.0.2.7)") && err.contains("OODPIPE_ALLOW_HTTP=true"), "{err}");
+}
+
+#[test]
+fn a_run_uploads_only_where_the_user_says_so() {
+    server();
+    let url = fresh_url("uploads");
+    let on_server = || {
+        String::from_utf8_lossy(&curl("GET", &format!("?list-type=2&prefix={}", bucket_key(&url, "stages/").replace('/', "%2F"))))
+            .matches("<Key>")
+            .count()
+    };
+    // By default a run reads from the remote and writes nothing to it.
+    let s = Scratch::new(|_| {});
+    let out = s3(&s, &["run", "--remote", &url, "data.gaussian"]);
+    assert!(out.status.success() && !stderr(&out).contains("uploaded"), "{}", stderr(&out));
+    assert_eq!(on_server(), 0);
+    // --push uploads what it builds.
+    let out = s3(&s, &["run", "--push", "--remote", &url, "data.tin_crop"]);
+    assert!(stderr(&out).contains("uploaded 1 stages (1 objects, "), "{}", stderr(&out));
+    assert_eq!(on_server(), 1);
+    // So does `[remote] push = true` in the config, unless the command says --remote-read-only.
+    let writer = Scratch::new(|c| {
+        c.insert(
+            "remote".into(),
+            toml::Table::from_iter([("url".to_string(), toml::Value::from(url.clone())), ("push".into(), true.into())]).into(),
+        );
+    });
+    let out = s3(&writer, &["run", "--remote-read-only", "data.tin_resize"]);
+    assert!(out.status.success() && !stderr(&out).contains("uploaded"), "{}", stderr(&out));
+    assert_eq!(on_server(), 1);
+    let out = s3(&writer, &["run", "data.cifar10"]);
+    assert!(stderr(&out).contains("uploaded 1 stages"), "{}", stderr(&out));
+    assert_eq!(on_server(), 2);
+}
+
+#[test]
+fn a_pull_of_more_objects_than_it_may_open_files_succeeds() {
+    server();
+    // The smoke store and a fourth OOD set (its data, outputs, features, scores; the trainings are
+    // the built copy's): over 256 objects.
+    let add_uniform = |c: &mut toml::Table| {
+        let ood = c.get_mut("ood").unwrap().as_table_mut().unwrap();
+        ood.insert(
+            "uniform".into(),
+            toml::Table::from_iter([("kind".to_string(), toml::Value::from("uniform")), ("label".into(), "Uniform".into())]).into(),
+        );
+    };
+    let s = crate::shared::copy_of_built();
+    let mut config: toml::Table = std::fs::read_to_string(s.config()).unwrap().parse().unwrap();
+    add_uniform(&mut config);
+    s.write_config(&config);
+    let url = fresh_url("many-objects");
+    ok(&s.oodpipe(&["run"]));
+    ok(&s3(&s, &["push", "--remote", &url]));
+
+    let t = Scratch::new(add_uniform);
+    let mut pull = s3_command(&t, PORT, SECRET, &["pull", "--remote", &url]);
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only setrlimit, async-signal-safe, between fork and exec.
+    unsafe {
+        pull.pre_exec(|| {
+            let limit = libc::rlimit { rlim_cur: 256, rlim_max: 256 };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+        });
+    }
+    let out = pull.output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // (The source store also holds its former report's objects, which the config no longer reaches.)
+    let pulled = files(&t.path("cache/objects")).len();
+    assert!(pulled > 256, "{pulled} objects: {}", stderr(&out));
     assert!(stale(&t, &[]).is_empty());
     assert!(ok(&t.oodpipe(&["verify"])).contains("no damage"));
 }

@@ -35,7 +35,13 @@ fn the_smoke_pipeline_through_slurm_gives_the_local_results_byte_for_byte() {
     // costs a scheduling round on the one-node cluster).
     let local = &crate::shared::built().scratch;
     let cluster = Scratch::new(on_the_cluster);
-    let out = cluster.oodpipe(&["run", "--executor", "slurm", "--json"]);
+    // With credentials in the submitter's environment, which sbatch would export to every job.
+    let out = cluster
+        .command(&["run", "--executor", "slurm", "--json"])
+        .env("AWS_SECRET_ACCESS_KEY", crate::remote::SECRET)
+        .env("OODPIPE_TEST_CANARY", "1")
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     ok(&out);
     let done = last_json(&out);
@@ -58,6 +64,9 @@ fn the_smoke_pipeline_through_slurm_gives_the_local_results_byte_for_byte() {
     // Each stage's job wrote its log under the cache, and said when it started.
     let started = std::fs::read_to_string(cluster.path("cache/logs/train.softmax.slurm")).unwrap();
     assert!(started.starts_with("job ") && started.contains("after submission"), "{started}");
+    // What the job's worker saw (its log's first line names its environment's variables): the
+    // submitter's ordinary variables, none of its credentials.
+    crate::remote::assert_no_credentials_reached(&cluster.path("cache/logs/train.softmax.log"));
 }
 
 #[test]

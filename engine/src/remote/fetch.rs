@@ -21,7 +21,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 use object_store::path::Path as RemotePath;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -49,6 +49,8 @@ pub struct FetchReport {
     pub local_problems: Vec<(String, String)>,
     /// The remote failed (unreachable, refused, timed out): stages fetched before are kept.
     pub failure: Option<RemoteError>,
+    /// Ctrl-C (or SIGTERM) stopped the fetch: the stages fetched whole before are kept, nothing else.
+    pub interrupted: bool,
     pub bytes: u64,
     pub objects: usize,
     pub seconds: f64,
@@ -59,6 +61,8 @@ struct Ready {
     entry: Entry,
     json: Vec<u8>,
     _lock: KeyLock,
+    /// Its place among [`STAGES_AT_ONCE`], given back once it is committed.
+    _place: tokio::sync::OwnedSemaphorePermit,
     tmp: PathBuf,
     /// (digest, output name, downloaded file)
     files: Vec<(String, String, PathBuf)>,
@@ -67,6 +71,11 @@ struct Ready {
 
 /// Threads committing stages: moving objects in syncs each file and folder.
 const COMMITS: usize = 4;
+
+/// Stages between their entry's request and their commit at once: each holds its entry (at most
+/// [`MAX_ENTRY`] bytes), its key's lock file and a temporary folder, so a pull of thousands of
+/// stages holds no more than this many of them (open files, memory), whatever the store's size.
+const STAGES_AT_ONCE: usize = 64;
 
 enum Step {
     /// Downloaded and verified: handed to the committing threads.
@@ -83,6 +92,8 @@ enum Step {
 /// Why an object could not be had.
 enum Miss {
     Missing,
+    /// Its size on the remote, against what its entry records ((size, exact) of [`Entry::size_bound`]).
+    Size(u64, (u64, bool)),
     Remote(RemoteError),
     Truncated(u64, u64),
     Local(std::io::Error),
@@ -99,6 +110,7 @@ pub(super) fn fetch(
     let started = Instant::now();
     let meter = Meter::new("fetching", show_progress);
     let stop = AtomicBool::new(false);
+    let places = Arc::new(tokio::sync::Semaphore::new(STAGES_AT_ONCE));
     let (ready, queue) = std::sync::mpsc::channel::<Box<Ready>>();
     let queue = std::sync::Mutex::new(queue);
     let (steps, committed) = std::thread::scope(|scope| {
@@ -114,24 +126,29 @@ pub(super) fn fetch(
                             std::iter::once(first).chain(std::iter::from_fn(|| queue.try_recv().ok())).collect()
                         };
                         let results = commit(store, &batch);
+                        // Each stage's lock and place go with its Ready here: the next stages may start.
                         for (r, result) in batch.into_iter().zip(results) {
                             let _ = std::fs::remove_dir_all(&r.tmp);
-                            out.push((r, result));
+                            let fetched = Fetched { objects: r.files.len(), bytes: r.bytes, entry: r.entry };
+                            out.push((fetched, result));
                         }
                     }
                     out
                 })
             })
             .collect();
-        let steps = runtime
-            .block_on(futures_util::future::join_all(stages.iter().map(|ks| one(shared, store, ks, download, &meter, &stop, &ready))));
+        // Ctrl-C drops the downloads: their tasks stop, their temporary folders go; the stages
+        // already handed to the committing threads are whole and are committed.
+        let fetching = Fetching { shared, store, download, meter: &meter, stop: &stop, ready: &ready, places: &places };
+        let all = futures_util::future::join_all(stages.iter().map(|ks| one(&fetching, ks)));
+        let steps = runtime.block_on(super::unless_interrupted(all));
         drop(ready);
-        let committed: Vec<(Box<Ready>, std::io::Result<()>)> =
-            workers.into_iter().flat_map(|w| w.join().expect("commit thread")).collect();
+        let committed: Vec<(Fetched, std::io::Result<()>)> = workers.into_iter().flat_map(|w| w.join().expect("commit thread")).collect();
         (steps, committed)
     });
     meter.finish();
-    let mut report = FetchReport::default();
+    let mut report = FetchReport { interrupted: steps.is_none(), ..Default::default() };
+    let steps = steps.unwrap_or_else(|| stages.iter().map(|_| Step::Nothing).collect());
     for (ks, step) in stages.iter().zip(steps) {
         let id = ks.spec.id.clone();
         match step {
@@ -147,14 +164,14 @@ pub(super) fn fetch(
         }
     }
     let mut by_id: std::collections::HashMap<String, Fetched> = Default::default();
-    for (r, result) in committed {
+    for (f, result) in committed {
         match result {
             Ok(()) => {
-                report.bytes += r.bytes;
-                report.objects += r.files.len();
-                by_id.insert(r.entry.id.clone(), Fetched { objects: r.files.len(), bytes: r.bytes, entry: r.entry });
+                report.bytes += f.bytes;
+                report.objects += f.objects;
+                by_id.insert(f.entry.id.clone(), f);
             }
-            Err(e) => report.local_problems.push((r.entry.id.clone(), format!("writing it into the local store: {e}"))),
+            Err(e) => report.local_problems.push((f.entry.id.clone(), format!("writing it into the local store: {e}"))),
         }
     }
     // In the order asked.
@@ -182,34 +199,57 @@ fn commit(store: &Store, batch: &[Box<Ready>]) -> Vec<std::io::Result<()>> {
     }
 }
 
-/// Whether an entry from the remote is exactly this stage's, and its outputs are plain names and
-/// digests (they become paths here).
+/// Whether an entry from the remote is exactly this stage's, and its outputs have names a stage
+/// may make (they become paths here, and a publishing stage's in the user's work tree) and
+/// digests (see [`Entry::check_outputs`]).
 fn check_entry(entry: &Entry, ks: &KeyedStage) -> Result<(), String> {
     // The key is the hash of the canonical material: equal keys are equal materials.
     if entry.key != ks.key || entry.material.key() != ks.key || entry.id != ks.spec.id {
         return Err("its entry is not this stage's (its key material differs)".into());
     }
-    for (name, digest) in &entry.outputs {
-        let plain = Path::new(name).components().all(|c| matches!(c, std::path::Component::Normal(_)));
-        if !plain || name.is_empty() {
-            return Err(format!("its entry names an output `{name}` that is not a relative file name"));
-        }
-        if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-            return Err(format!("its entry gives output `{name}` the digest `{digest}`, not 64 hex digits"));
-        }
-    }
-    Ok(())
+    entry.check_outputs(ks.spec.publish.is_some()).map_err(|why| format!("its entry is refused: {why}"))
 }
 
-async fn one(
-    shared: &Arc<Shared>,
-    store: &Store,
-    ks: &KeyedStage,
+/// Reads an entry's body, refusing one the server says, or turns out, to be over [`MAX_ENTRY`]
+/// bytes: an entry is a few kilobytes, and a pull holds up to [`super::TRANSFERS`] of them at once.
+pub(super) async fn read_entry(got: object_store::GetResult) -> Result<Result<Vec<u8>, String>, object_store::Error> {
+    let too_big = |n: u64| format!("its entry has {n} bytes, more than an entry may have ({MAX_ENTRY})");
+    if got.meta.size > MAX_ENTRY {
+        return Ok(Err(too_big(got.meta.size)));
+    }
+    let mut body = Vec::with_capacity(got.meta.size as usize);
+    let mut stream = got.into_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if (body.len() + chunk.len()) as u64 > MAX_ENTRY {
+            return Ok(Err(too_big((body.len() + chunk.len()) as u64)));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Ok(body))
+}
+
+/// The most bytes an entry may have. The default pipeline's largest, the report's (some 70
+/// outputs), has about 20 kB.
+pub const MAX_ENTRY: u64 = 1 << 20;
+
+/// What every stage's fetch shares.
+struct Fetching<'a> {
+    shared: &'a Arc<Shared>,
+    store: &'a Store,
+    /// False: only look the entries up.
     download: bool,
-    meter: &Meter,
-    stop: &AtomicBool,
-    ready: &std::sync::mpsc::Sender<Box<Ready>>,
-) -> Step {
+    meter: &'a Meter,
+    /// Set at the remote's first failure: the stages not started yet are not asked for.
+    stop: &'a AtomicBool,
+    /// Where verified stages go to be committed.
+    ready: &'a std::sync::mpsc::Sender<Box<Ready>>,
+    places: &'a Arc<tokio::sync::Semaphore>,
+}
+
+async fn one(fetching: &Fetching<'_>, ks: &KeyedStage) -> Step {
+    let Fetching { shared, store, download, meter, stop, ready, places } = *fetching;
+    let place = places.clone().acquire_owned().await.expect("never closed");
     if stop.load(Ordering::Relaxed) {
         return Step::Nothing;
     }
@@ -223,11 +263,12 @@ async fn one(
             Err(e) => return failed(e),
         };
         let got = match shared.meta.get(&shared.entry_path(&ks.material.kind, &ks.key)).await {
-            Ok(got) => got.bytes().await,
+            Ok(got) => read_entry(got).await,
             Err(e) => Err(e),
         };
         match got {
-            Ok(bytes) => bytes.to_vec(),
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(why)) => return Step::Unusable(why),
             Err(object_store::Error::NotFound { .. }) => return Step::Absent,
             Err(e) => return failed(shared.error(&e)),
         }
@@ -251,7 +292,7 @@ async fn one(
         return Step::Nothing;
     }
     let tmp = match store.temp_dir(&ks.key) {
-        Ok(tmp) => tmp,
+        Ok(tmp) => TempDir(tmp),
         Err(e) => return Step::Local(format!("making a temporary folder: {e}")),
     };
     let wanted: Vec<(String, String, PathBuf)> = entry
@@ -259,13 +300,21 @@ async fn one(
         .iter()
         .filter(|(name, digest)| !store.object_path(digest, name).is_file())
         .enumerate()
-        .map(|(i, (name, digest))| (digest.clone(), name.clone(), tmp.join(format!("{i}.part"))))
+        .map(|(i, (name, digest))| (digest.clone(), name.clone(), tmp.0.join(format!("{i}.part"))))
         .collect();
     let results = futures_util::future::join_all(wanted.iter().map(|(digest, name, file)| {
-        // Each object on its own task: the runtime's threads share the writing and hashing.
-        let download = tokio::spawn(download_object(shared.clone(), shared.object_path(digest, name), file.clone(), meter.clone()));
+        // Each object on its own task: the runtime's threads share the writing and hashing. A
+        // fetch given up (Ctrl-C) drops this future, which stops the task.
+        let expected = entry.size_bound(name);
+        let download = AbortOnDrop(tokio::spawn(download_object(
+            shared.clone(),
+            shared.object_path(digest, name),
+            file.clone(),
+            expected,
+            meter.clone(),
+        )));
         async move {
-            let (size, hashed) = download.await.map_err(|e| Miss::Local(std::io::Error::other(e)))??;
+            let (size, hashed) = download.join().await.map_err(|e| Miss::Local(std::io::Error::other(e)))??;
             let actual = match hashed {
                 Some(actual) => actual,
                 None => {
@@ -294,6 +343,10 @@ async fn one(
                 &digest[..12]
             )),
             Err(Miss::Missing) => Step::Unusable(format!("its output `{name}` (object {}…) is missing on the remote", &digest[..12])),
+            Err(Miss::Size(remote, (recorded, exact))) => Step::Unusable(format!(
+                "its output `{name}` has {remote} bytes on the remote, {} {recorded}",
+                if exact { "its entry records" } else { "more than its entry's total of" }
+            )),
             Err(Miss::Truncated(got, of)) => Step::Failed(RemoteError {
                 url: shared.url.clone(),
                 bad_url: false,
@@ -308,30 +361,77 @@ async fn one(
         }
     }
     if let Some(step) = step {
-        let _ = std::fs::remove_dir_all(&tmp);
         return step;
     }
     ready
-        .send(Box::new(Ready { entry, json, _lock: lock, tmp, files: wanted, bytes }))
+        .send(Box::new(Ready { entry, json, _lock: lock, _place: place, tmp: tmp.keep(), files: wanted, bytes }))
         .expect("the committing threads outlive the downloads");
     Step::Ready
+}
+
+/// A stage's temporary download folder, removed when the fetch of that stage ends without it
+/// being handed to the committing threads (a failure, or Ctrl-C dropping the fetch).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn keep(self) -> PathBuf {
+        let path = self.0.clone();
+        std::mem::forget(self);
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A spawned task that is aborted when its handle is dropped (a fetch given up drops it).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> AbortOnDrop<T> {
+    async fn join(mut self) -> Result<T, tokio::task::JoinError> {
+        (&mut self.0).await
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Downloads one object into `dest`: all of it in one request when the size that request reports
 /// is at most [`Shared::one_request`] ([`super::ONE_REQUEST`] unless a test lowers it), else its first
 /// part there and the rest in parts of [`PART`], four at once. Returns its size, and its digest
 /// when it came in one request (hashed as it arrived; the caller hashes the file otherwise).
-async fn download_object(shared: Arc<Shared>, path: RemotePath, dest: PathBuf, meter: Meter) -> Result<(u64, Option<String>), Miss> {
+///
+/// `expected` is the size its entry records (exact), or the entry's total (a bound): a size the
+/// server reports otherwise refuses the object before a byte is written, and no more than that
+/// size is ever written. The file is created only once a transfer slot is held, so a pull of many
+/// objects holds at most as many files open as it has requests in flight.
+async fn download_object(
+    shared: Arc<Shared>,
+    path: RemotePath,
+    dest: PathBuf,
+    expected: (u64, bool),
+    meter: Meter,
+) -> Result<(u64, Option<String>), Miss> {
     let (shared, path, meter) = (&*shared, &path, &meter);
     let remote = |e: object_store::Error| match e {
         object_store::Error::NotFound { .. } => Miss::Missing,
         e => Miss::Remote(shared.error(&e)),
     };
-    let file = std::fs::File::create(&dest).map_err(Miss::Local)?;
-    let (size, first) = {
+    let (size, first, file) = {
         let _slot = shared.slot().await.map_err(Miss::Remote)?;
         let got = shared.data.get(path).await.map_err(remote)?;
         let size = got.meta.size;
+        let (recorded, exact) = expected;
+        if (exact && size != recorded) || size > recorded {
+            return Err(Miss::Size(size, expected));
+        }
+        let file = std::fs::File::create(&dest).map_err(Miss::Local)?;
         meter.expect(size);
         // Small enough: all of it in this request. Otherwise its first part, then parts at once.
         let first = if size <= shared.one_request { size } else { PART };
@@ -356,7 +456,7 @@ async fn download_object(shared: Arc<Shared>, path: RemotePath, dest: PathBuf, m
         if let Some(h) = hasher {
             return Ok((size, Some(h.finalize().to_hex().to_string())));
         }
-        (size, first)
+        (size, first, file)
     };
     let parts: Vec<std::ops::Range<u64>> = (first..size).step_by(PART as usize).map(|s| s..(s + PART).min(size)).collect();
     futures_util::stream::iter(parts)

@@ -38,11 +38,13 @@
 //! remote that fails turns into one warning and a local build: the run never depends on it. `push`
 //! and `pull` ([`Remote::push`], [`Remote::pull`]) move what the other side lacks and fail loudly.
 
+mod delete;
 mod fetch;
 mod meter;
 mod send;
 
-pub use fetch::{FetchReport, Fetched};
+pub use delete::Deleted;
+pub use fetch::{FetchReport, Fetched, MAX_ENTRY};
 pub use meter::human_bytes;
 pub use send::SendReport;
 
@@ -65,11 +67,15 @@ pub struct RemoteOptions {
     /// `s3://bucket/prefix`, or a folder (a mounted share).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// Whether `run` uploads what it builds (default false: only `push`, or `run --push`, writes
+    /// to the remote; see the README's trust model: give write access to one builder, CI).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push: Option<bool>,
 }
 
 impl RemoteOptions {
     pub fn is_unset(&self) -> bool {
-        self.url.is_none()
+        self.url.is_none() && self.push.is_none()
     }
 }
 
@@ -86,7 +92,8 @@ pub struct RemoteError {
 
 impl std::fmt::Display for RemoteError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "remote {}: {}", self.url, self.cause)
+        // Whatever made it, no credential and no terminal escape reaches a screen or a log.
+        write!(f, "{}", crate::output_name::escaped(&crate::secrets::redact(&format!("remote {}: {}", self.url, self.cause))))
     }
 }
 
@@ -108,7 +115,7 @@ pub(crate) const ONE_REQUEST: u64 = 256 << 20;
 const UPLOAD_MEMORY_MIB: u32 = 1024;
 
 /// Requests in flight at once, unless `OODPIPE_REMOTE_TRANSFERS` says otherwise.
-const TRANSFERS: usize = 16;
+pub(crate) const TRANSFERS: usize = 16;
 
 /// What a transfer task shares: the two clients, the layout, and the bound on requests in flight.
 pub(crate) struct Shared {
@@ -127,9 +134,30 @@ pub(crate) struct Shared {
     /// request is sent ([`Shared::slot`] refuses). A server that accepts connections and never
     /// answers would otherwise cost every request its own timeouts, 16 at a time: minutes.
     failed: Mutex<Option<RemoteError>>,
+    /// Ctrl-C: transfers stop, a multipart upload is aborted on the server ([`Shared::cancel`]).
+    cancelled: std::sync::atomic::AtomicBool,
+    cancel_notify: tokio::sync::Notify,
 }
 
 impl Shared {
+    /// Stops every transfer of this command: each gives up at its next step (an upload in parts
+    /// aborts its multipart upload on the server, so nothing of it stays, even unseen).
+    pub fn cancel(&self) {
+        self.cancelled.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.cancel_notify.notify_waiters();
+    }
+
+    /// Resolves once [`Shared::cancel`] has been called.
+    pub async fn until_cancelled(&self) {
+        loop {
+            let notified = self.cancel_notify.notified();
+            if self.cancelled.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     fn path(&self, rest: &[&str]) -> RemotePath {
         RemotePath::from_iter(self.prefix.iter().map(String::as_str).chain(rest.iter().copied()))
     }
@@ -164,6 +192,27 @@ impl Shared {
     }
 }
 
+/// `work`'s output, or None if `stop` resolves first (`work` is then dropped).
+pub(crate) async fn race<F: std::future::Future>(work: F, stop: impl std::future::Future<Output = ()>) -> Option<F::Output> {
+    futures_util::pin_mut!(work, stop);
+    match futures_util::future::select(work, stop).await {
+        futures_util::future::Either::Left((out, _)) => Some(out),
+        futures_util::future::Either::Right(_) => None,
+    }
+}
+
+/// Resolves once Ctrl-C (or SIGTERM) has arrived (see [`crate::interrupt`]), looking every 50 ms.
+pub(crate) async fn interrupted() {
+    while !crate::interrupt::requested() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `work`'s output, or None if Ctrl-C arrives first (`work` is then dropped).
+pub(crate) async fn unless_interrupted<F: std::future::Future>(work: F) -> Option<F::Output> {
+    race(work, interrupted()).await
+}
+
 /// A stage's entry and the local files of its objects, ready to be sent.
 pub(crate) struct Parcel {
     pub id: String,
@@ -186,6 +235,10 @@ pub struct Remote {
     uploads: Mutex<Vec<tokio::task::JoinHandle<SendReport>>>,
     /// Stages whose copy on the remote was found unusable: their upload replaces it.
     heal: Mutex<BTreeSet<String>>,
+    /// Counts the background uploads; shown while the run waits for them at its end.
+    upload_meter: meter::Meter,
+    /// Said once when the remote is used: plain http to another machine, allowed by the user.
+    pub warning: Option<String>,
 }
 
 /// Why a URL cannot be used: it is wrong (true), or what it names is not there (false).
@@ -236,18 +289,31 @@ fn parse_url(url: &str) -> Result<Location, String> {
     Ok(Location::Folder(path.into()))
 }
 
+/// How a client of the S3 API sends its bodies and over what.
+struct Client<'a> {
+    bucket: &'a str,
+    timeout: &'a str,
+    read_timeout: &'a str,
+    /// Sign the body too (entries: they are not named by their content, so the signature is what
+    /// stops a body altered on the way), rather than `UNSIGNED-PAYLOAD` (objects).
+    signed_payload: bool,
+    /// The endpoint is plain http that [`endpoint_check`] allowed.
+    allow_http: bool,
+}
+
 /// Overrides the timeouts and retries below with `AWS_*` variables the user set, as object_store's
 /// `from_env` would.
 ///
-/// Bodies are sent as `UNSIGNED-PAYLOAD` (the request itself is still signed) unless
+/// Objects are sent as `UNSIGNED-PAYLOAD` (the request itself is still signed) unless
 /// `AWS_UNSIGNED_PAYLOAD=false`: a signed payload costs a SHA-256 of every byte on both sides, and
 /// it guards nothing we do not already check: every object is named by its blake3 digest and is
-/// hashed again before it enters a store, and HTTPS protects the transfer. On the two-core machine
-/// of the README's benchmark, where CPU bounds an upload, signing cost the client 0.2 s of CPU
-/// per push of the default store (user time 0.55 against 0.35 s).
-fn s3_client(bucket: &str, timeout: &str, read_timeout: &str) -> Result<Arc<dyn ObjectStore>, String> {
+/// hashed again before it enters a store. On the two-core machine of the README's benchmark,
+/// where CPU bounds an upload, signing cost the client 0.2 s of CPU per push of the default store
+/// (user time 0.55 against 0.35 s). Entries, which are not content-addressed, always go signed.
+fn s3_client(client: Client) -> Result<Arc<dyn ObjectStore>, String> {
     use object_store::ClientConfigKey as C;
     use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey as K};
+    let Client { bucket, timeout, read_timeout, signed_payload, allow_http } = client;
     let mut builder = AmazonS3Builder::new()
         .with_bucket_name(bucket)
         .with_unsigned_payload(true)
@@ -273,20 +339,89 @@ fn s3_client(bucket: &str, timeout: &str, read_timeout: &str) -> Result<Arc<dyn 
             builder = builder.with_config(config, value);
         }
     }
+    if signed_payload {
+        builder = builder.with_unsigned_payload(false);
+    }
+    if allow_http {
+        builder = builder.with_allow_http(true);
+    }
     // `AWS_REGION` is what the AWS tools read; object_store knows `AWS_DEFAULT_REGION` too.
     builder.build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>).map_err(|e| cause(&e))
+}
+
+/// What the S3 endpoint allows: plain http to this machine always; to another machine only with
+/// `OODPIPE_ALLOW_HTTP=true`, said once as a warning.
+#[derive(Debug, PartialEq)]
+struct Endpoint {
+    allow_http: bool,
+    warning: Option<String>,
+}
+
+/// The opt-in to plain http to another machine.
+pub const ALLOW_HTTP: &str = "OODPIPE_ALLOW_HTTP";
+
+/// Checks the endpoint that `var` names (`AWS_ENDPOINT_URL`, else `AWS_ENDPOINT`). Plain http
+/// carries the requests unencrypted: an entry read over it could be altered on the way (objects
+/// are checked by their digest, entries only by their key material), so it is refused for any host
+/// but this machine's loopback unless the user opts in.
+fn endpoint_check(var: impl Fn(&str) -> Option<String>) -> Result<Endpoint, String> {
+    let Some((name, endpoint)) =
+        ["AWS_ENDPOINT_URL", "AWS_ENDPOINT"].into_iter().find_map(|n| var(n).filter(|v| !v.is_empty()).map(|v| (n, v)))
+    else {
+        return Ok(Endpoint { allow_http: false, warning: None });
+    };
+    let Some(rest) = endpoint.strip_prefix("http://") else { return Ok(Endpoint { allow_http: false, warning: None }) };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        return Ok(Endpoint { allow_http: true, warning: None });
+    }
+    let shown = crate::secrets::redact(&endpoint);
+    if var(ALLOW_HTTP).is_some_and(|v| v == "true" || v == "1") {
+        return Ok(Endpoint {
+            allow_http: true,
+            warning: Some(format!(
+                "the remote's endpoint {shown} ({name}) is plain http to another machine, allowed by {ALLOW_HTTP}: \
+                 anyone on the way can read what is sent and alter the entries that come back"
+            )),
+        });
+    }
+    Err(format!(
+        "its endpoint {shown} ({name}) is plain http to another machine ({host}): anyone on the way could read what is sent \
+         and alter the entries that come back; use https, or set {ALLOW_HTTP}=true to accept that"
+    ))
 }
 
 impl Remote {
     /// Opens the remote at `url` (nothing is sent yet). An unusable URL is an error naming it.
     pub fn open(url: &str, read_only: bool) -> Result<Remote, RemoteError> {
+        let url = &crate::secrets::redact(url);
         let fail = |cause: String| RemoteError { url: url.to_string(), cause, bad_url: false };
+        let mut warning = None;
         let location = parse(url).map_err(|(bad_url, cause)| RemoteError { url: url.to_string(), cause, bad_url })?;
         let (meta, data, prefix): (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>, _) = match location {
             Location::S3 { bucket, prefix } => {
+                let endpoint = endpoint_check(|name| std::env::var(name).ok()).map_err(|cause| RemoteError {
+                    url: url.to_string(),
+                    cause,
+                    bad_url: true,
+                })?;
+                warning = endpoint.warning;
+                let client = |timeout, read_timeout, signed_payload| Client {
+                    bucket: &bucket,
+                    timeout,
+                    read_timeout,
+                    signed_payload,
+                    allow_http: endpoint.allow_http,
+                };
                 // Bodies: an object of up to 256 MB in one request has 10 min (0.45 MB/s); a
                 // stalled download is noticed after 30 s without a byte.
-                (s3_client(&bucket, "20s", "10s").map_err(fail)?, s3_client(&bucket, "600s", "30s").map_err(fail)?, prefix)
+                (s3_client(client("20s", "10s", true)).map_err(fail)?, s3_client(client("600s", "30s", false)).map_err(fail)?, prefix)
             }
             Location::Folder(path) => {
                 let store: Arc<dyn ObjectStore> =
@@ -295,6 +430,9 @@ impl Remote {
             }
         };
         let transfers = std::env::var("OODPIPE_REMOTE_TRANSFERS").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0);
+        // rclone's --s3-upload-cutoff: objects over this many bytes travel in parts (at least one part).
+        let one_request =
+            std::env::var("OODPIPE_REMOTE_PARTS_ABOVE").ok().and_then(|v| v.parse::<u64>().ok()).map_or(ONE_REQUEST, |n| n.max(PART));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("oodpipe-remote")
@@ -308,15 +446,19 @@ impl Remote {
                 data,
                 prefix,
                 slots: tokio::sync::Semaphore::new(transfers.unwrap_or(TRANSFERS)),
-                one_request: ONE_REQUEST,
+                one_request,
                 upload_memory: tokio::sync::Semaphore::new(UPLOAD_MEMORY_MIB as usize),
                 failed: Mutex::new(None),
+                cancelled: Default::default(),
+                cancel_notify: tokio::sync::Notify::new(),
             }),
             runtime,
             read_only,
             broken: Mutex::new(None),
             uploads: Mutex::new(Vec::new()),
             heal: Mutex::new(BTreeSet::new()),
+            upload_meter: meter::Meter::counting("uploading"),
+            warning,
         })
     }
 
@@ -350,6 +492,15 @@ impl Remote {
         fetch::fetch(&self.runtime, &self.shared, store, stages, true, show_progress)
     }
 
+    /// Deletes the remote's entries of `stages` (under their current keys), or with `kind` every
+    /// entry of that stage kind, whatever its key; `dry_run` only finds them. What was there.
+    pub fn delete(&self, stages: &[&KeyedStage], kind: Option<&str>, dry_run: bool) -> Result<Vec<Deleted>, RemoteError> {
+        match kind {
+            Some(kind) => self.runtime.block_on(delete::delete_kind(&self.shared, kind, dry_run)),
+            None => self.runtime.block_on(delete::delete_stages(&self.shared, stages, dry_run)),
+        }
+    }
+
     /// Sends the entries and objects of `entries` that the remote lacks, objects first.
     pub fn push(&self, store: &Store, entries: &[Entry], show_progress: bool) -> SendReport {
         let parcels = match entries.iter().map(|e| self.parcel(store, e, false)).collect::<std::io::Result<Vec<_>>>() {
@@ -359,9 +510,17 @@ impl Remote {
             }
         };
         let meter = meter::Meter::new("pushing", show_progress);
-        let report = self.runtime.block_on(send::send(self.shared.clone(), parcels, meter.clone()));
+        let mut handles = vec![self.runtime.spawn(send::send(self.shared.clone(), parcels, meter.clone()))];
+        let sent = self.runtime.block_on(unless_interrupted(&mut handles[0]));
         meter.finish();
-        report
+        match sent {
+            Some(Ok(report)) => report,
+            Some(Err(e)) => SendReport { local_problems: vec![format!("the upload task failed: {e}")], ..Default::default() },
+            None => {
+                self.cancel(handles);
+                SendReport { interrupted: true, ..Default::default() }
+            }
+        }
     }
 
     fn parcel(&self, store: &Store, entry: &Entry, overwrite: bool) -> std::io::Result<Parcel> {
@@ -402,10 +561,11 @@ impl Remote {
         let mut ids = BTreeSet::new();
         for f in &report.fetched {
             let id = &f.entry.id;
+            let by = f.entry.built_by.as_ref().map(|b| format!("; built by {b}")).unwrap_or_default();
             let detail = if dry_run {
-                "on the remote: a run fetches it".to_string()
+                format!("on the remote: a run fetches it{by}")
             } else {
-                format!("{} objects, {}", f.objects, human_bytes(f.bytes))
+                format!("{} objects, {}{by}", f.objects, human_bytes(f.bytes))
             };
             reporter.fetched(index[id.as_str()] + 1, stages.len(), id, &detail);
             ids.insert(id.clone());
@@ -438,25 +598,57 @@ impl Remote {
             }
         };
         let shared = self.shared.clone();
-        let handle = self.runtime.spawn(send::send(shared, vec![parcel], meter::Meter::hidden()));
+        let handle = self.runtime.spawn(send::send(shared, vec![parcel], self.upload_meter.clone()));
         self.uploads.lock().unwrap().push(handle);
     }
 
-    /// Waits for the background uploads; a failure is the run's one warning about the remote.
-    /// With `abandon` (Ctrl-C) they are cancelled instead: a cancelled upload leaves at most
-    /// objects without an entry, which nothing reads.
+    /// Stops the transfers under way within a second: each gives up at its next step, an upload
+    /// in parts aborts its multipart upload on the server, and what has not stopped by then is
+    /// dropped. What was cut leaves at most whole objects without an entry, which nothing reads.
+    fn cancel(&self, handles: Vec<tokio::task::JoinHandle<SendReport>>) {
+        self.shared.cancel();
+        // A finished one may have given its result already (awaiting it again would panic).
+        let handles: Vec<_> = handles.into_iter().filter(|h| !h.is_finished()).collect();
+        let aborts: Vec<_> = handles.iter().map(|h| h.abort_handle()).collect();
+        // (The timer is made inside the runtime: tokio's timers need one.)
+        let _ =
+            self.runtime.block_on(async { tokio::time::timeout(Duration::from_secs(1), futures_util::future::join_all(handles)).await });
+        aborts.iter().for_each(|a| a.abort());
+    }
+
+    /// Waits for the background uploads, showing how far they are; a failure is the run's one
+    /// warning about the remote. With `abandon` (the run was interrupted), or on Ctrl-C during the
+    /// wait, they are cancelled instead ([`Remote::cancel`]).
     pub fn finish(&self, reporter: &dyn Reporter, abandon: bool) {
         let handles: Vec<_> = std::mem::take(&mut *self.uploads.lock().unwrap());
         if handles.is_empty() {
             return;
         }
         if abandon {
-            handles.iter().for_each(|h| h.abort());
+            self.cancel(handles);
             return;
         }
         let started = std::time::Instant::now();
-        let reports: Vec<SendReport> =
-            self.runtime.block_on(async { futures_util::future::join_all(handles).await.into_iter().filter_map(Result::ok).collect() });
+        let left = handles.iter().filter(|h| !h.is_finished()).count();
+        if left > 0 {
+            let (sent, known) = self.upload_meter.counts();
+            reporter.say(&format!(
+                "waiting for the uploads of {left} stages to {} ({} of {} sent so far)",
+                self.url(),
+                human_bytes(sent),
+                human_bytes(known)
+            ));
+            self.upload_meter.reveal();
+        }
+        let mut handles = handles;
+        let waited = self.runtime.block_on(unless_interrupted(futures_util::future::join_all(handles.iter_mut())));
+        self.upload_meter.finish();
+        let Some(results) = waited else {
+            self.cancel(handles);
+            reporter.warn(&format!("uploads to {} stopped by Ctrl-C; what was built here is kept", self.url()));
+            return;
+        };
+        let reports: Vec<SendReport> = results.into_iter().filter_map(Result::ok).collect();
         let mut total = SendReport::default();
         for r in reports {
             total.add(r);
@@ -492,15 +684,13 @@ pub(crate) fn cause(e: &(dyn std::error::Error + 'static)) -> String {
         }
         next = err.source();
     }
-    let mut text = parts.join(": ");
+    // A server's words may carry terminal escapes, an endpoint URL its credentials.
+    let mut text = crate::output_name::escaped(&crate::secrets::redact(&parts.join(": ")));
     if text.chars().count() > 600 {
         text = text.chars().take(600).collect::<String>() + "…";
     }
     if text.contains("403 Forbidden") {
         text.push_str(" (the server refused the credentials, or they may not do this: see AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)");
-    }
-    if text.contains("scheme") && text.contains("http") && std::env::var_os("AWS_ALLOW_HTTP").is_none() {
-        text.push_str(" (an http:// endpoint needs AWS_ALLOW_HTTP=true)");
     }
     text
 }
@@ -528,6 +718,44 @@ mod tests {
         assert_eq!(parse(dir.path().to_str().unwrap()).unwrap(), Location::Folder(dir.path().to_path_buf()));
         let url = format!("file://{}", dir.path().display());
         assert_eq!(parse(&url).unwrap(), Location::Folder(dir.path().to_path_buf()));
+    }
+
+    #[test]
+    fn plain_http_goes_only_to_loopback_unless_the_user_opts_in() {
+        let check = |vars: &[(&str, &str)]| {
+            let vars: BTreeMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            endpoint_check(|name| vars.get(name).cloned())
+        };
+        let plain = |allow_http| Ok(Endpoint { allow_http, warning: None });
+        assert_eq!(check(&[]), plain(false), "no endpoint: AWS itself, https");
+        assert_eq!(check(&[("AWS_ENDPOINT_URL", "https://s3.example.org")]), plain(false));
+        for loopback in ["http://127.0.0.1:18333", "http://localhost:9000/", "http://[::1]:9000", "http://127.8.0.1"] {
+            assert_eq!(check(&[("AWS_ENDPOINT_URL", loopback)]), plain(true), "{loopback}");
+        }
+        for (name, other) in [
+            ("AWS_ENDPOINT_URL", "http://10.0.0.5:9000"),
+            ("AWS_ENDPOINT", "http://minio.lab:9000/x"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1.evil.org"),
+        ] {
+            let refused = check(&[(name, other)]).unwrap_err();
+            assert!(refused.contains(ALLOW_HTTP) && refused.contains(name) && refused.contains("plain http"), "{refused}");
+            let allowed = check(&[(name, other), (ALLOW_HTTP, "true")]).unwrap();
+            assert!(allowed.allow_http && allowed.warning.as_ref().is_some_and(|w| w.contains(ALLOW_HTTP)), "{allowed:?}");
+        }
+        // Credentials in the endpoint are not repeated in the refusal.
+        let refused = check(&[("AWS_ENDPOINT_URL", "http://me:hunter2secret@10.0.0.5:9000")]).unwrap_err();
+        assert!(!refused.contains("hunter2secret") && refused.contains("http://***@10.0.0.5:9000"), "{refused}");
+    }
+
+    #[test]
+    fn a_servers_words_reach_the_terminal_escaped_and_a_url_never_with_its_secret() {
+        let e = std::io::Error::other("AccessDenied \u{1b}]0;owned\u{7}\u{1b}[2J <Message>x</Message>");
+        let text = cause(&e);
+        assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "{text}");
+        assert!(text.contains("\\u{1b}]0;owned"), "{text}");
+        let refused = Remote::open("s3://AKIAEXAMPLE:wJalrXUtnFEMIK7MDENG@bucket/x", false).err().unwrap();
+        let shown = refused.to_string();
+        assert!(refused.bad_url && !shown.contains("wJalrXUtnFEMIK7MDENG") && shown.contains("s3://***@bucket/x"), "{shown}");
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub struct SendReport {
     pub local_problems: Vec<String>,
     /// The remote failed: what was sent before stays (objects without their entry read as absent).
     pub failure: Option<RemoteError>,
+    /// Ctrl-C stopped it: what was sent whole stays, multipart uploads under way were aborted.
+    pub interrupted: bool,
     pub seconds: f64,
 }
 
@@ -47,6 +49,7 @@ impl SendReport {
         if self.failure.is_none() {
             self.failure = other.failure;
         }
+        self.interrupted |= other.interrupted;
         self.seconds = self.seconds.max(other.seconds);
     }
 }
@@ -78,21 +81,26 @@ enum Unsent {
     /// The local file does not hash to its name, or cannot be read.
     Local(String),
     Remote(RemoteError),
+    /// Ctrl-C ([`Shared::cancel`]).
+    Cancelled,
 }
 
 pub(super) async fn send(shared: Arc<Shared>, parcels: Vec<Parcel>, meter: Meter) -> SendReport {
     let started = Instant::now();
     let mut report = SendReport::default();
     let result = send_into(&shared, &parcels, &meter, &mut report).await;
-    if let Err(e) = result {
-        report.failure = Some(e);
+    match result {
+        Err(Unsent::Remote(e)) => report.failure = Some(e),
+        Err(Unsent::Cancelled) => report.interrupted = true,
+        Err(Unsent::Local(why)) => report.local_problems.push(why),
+        Ok(()) => {}
     }
     report.seconds = started.elapsed().as_secs_f64();
     report
 }
 
-async fn send_into(shared: &Shared, parcels: &[Parcel], meter: &Meter, report: &mut SendReport) -> Result<(), RemoteError> {
-    let has_entry = exist(shared, parcels.iter().map(|p| p.entry_path.clone()).collect()).await?;
+async fn send_into(shared: &Shared, parcels: &[Parcel], meter: &Meter, report: &mut SendReport) -> Result<(), Unsent> {
+    let has_entry = exist(shared, parcels.iter().map(|p| p.entry_path.clone()).collect()).await.map_err(Unsent::Remote)?;
     // Each object once, however many entries name it.
     let mut objects: BTreeMap<String, (String, RemotePath, PathBuf)> = BTreeMap::new();
     for p in parcels {
@@ -105,7 +113,7 @@ async fn send_into(shared: &Shared, parcels: &[Parcel], meter: &Meter, report: &
     // damaged object there can have the right size.
     let resend: BTreeSet<String> =
         parcels.iter().filter(|p| p.overwrite).flat_map(|p| p.objects.iter().map(|(_, path, _)| path.to_string())).collect();
-    let remote_sizes = sizes(shared, objects.iter().map(|(_, path, _)| path.clone()).collect()).await?;
+    let remote_sizes = sizes(shared, objects.iter().map(|(_, path, _)| path.clone()).collect()).await.map_err(Unsent::Remote)?;
     let mut bad: BTreeSet<String> = BTreeSet::new();
     let mut missing = Vec::new();
     for ((digest, path, file), remote_size) in objects.iter().zip(remote_sizes) {
@@ -140,8 +148,12 @@ async fn send_into(shared: &Shared, parcels: &[Parcel], meter: &Meter, report: &
                 report.local_problems.push(why);
                 bad.insert(digest);
             }
+            // Cancelled outranks a failure: the user stopped it.
+            Err(Unsent::Cancelled) => failure = Some(Unsent::Cancelled),
             Err(Unsent::Remote(e)) => {
-                failure.get_or_insert(e);
+                if failure.is_none() {
+                    failure = Some(Unsent::Remote(e));
+                }
             }
         }
     }
@@ -167,8 +179,13 @@ async fn send_into(shared: &Shared, parcels: &[Parcel], meter: &Meter, report: &
 }
 
 /// Puts an entry: if absent (`If-None-Match: *`; the first machine's entry stays), or in place of
-/// the remote's when the parcel replaces an unusable one. Whether this entry was written.
-async fn put_entry(shared: &Shared, p: &Parcel) -> Result<bool, RemoteError> {
+/// the remote's when the parcel replaces an unusable one. Whether this entry was written. A put
+/// is atomic: cancelled, it leaves the remote as it was.
+async fn put_entry(shared: &Shared, p: &Parcel) -> Result<bool, Unsent> {
+    super::race(put_entry_now(shared, p), shared.until_cancelled()).await.ok_or(Unsent::Cancelled)?.map_err(Unsent::Remote)
+}
+
+async fn put_entry_now(shared: &Shared, p: &Parcel) -> Result<bool, RemoteError> {
     let _slot = shared.slot().await?;
     let payload = || PutPayload::from(p.json.clone());
     let mode = if p.overwrite { PutMode::Overwrite } else { PutMode::Create };
@@ -213,12 +230,64 @@ async fn upload(shared: &Shared, digest: &str, path: &RemotePath, file: &std::pa
             return Err(damaged(&actual));
         }
         let n = bytes.len() as u64;
-        shared.data.put(path, PutPayload::from(bytes)).await.map_err(remote)?;
+        // One PUT is atomic: cancelled, it leaves nothing.
+        super::race(shared.data.put(path, PutPayload::from(bytes)), shared.until_cancelled())
+            .await
+            .ok_or(Unsent::Cancelled)?
+            .map_err(remote)?;
         meter.advance(n);
         return Ok(n);
     }
     let handle = Arc::new(std::fs::File::open(file).map_err(local)?);
-    let mut writer = WriteMultipart::new_with_chunk_size(shared.data.put_multipart(path).await.map_err(remote)?, PART as usize);
+    let upload = super::race(shared.data.put_multipart(path), shared.until_cancelled()).await.ok_or(Unsent::Cancelled)?.map_err(remote)?;
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART as usize);
+    let sent = super::race(send_parts(&mut writer, handle, meter, &local, &remote), shared.until_cancelled()).await;
+    let (offset, actual) = match sent {
+        Some(Ok(sent)) => sent,
+        Some(Err(e)) => {
+            abort(writer).await;
+            return Err(e);
+        }
+        None => {
+            abort(writer).await;
+            return Err(Unsent::Cancelled);
+        }
+    };
+    if actual != digest {
+        abort(writer).await;
+        return Err(damaged(&actual));
+    }
+    // Every part in (or Ctrl-C first: then the upload is aborted); completing it is one request.
+    match super::race(writer.wait_for_capacity(0), shared.until_cancelled()).await {
+        Some(Ok(())) => {}
+        Some(Err(e)) => {
+            abort(writer).await;
+            return Err(remote(e));
+        }
+        None => {
+            abort(writer).await;
+            return Err(Unsent::Cancelled);
+        }
+    }
+    writer.finish().await.map_err(remote)?;
+    Ok(offset)
+}
+
+/// Aborts a multipart upload on the server (its parts are dropped, nothing becomes visible),
+/// giving the server a second to answer.
+async fn abort(writer: WriteMultipart) {
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), writer.abort()).await;
+}
+
+/// Reads `handle` in parts of [`PART`] and hands them to `writer` (four in flight), hashing them
+/// on the way: the bytes sent and their digest.
+async fn send_parts(
+    writer: &mut WriteMultipart,
+    handle: Arc<std::fs::File>,
+    meter: &Meter,
+    local: &impl Fn(std::io::Error) -> Unsent,
+    remote: &impl Fn(object_store::Error) -> Unsent,
+) -> Result<(u64, String), Unsent> {
     let mut hasher = blake3::Hasher::new();
     let mut offset = 0u64;
     loop {
@@ -240,30 +309,16 @@ async fn upload(shared: &Shared, digest: &str, path: &RemotePath, file: &std::pa
         .await
         .map_err(|e| local(std::io::Error::other(e)))
         .and_then(|r| r.map_err(local));
-        let chunk = match chunk {
-            Ok(chunk) => chunk,
-            Err(e) => {
-                let _ = writer.abort().await;
-                return Err(e);
-            }
-        };
+        let chunk = chunk?;
         if chunk.is_empty() {
             break;
         }
         hasher.update(&chunk);
         offset += chunk.len() as u64;
-        if let Err(e) = writer.wait_for_capacity(4).await {
-            return Err(remote(e));
-        }
+        writer.wait_for_capacity(4).await.map_err(remote)?;
         let n = chunk.len() as u64;
         writer.put(bytes::Bytes::from(chunk));
         meter.advance(n);
     }
-    let actual = hasher.finalize().to_hex().to_string();
-    if actual != digest {
-        let _ = writer.abort().await;
-        return Err(damaged(&actual));
-    }
-    writer.finish().await.map_err(remote)?;
-    Ok(offset)
+    Ok((offset, hasher.finalize().to_hex().to_string()))
 }
