@@ -3,8 +3,13 @@
 # Installs Debian's slurm-wlm and munge when missing (needs root and the Debian registry), writes
 # a slurm.conf for this machine, and starts munged, slurmctld and slurmd. Idempotent: when the node
 # already answers with this configuration, it returns at once. Loopback only; no accounting
-# database (so `sacct` has nothing; `squeue` and `scontrol show job` do).
+# database (so `sacct` has nothing; `squeue` and `scontrol show job` do). Two callers at once (two
+# tests, or `make test` beside a test run) are serialised by a lock: one sets the cluster up, the
+# other then finds it up.
 set -euo pipefail
+
+exec 9>"${TMPDIR:-/tmp}/oodpipe-slurm_local.lock"
+flock 9
 
 node_up() {
     command -v sinfo >/dev/null 2>&1 || return 1
@@ -64,7 +69,7 @@ if [[ ! -s /etc/munge/munge.key ]]; then
 fi
 chmod 0400 /etc/munge/munge.key
 if ! pgrep -x munged >/dev/null; then
-    munged --force 2>/dev/null
+    munged --force 2>/dev/null 9>&-
 fi
 
 mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm
@@ -73,10 +78,12 @@ if [[ "$(conf_wanted)" != "$(cat /etc/slurm/slurm.conf 2>/dev/null)" ]]; then
     # A changed configuration needs the daemons restarted.
     pkill -x slurmctld || true
     pkill -x slurmd || true
-    for _ in $(seq 1 50); do pgrep -x 'slurmctld|slurmd' >/dev/null || break; sleep 0.1; done
+    # (pgrep matches a process name of at most 15 characters: one name a call.)
+    for _ in $(seq 1 50); do pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null || break; sleep 0.1; done
 fi
-pgrep -x slurmctld >/dev/null || slurmctld
-pgrep -x slurmd >/dev/null || slurmd -N localhost
+# The daemons must not hold the lock: they outlive this script.
+pgrep -x slurmctld >/dev/null || slurmctld 9>&-
+pgrep -x slurmd >/dev/null || slurmd -N localhost 9>&-
 
 for _ in $(seq 1 100); do
     if node_up; then

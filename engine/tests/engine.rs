@@ -337,13 +337,42 @@ fn outputs_in_subfolders_are_kept_and_published_with_their_path() {
     assert_eq!(std::fs::read_to_string(publish.join("table.md")).unwrap(), "| a |");
 }
 
-/// Records, for a parallel run, how many stages ran at once and which GPU each got.
+/// Records, for a parallel run, how many stages ran at once and which GPU each got. Stages pass in
+/// cohorts of `cohort` (a barrier, at most 30 s): each stays running until that many have
+/// started, so the run's concurrency is what the scheduler allows, not what timing happens to give.
+/// A scheduler that starts fewer at once fails the stages (the barrier times out), one that
+/// starts more shows in the peak.
 struct Overlap {
     /// (running now, most at once, each stage's (id, GPU, stages running as it started, itself included)).
     now: std::sync::Mutex<(usize, usize, Vec<StageOverlap>)>,
+    cohort: usize,
+    /// (stages arrived in the cohort being filled, cohorts released).
+    gate: std::sync::Mutex<(usize, usize)>,
+    released: std::sync::Condvar,
 }
 
 type StageOverlap = (String, Option<String>, usize);
+
+impl Overlap {
+    fn new(cohort: usize) -> Overlap {
+        Overlap { now: Default::default(), cohort, gate: Default::default(), released: Default::default() }
+    }
+
+    /// Waits until `cohort` stages (this one included) have arrived since the last release.
+    fn barrier(&self) -> anyhow::Result<()> {
+        let mut gate = self.gate.lock().unwrap();
+        let generation = gate.1;
+        gate.0 += 1;
+        if gate.0 == self.cohort {
+            *gate = (0, generation + 1);
+            self.released.notify_all();
+            return Ok(());
+        }
+        let (gate, timeout) = self.released.wait_timeout_while(gate, std::time::Duration::from_secs(30), |g| g.1 == generation).unwrap();
+        anyhow::ensure!(!timeout.timed_out(), "only {} of {} stages ran at once", gate.0, self.cohort);
+        Ok(())
+    }
+}
 
 impl executor::StageRunner for Overlap {
     fn run(&self, request: &StageRequest, _log: &Path, _progress: Progress) -> anyhow::Result<()> {
@@ -354,10 +383,10 @@ impl executor::StageRunner for Overlap {
             let running = now.0;
             now.2.push((request.id.clone(), request.gpu.clone(), running));
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        let passed = self.barrier();
         std::fs::write(request.out_dir.join("out"), &request.id)?;
         self.now.lock().unwrap().0 -= 1;
-        Ok(())
+        passed
     }
 }
 
@@ -368,24 +397,25 @@ fn independent(n: usize, kind: &str, uses: oodpipe_engine::stage_spec::Uses) -> 
 #[test]
 fn a_parallel_run_never_oversubscribes_cores_or_gpus() {
     use oodpipe_engine::stage_spec::Uses;
-    let run = |stages: Vec<StageSpec>, jobs: executor::Jobs| {
+    // `cohort`: how many stages the scheduler should run at once.
+    let run = |stages: Vec<StageSpec>, jobs: executor::Jobs, cohort: usize| {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("cache")).unwrap();
-        let overlap = Overlap { now: std::sync::Mutex::new((0, 0, Vec::new())) };
+        let overlap = Overlap::new(cohort);
         let ks = keyed(&Graph::new(stages).unwrap(), &mut SourceMemo::default());
         let outcome = executor::run_jobs(&store, &ks, &overlap, &Silent, false, &jobs);
-        assert!(outcome.failed.is_empty());
+        assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
         overlap.now.into_inner().unwrap()
     };
     let all_cores = Uses { threads: 0, gpu: true };
     let one_thread = Uses { threads: 1, gpu: false };
     // Two cores, -j 4: trainings (every core) one at a time; one-thread stages two at a time.
     let cpu = executor::Jobs { jobs: 4, cpus: Some(2), gpus: Vec::new() };
-    assert_eq!(run(independent(3, "train", all_cores), cpu.clone()).1, 1);
-    assert_eq!(run(independent(4, "score", one_thread), cpu.clone()).1, 2);
+    assert_eq!(run(independent(3, "train", all_cores), cpu.clone(), 1).1, 1);
+    assert_eq!(run(independent(4, "score", one_thread), cpu.clone(), 2).1, 2);
     // Four GPUs: four trainings at once, each on its own GPU.
     let gpus = executor::Jobs { jobs: 8, cpus: Some(8), gpus: ["0", "1", "2", "3"].map(String::from).to_vec() };
-    let (_, most, starts) = run(independent(8, "train", all_cores), gpus);
+    let (_, most, starts) = run(independent(8, "train", all_cores), gpus, 4);
     assert_eq!(most, 4);
     for window in starts.chunks(4) {
         let mut seen: Vec<_> = window.iter().filter_map(|(_, gpu, _)| gpu.clone()).collect();
@@ -394,7 +424,7 @@ fn a_parallel_run_never_oversubscribes_cores_or_gpus() {
     }
     // -j 1: one at a time, whatever fits.
     let one = executor::Jobs { jobs: 1, cpus: Some(8), gpus: Vec::new() };
-    assert_eq!(run(independent(3, "score", one_thread), one).1, 1);
+    assert_eq!(run(independent(3, "score", one_thread), one, 1).1, 1);
 }
 
 #[test]

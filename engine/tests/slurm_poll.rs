@@ -113,11 +113,19 @@ fn a_hundred_jobs_in_flight_are_polled_with_one_squeue_per_interval() {
     let graph = Graph::new((0..100).map(stage).collect()).unwrap();
     let platform = Platform { libtorch: "none".into(), device: "cpu".into() };
     let stages = key_stages(&graph.closure(&[]).unwrap(), &mut SourceMemo::default(), &platform).unwrap();
-    // Each job's "worker" reads its request and sleeps 4 s: all 100 are in flight together.
+    // Each job's "worker" reads its request, says it runs (a file), and waits until all 100 do (a
+    // barrier, at most 60 s): all 100 are in flight together, however slowly they start, and none
+    // leaves the board before a poll after the last submission lists them all.
     let interval = Duration::from_secs(1);
+    let arrived = dir.path().join("arrived");
+    std::fs::create_dir_all(&arrived).unwrap();
+    let barrier = format!(
+        "cat > /dev/null; touch {a}/$$; i=0; while [ $(ls {a} | wc -l) -lt 100 ]; do i=$((i+1)); [ $i -gt 600 ] && exit 1; sleep 0.1; done",
+        a = arrived.display()
+    );
     let runner = SlurmRunner {
         worker: "/bin/sh".into(),
-        worker_args: vec!["-c".into(), "cat > /dev/null; sleep 4".into()],
+        worker_args: vec!["-c".into(), barrier],
         runtime: serde_json::Value::Null,
         options: SlurmOptions { poll_seconds: Some(1.0), ..Default::default() },
         state_dir: dir.path().join("cache/state/slurm"),

@@ -157,13 +157,12 @@ fn smoke_pipeline_runs_caches_and_reruns_only_what_changed() {
     assert_eq!(run_json["stages"].as_object().unwrap().len(), all.len());
     assert!(std::fs::read_to_string(s.path("reports/table2.md")).unwrap().contains("| Baseline |"));
 
-    // Warm (a copy of the cold run's cache, reports in a folder of its own): nothing executes, and
-    // the pipeline's own time is far below a second.
+    // Warm (a copy of the cold run's cache, reports in a folder of its own): nothing executes.
+    // (How fast a no-op run is, is a benchmark's to say: scripts/bench_noop.py.)
     let s = crate::shared::copy_of_built();
     let warm = last_json(&s.oodpipe(&["run", "--json"]));
     assert!(ids(&warm["executed"]).is_empty());
     assert_eq!(ids(&warm["cached"]), all);
-    assert!(warm["seconds"].as_f64().unwrap() < 1.0, "{warm}");
 
     // One ODIN hyper-parameter changes: exactly ODIN's tune and score stages and the report.
     let mut config: toml::Table = std::fs::read_to_string(s.config()).unwrap().parse().unwrap();

@@ -405,7 +405,7 @@ fn a_server_left_running_over_a_deleted_folder_is_replaced_by_the_next_start() {
     }
     let err = start_server(server.port, Some(&server.dir));
     assert!(err.contains(&format!("(pid {}) serves {}/data, which was deleted: stopping it", old.trim(), server.dir.display())), "{err}");
-    assert!(!std::path::Path::new(&format!("/proc/{}", old.trim())).exists(), "the old server still runs");
+    assert!(!crate::shared::running(old.trim().parse().unwrap()), "the old server still runs");
     // The new one takes writes: a push of a stage and its objects.
     let s = crate::shared::copy_of_built();
     let out = s3_command(&s, server.port, SECRET, &["push", "--remote", &fresh_url("replaced"), "data.gaussian"]).output().unwrap();
@@ -471,37 +471,71 @@ fn transfers_killed_at_random_moments_leave_nothing_half_visible_on_either_side(
         moments ^= moments << 17;
         moments % hi
     };
-    // Pulls into one cache, killed (SIGKILL) at random moments: the cache never holds an entry
-    // without its sound objects, and a last pull completes it.
+    // Pulls into one cache through a link of 2 MB/s a connection, killed (SIGKILL) at random
+    // moments once a download is under way (a .part file holds bytes): the cache never holds an
+    // entry without its sound objects, and a last pull completes it.
     let s = Scratch::new(|_| {});
+    let slow_answers = throttling_proxy(2_000_000, false);
+    let mut mid_download = 0;
     for _ in 0..6 {
-        let mut child =
-            s3_command(&s, PORT, SECRET, &["pull", "--remote", &seed.url]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(next_ms(1200)));
-        let _ = child.kill();
-        child.wait().unwrap();
-        assert!(ok(&s.oodpipe(&["verify"])).contains("no damage"));
-    }
-    ok(&s3(&s, &["pull", "--remote", &seed.url]));
-    assert!(stale(&s, &[]).is_empty());
-
-    // Pushes of one cache, killed at random moments, while another push of the same stages runs
-    // concurrently: what a pull then finds on the server is sound, and a last push completes it.
-    let url = fresh_url("killed-push");
-    for _ in 0..6 {
-        let mut child = s3_command(&seed.scratch, PORT, SECRET, &["push", "--remote", &url])
+        let mut child = s3_command(&s, slow_answers, SECRET, &["pull", "--remote", &seed.url])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(next_ms(1200)));
-        let _ = child.kill();
+        let earliest = Instant::now() + Duration::from_millis(next_ms(1200));
+        while child.try_wait().unwrap().is_none() && (Instant::now() < earliest || parts(&s).1 == 0) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if child.try_wait().unwrap().is_none() {
+            let _ = child.kill();
+            mid_download += 1;
+        }
+        child.wait().unwrap();
+        assert!(ok(&s.oodpipe(&["verify"])).contains("no damage"));
+    }
+    assert!(mid_download >= 5, "only {mid_download} of 6 pulls were killed mid-download");
+    ok(&s3(&s, &["pull", "--remote", &seed.url]));
+    assert!(stale(&s, &[]).is_empty());
+
+    // Pushes of one cache through a link of 500 kB/s a connection, killed at random moments once
+    // the server shows some of the push and not all of it (its objects or entries grew, not every
+    // entry is there); then another push of the same stages runs concurrently: what a pull then finds on
+    // the server is sound, and a last push completes it.
+    let url = fresh_url("killed-push");
+    let slow_requests = throttling_proxy(500_000, true);
+    let stages = ids(&last_json(&seed.run)["executed"]).len();
+    let listed = |what: &str| {
+        let key = bucket_key(&url, what).replace('/', "%2F");
+        String::from_utf8_lossy(&curl("GET", &format!("?list-type=2&prefix={key}"))).matches("<Key>").count()
+    };
+    let mut mid_upload = 0;
+    for _ in 0..6 {
+        let before = (listed("objects/"), listed("stages/"));
+        let mut child = s3_command(&seed.scratch, slow_requests, SECRET, &["push", "--remote", &url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let earliest = Instant::now() + Duration::from_millis(next_ms(1200));
+        let under_way = || {
+            let now = (listed("objects/"), listed("stages/"));
+            (now.0 > before.0 || now.1 > before.1) && now.1 < stages
+        };
+        while child.try_wait().unwrap().is_none() && (Instant::now() < earliest || !under_way()) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if child.try_wait().unwrap().is_none() {
+            let _ = child.kill();
+            mid_upload += 1;
+        }
         child.wait().unwrap();
         let t = Scratch::new(|_| {});
         let pulled = s3(&t, &["pull", "--remote", &url]);
         assert!(pulled.status.success(), "only whole stages are visible: {}", stderr(&pulled));
         assert!(ok(&t.oodpipe(&["verify"])).contains("no damage"));
     }
+    assert!(mid_upload >= 5, "only {mid_upload} of 6 pushes were killed mid-upload");
     let a = s3_command(&seed.scratch, PORT, SECRET, &["push", "--remote", &url]).spawn().unwrap();
     let b = s3_command(&s, PORT, SECRET, &["push", "--remote", &url]).output().unwrap();
     assert!(a.wait_with_output().unwrap().status.success() && b.status.success(), "{}", stderr(&b));
