@@ -32,9 +32,10 @@
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 //! The same code reading a field its views do not have (`tune.temperatures`, which the training
-//! does not declare) is not a program:
-//! ```compile_fail,E0609
-//! use oodpipe_plan::view::{self, Params};
+//! does not declare) is not a program: `error[E0609]: no field `tune` on type `Training``
+//! (`plan/tests/views_compile.rs` compiles it with rustc and checks that error, on stable, beside
+//! the same code reading a declared field, which must compile):
+//! ```text
 //! fn training(params: &Params) -> anyhow::Result<usize> {
 //!     let config: view::Training = view::from_params(params)?;
 //!     Ok(config.tune.temperatures.len())

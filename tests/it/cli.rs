@@ -882,3 +882,42 @@ fn a_damaged_object_is_detected_before_use_moved_aside_and_rebuilt() {
     assert_eq!(std::fs::read_dir(s.path("cache/damaged")).unwrap().count(), 0);
     assert!(ok(&s.oodpipe(&["verify"])).contains("no damage"));
 }
+
+#[test]
+fn verify_repair_moves_damage_aside_and_a_deleted_object_is_rebuilt() {
+    let s = crate::shared::copy_of_built();
+    let results = std::fs::read(crate::shared::built().scratch.path("reports/results.csv")).unwrap();
+    // A flipped byte: verify finds it (exit 1); --repair moves it aside and removes its entry.
+    let object = writable_object(&s, "outputs.softmax.tin_crop", "outputs.safetensors");
+    let mut bytes = std::fs::read(&object).unwrap();
+    bytes[100] ^= 0x80;
+    std::fs::write(&object, &bytes).unwrap();
+    let found = s.oodpipe(&["verify"]);
+    assert_eq!(found.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&found.stdout).contains("damaged entry of outputs.softmax.tin_crop"), "{found:?}");
+    assert!(object.exists(), "plain verify changes nothing");
+    let repaired = s.oodpipe(&["verify", "--repair"]);
+    assert_eq!(repaired.status.code(), Some(1), "it reports what it found: {repaired:?}");
+    assert!(!object.exists() && std::fs::read_dir(s.path("cache/damaged")).unwrap().count() == 1);
+    let status = last_json(&s.oodpipe(&["status", "--json"]));
+    assert_eq!(stale_ids(&status), BTreeSet::from(["outputs.softmax.tin_crop".to_string()]), "{status}");
+    // Rebuilt with the same bytes: what reads it stays cached.
+    let rerun = last_json(&s.oodpipe(&["run", "--json"]));
+    assert_eq!(ids(&rerun["executed"]), BTreeSet::from(["outputs.softmax.tin_crop".to_string()]));
+    assert!(ok(&s.oodpipe(&["verify"])).contains("no damage"));
+
+    // An object deleted by hand: its entry reads as absent, verify names it missing, the next run
+    // rebuilds exactly that stage.
+    let object = writable_object(&s, "features.softmax.gaussian", "features.safetensors");
+    std::fs::remove_file(&object).unwrap();
+    let found = s.oodpipe(&["verify"]);
+    assert_eq!(found.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&found.stdout).contains("missing"), "{found:?}");
+    let status = last_json(&s.oodpipe(&["status", "--json"]));
+    assert_eq!(stale_ids(&status), BTreeSet::from(["features.softmax.gaussian".to_string()]), "{status}");
+    let rerun = last_json(&s.oodpipe(&["run", "--json"]));
+    assert_eq!(ids(&rerun["executed"]), BTreeSet::from(["features.softmax.gaussian".to_string()]));
+    assert!(object.exists());
+    assert_eq!(std::fs::read(s.path("reports/results.csv")).unwrap(), results, "the same results");
+    assert!(ok(&s.oodpipe(&["verify"])).contains("no damage"));
+}

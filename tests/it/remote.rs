@@ -39,16 +39,32 @@ fn start_server(port: u16, dir: Option<&Path>) -> String {
     stderr(&out)
 }
 
-/// A server of a test's own, on other ports, so that stopping it stops no other test; stopped
-/// however the test ends (by the pid the script recorded in its folder).
+/// A server of a test's own, on ports chosen when it starts, so that stopping it stops no other
+/// test (of this or another checkout); stopped however the test ends (by the pid the script
+/// recorded in its folder).
 struct OwnServer {
     port: u16,
     dir: PathBuf,
     _tmp: tempfile::TempDir,
 }
 
+/// A port P such that P..P+4 and their gRPC ports (+10000) are free now (`weed mini` opens all ten).
+fn free_ports() -> u16 {
+    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+    for _ in 0..200 {
+        // An ephemeral port from the system, moved into 20000..45000 where P+10004 fits.
+        let seed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let base = 20000 + seed % 25000;
+        if (0..5).all(|i| free(base + i) && free(base + i + 10000)) {
+            return base;
+        }
+    }
+    panic!("no ten free ports found");
+}
+
 impl OwnServer {
-    fn start(port: u16) -> OwnServer {
+    fn start() -> OwnServer {
+        let port = free_ports();
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("s3");
         start_server(port, Some(&dir));
@@ -296,7 +312,7 @@ fn an_object_damaged_on_the_server_is_caught_its_stage_rebuilt_and_the_server_re
 
 #[test]
 fn a_server_stopped_mid_run_is_one_warning_and_a_local_build_and_push_and_pull_fail_naming_it() {
-    let server = OwnServer::start(18433);
+    let server = OwnServer::start();
     let (port, pidfile) = (server.port, server.dir.join("weed.pid"));
     let url = fresh_url("stopped");
     let endpoint = format!("http://127.0.0.1:{port}");
@@ -389,7 +405,7 @@ fn a_server_that_accepts_and_never_answers_fails_a_push_after_one_timeout_not_on
 fn a_server_left_running_over_a_deleted_folder_is_replaced_by_the_next_start() {
     // What a deleted checkout leaves: its `weed mini` still runs, answers a listing, and hangs on
     // every write (its files are gone).
-    let server = OwnServer::start(18533);
+    let server = OwnServer::start();
     let old = std::fs::read_to_string(server.dir.join("weed.pid")).unwrap();
     // Deleted as `rm -rf` of a checkout would (the server keeps writing into it, so one pass can
     // fail "Directory not empty": again until it is gone; the server may make `data` again).

@@ -258,3 +258,31 @@ fn two_jobs_build_the_same_bytes_as_one() {
     assert_eq!(std::fs::read(one.path("reports/results.csv")).unwrap(), std::fs::read(two.path("reports/results.csv")).unwrap());
     assert_eq!(ids(&parallel["executed"]).len(), ids(&parallel["executed"]).union(&ids(&parallel["cached"])).count());
 }
+
+#[test]
+fn gc_during_a_run_waits_for_it_and_removes_nothing_the_run_needs() {
+    let s = Scratch::new(crate::shared::narrow);
+    let mut run = s.command(&["run"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    // Once the run builds a stage (a temporary folder holds its outputs), gc starts.
+    let started = Instant::now();
+    while !std::fs::read_dir(s.path("cache/tmp")).is_ok_and(|d| d.filter_map(|e| e.ok()).any(|e| e.path().is_dir())) {
+        assert!(run.try_wait().unwrap().is_none(), "the run ended before gc could start");
+        assert!(started.elapsed() < Duration::from_secs(120), "no stage started");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut gc = s.command(&["gc"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    // It says it waits, and it does: it does not end while the run goes on.
+    let mut said = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(gc.stderr.take().unwrap()), &mut said).unwrap();
+    assert!(said.starts_with("gc: waiting for the runs and pulls writing into "), "{said}");
+    while run.try_wait().unwrap().is_none() {
+        assert!(gc.try_wait().unwrap().is_none(), "gc ended while the run was building");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(run.wait().unwrap().success());
+    let gc = gc.wait_with_output().unwrap();
+    assert!(gc.status.success());
+    // Nothing the config reaches was removed: every stage fresh, every object sound.
+    assert!(stale(&s).is_empty());
+    assert!(ok(&s.oodpipe(&["verify"])).contains("no damage"));
+}
