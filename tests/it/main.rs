@@ -3,6 +3,7 @@
 
 mod cli;
 mod extend;
+mod oracles;
 mod remote;
 mod resilience;
 mod shared;
