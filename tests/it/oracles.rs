@@ -44,8 +44,13 @@ fn quantile(values: &[f64], q: f64) -> f64 {
     sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo])
 }
 
-/// The report's rows: (ood_set, method, metric, seed) -> (value, ci_low, ci_high, interval kind).
-fn results(path: &Path) -> BTreeMap<(String, String, String, String), (f64, Option<f64>, Option<f64>, String)> {
+/// A row of results.csv: (ood_set, method, metric, seed).
+type Row = (String, String, String, String);
+/// Its value, ci_low, ci_high and interval kind.
+type Cell = (f64, Option<f64>, Option<f64>, String);
+
+/// The report's rows.
+fn results(path: &Path) -> BTreeMap<Row, Cell> {
     let text = std::fs::read_to_string(path).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
