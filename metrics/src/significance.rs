@@ -13,7 +13,7 @@
 //! A [`Difference`] knows its estimate and its noise (bootstrap replicates, or a t distribution),
 //! and from them its 95% interval, the two-sided p-value of "no difference" and the one-sided
 //! p-values behind an equivalence test (TOST). Many tests at once are corrected with
-//! [`benjamini_hochberg`] or [`holm`] before a verdict is drawn. Student's t and the beta
+//! [`benjamini_yekutieli`], [`benjamini_hochberg`] or [`holm`] before a verdict is drawn. Student's t and the beta
 //! distribution come from `statrs`, a maintained statistics crate, not from a table.
 
 use crate::interval::{LEVEL, mean_std, percentile_interval};
@@ -122,6 +122,28 @@ impl Difference {
     pub fn p_equivalent(&self, margin: f64) -> f64 {
         self.p_above(-margin).max(self.p_below(margin))
     }
+
+    /// The smallest margin equivalence could be shown within at level `alpha` (the TOST
+    /// p-value at most `alpha`): what a `~` claim would need at this noise. t: `|estimate| +
+    /// t(1 - alpha, df) se` (where the TOST p equals alpha). Bootstrap: every margin above the
+    /// bound passes (the count of replicates beyond it on either side is small enough), none at
+    /// or below it; None when no margin can pass (too few replicates for `alpha`).
+    pub fn equivalence_bound(&self, alpha: f64) -> Option<f64> {
+        match &self.spread {
+            Spread::T { se, df } => Some(self.estimate.abs() + t_quantile(1.0 - alpha, *df) * se),
+            Spread::Replicates(r) => {
+                // p_above(-m) = (#{d <= -m} + 1) / (B + 1) <= alpha needs #{d <= -m} <= k.
+                let k = (alpha * (r.len() + 1) as f64).floor() as i64 - 1;
+                if k < 0 || k as usize >= r.len() {
+                    return None;
+                }
+                let mut sorted = r.clone();
+                sorted.sort_unstable_by(f64::total_cmp);
+                let k = k as usize;
+                Some((-sorted[k]).max(sorted[sorted.len() - 1 - k]))
+            }
+        }
+    }
 }
 
 /// The exact (Clopper-Pearson) 95% interval of a proportion with `k` successes of `n`: the
@@ -150,6 +172,15 @@ pub fn benjamini_hochberg(p: &[f64]) -> Vec<f64> {
         adjusted[i] = running.min(1.0);
     }
     adjusted
+}
+
+/// Benjamini-Yekutieli adjusted p-values: Benjamini-Hochberg's times `c(m) = 1 + 1/2 + ... + 1/m`
+/// (capped at 1), which keeps the false discovery rate under any dependence between the tests
+/// (Benjamini and Yekutieli 2001, theorem 1.3), where Benjamini-Hochberg needs positive
+/// regression dependence. statsmodels' `multipletests(method="fdr_by")`.
+pub fn benjamini_yekutieli(p: &[f64]) -> Vec<f64> {
+    let c: f64 = (1..=p.len()).map(|i| 1.0 / i as f64).sum();
+    benjamini_hochberg(&p.iter().map(|&x| x * c).collect::<Vec<_>>())
 }
 
 /// Holm's step-down adjusted p-values (family-wise error), in the input's order:

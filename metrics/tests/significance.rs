@@ -6,7 +6,7 @@
 
 use oodpipe_metrics::bootstrap::{bootstrap, resample_indices};
 use oodpipe_metrics::ood_metrics;
-use oodpipe_metrics::significance::{Difference, benjamini_hochberg, clopper_pearson, holm};
+use oodpipe_metrics::significance::{Difference, benjamini_hochberg, benjamini_yekutieli, clopper_pearson, holm};
 
 fn close(got: f64, want: f64, tol: f64, what: &str) {
     assert!((got - want).abs() <= tol, "{what}: {got} against {want}");
@@ -108,16 +108,63 @@ fn clopper_pearson_matches_closed_forms_and_scipy() {
 
 #[test]
 fn corrections_match_statsmodels() {
+    // statsmodels 0.14.5 multipletests (scripts/significance_fixtures.py).
     let p = [0.01, 0.04, 0.03, 0.005, 0.2, 0.6];
     let bh = [0.03, 0.06, 0.06, 0.03, 0.24, 0.6];
     let hm = [0.05, 0.12, 0.12, 0.03, 0.4, 0.6];
+    let by = [0.0735, 0.147, 0.147, 0.0735, 0.588, 1.0];
     for (got, want) in benjamini_hochberg(&p).iter().zip(bh) {
         close(*got, want, 1e-12, "BH");
     }
     for (got, want) in holm(&p).iter().zip(hm) {
         close(*got, want, 1e-12, "Holm");
     }
-    assert!(benjamini_hochberg(&[]).is_empty());
+    for (got, want) in benjamini_yekutieli(&p).iter().zip(by) {
+        close(*got, want, 1e-12, "BY");
+    }
+    // Ties at a bootstrap floor (2 / 1001 rounded), as the claims have them.
+    let p = [0.002, 0.002, 0.002, 0.0045, 0.03, 0.2677, 0.9, 0.002, 0.011];
+    let by = [0.012730357142857142, 0.012730357142857142, 0.012730357142857142, 0.022914642857142852, 0.1091173469387755, 0.8519791517857142, 1.0, 0.012730357142857142, 0.046677976190476186];
+    let bh = [0.0045, 0.0045, 0.0045, 0.0081, 0.03857142857142857, 0.3011625, 0.9, 0.0045, 0.0165];
+    for (got, want) in benjamini_yekutieli(&p).iter().zip(by) {
+        close(*got, want, 1e-12, "BY, ties");
+    }
+    for (got, want) in benjamini_hochberg(&p).iter().zip(bh) {
+        close(*got, want, 1e-12, "BH, ties");
+    }
+    assert!(benjamini_hochberg(&[]).is_empty() && benjamini_yekutieli(&[]).is_empty());
+}
+
+#[test]
+fn equivalence_tests_match_statsmodels_ttost() {
+    // statsmodels 0.14.5 ttost_paired / ttost_ind(usevar="unequal") within (-m, m): the larger of
+    // the two one-sided p-values (scripts/significance_fixtures.py).
+    let a = [82.52, 81.97, 81.78];
+    let b = [75.13, 74.58, 74.38];
+    let d: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x - y).collect();
+    close(Difference::paired_t(&d).p_equivalent(8.0), 1.5094111790446413e-05, 1e-12, "paired, within 8");
+    let d = [1.5, 2.5, 0.7];
+    close(Difference::paired_t(&d).p_equivalent(5.0), 0.01111756252874234, 1e-12, "paired, within 5");
+    close(Difference::paired_t(&d).p_equivalent(3.0), 0.05525701796603484, 1e-12, "paired, within 3");
+    let w = Difference::welch(&[19.1, 23.4, 18.7, 25.0, 21.3], &[14.2, 17.9, 16.1]);
+    close(w.p_equivalent(9.0), 0.03586923680170559, 1e-12, "Welch, within 9");
+    // The smallest margin TOST passes at 0.05: statsmodels' ttost_paired within it gives 0.05.
+    let t = Difference::paired_t(&[1.5, 2.5, 0.7]);
+    let bound = t.equivalence_bound(0.05).unwrap();
+    close(bound, 3.087054428840652, 1e-9, "bound");
+    close(t.p_equivalent(bound), 0.05, 1e-12, "TOST p at the bound");
+}
+
+#[test]
+fn a_bootstrap_equivalence_bound_is_where_the_tost_p_crosses_alpha() {
+    // 199 replicates: alpha = 0.05 allows 9 of them beyond a margin on either side.
+    let reps: Vec<f64> = (0..199).map(|i| ((i * 73) % 199) as f64 / 10.0 - 8.0).collect();
+    let d = Difference::paired_bootstrap(2.0, reps);
+    let bound = d.equivalence_bound(0.05).unwrap();
+    assert!(d.p_equivalent(bound + 1e-9) <= 0.05, "{}", d.p_equivalent(bound + 1e-9));
+    assert!(d.p_equivalent(bound - 1e-9) > 0.05, "{}", d.p_equivalent(bound - 1e-9));
+    // Too few replicates for the level: no margin passes.
+    assert_eq!(Difference::paired_bootstrap(0.0, vec![0.0; 10]).equivalence_bound(0.05), None);
 }
 
 #[test]

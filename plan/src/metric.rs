@@ -101,6 +101,16 @@ impl Metric {
         !matches!(self, Metric::FprAt95Tpr | Metric::DetectionError)
     }
 
+    /// What the metric can be, as a fraction: [0, 1], but the detection error at 95% TPR,
+    /// 0.5 (1 - TPR) + 0.5 FPR with TPR at 0.95, which lies in [0.025, 0.525] (below 0.025 only
+    /// when ties put the TPR above 0.95; an interval is never cut inside its own estimate).
+    pub fn range(self) -> (f64, f64) {
+        match self {
+            Metric::DetectionError => (0.025, 0.525),
+            _ => (0.0, 1.0),
+        }
+    }
+
     /// Whether the value is a fraction k / n of images (FPR: OOD test images accepted; accuracy:
     /// test images classified right), to which Clopper-Pearson's exact interval applies.
     pub fn is_count(self) -> bool {

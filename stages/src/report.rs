@@ -24,7 +24,7 @@ use crate::config::ModelKind;
 use crate::detector::{ALL, Detector, ReportTable, files, ids};
 use crate::stage::StageContext;
 use crate::table::{seed_tag, split_seed_suffix};
-use crate::uncertainty::{CUT, Estimate};
+use crate::uncertainty::{CUT, Estimate, Exact};
 use anyhow::{Context, Result, bail};
 use oodpipe_metrics::bootstrap::{bootstrap, bootstrap_mean};
 use oodpipe_plan::metric::{Metric, OodMetric};
@@ -139,13 +139,26 @@ pub struct Key {
 pub struct Measured {
     pub value: f64,
     pub replicates: Vec<f64>,
-    /// The images a count metric counts over (Clopper-Pearson at 0 and 100%); None otherwise.
-    pub count: Option<u64>,
+    /// A value that is a count (FPR, detection error through its FPR, accuracy): its exact
+    /// binomial interval where the count is small; None otherwise.
+    pub exact: Option<Exact>,
+    /// What the value can be (the metric's range, fractions).
+    pub bounds: (f64, f64),
 }
 
 impl Measured {
-    fn estimate(&self) -> Estimate {
-        Estimate::of_seed(self.value, &self.replicates, self.count).scaled(100.0)
+    /// One seed's estimate, in percent.
+    pub fn estimate(&self) -> Estimate {
+        Estimate::of_seed(self.value, &self.replicates, self.exact, self.bounds).scaled(100.0)
+    }
+
+    /// The estimate over the seeds' measurements (percent): [`Estimate::aggregate`], the seeds
+    /// resampled with the stream `seed` seeds.
+    pub fn aggregate(per_seed: &[(u64, Measured)], seed: u64) -> Estimate {
+        let seeds: Vec<Estimate> = per_seed.iter().map(|(_, m)| Estimate::of_seed(m.value, &m.replicates, m.exact, m.bounds)).collect();
+        let replicates: Vec<&[f64]> = per_seed.iter().map(|(_, m)| m.replicates.as_slice()).collect();
+        let bounds = per_seed.first().map_or((0.0, 1.0), |(_, m)| m.bounds);
+        Estimate::aggregate(&seeds, &replicates, bounds, seed).scaled(100.0)
     }
 }
 
@@ -179,13 +192,23 @@ fn measure_split(
     let in_scores = crate::figures::read_scores(ctx, id, &ids::tensors::scores_of(split, ids::tensors::IN_SCORES))?;
     let out_scores = crate::figures::read_scores(ctx, id, &ids::tensors::scores_of(split, ids::tensors::OUT_SCORES))?;
     let replicates = bootstrap(&in_scores, &out_scores, resamples, boot_seed).with_context(|| format!("bootstrap of {id} ({split})"))?;
+    let number = |name: &str| record[field][name].as_f64().with_context(|| format!("{id}: no {field}.{name}"));
+    // FPR at 95% TPR is a count of the OOD images; the detection error, 0.5 (1 - TPR) + 0.5 FPR,
+    // rests on the same count.
+    let fpr = Exact::proportion(number(Metric::FprAt95Tpr.name())?, out_scores.len() as u64);
+    let detection_error = Exact { scale: 0.5, offset: number(Metric::DetectionError.name())? - 0.5 * number(Metric::FprAt95Tpr.name())?, ..fpr };
     let measured = OodMetric::ALL
         .into_iter()
         .map(|ood| {
             let metric = ood.metric();
-            let value = record[field][metric.name()].as_f64().with_context(|| format!("{id}: no {field}.{}", metric.name()))?;
+            let value = number(metric.name())?;
             let reps: Vec<f64> = replicates.iter().map(|m| ood.of(m)).collect();
-            Ok(Measured { value, replicates: reps, count: metric.is_count().then_some(out_scores.len() as u64) })
+            let exact = match metric {
+                Metric::FprAt95Tpr => Some(fpr),
+                Metric::DetectionError => Some(detection_error),
+                _ => None,
+            };
+            Ok(Measured { value, replicates: reps, exact, bounds: metric.range() })
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Some((measured, (in_scores.len(), out_scores.len()))))
@@ -261,7 +284,8 @@ pub fn collect(
             let right = logits.argmax(-1, false).eq_tensor(&labels.to_kind(tch::Kind::Int64)).to_kind(tch::Kind::Double);
             let right = Vec::<f64>::try_from(&right).with_context(|| format!("{id}: test_logits against the test labels"))?;
             let replicates = bootstrap_mean(&right, resamples, boot_seed);
-            per_seed.push((*seed, Measured { value: v, replicates, count: Some(right.len() as u64) }));
+            let exact = Some(Exact::proportion(v, right.len() as u64));
+            per_seed.push((*seed, Measured { value: v, replicates, exact, bounds: Metric::Accuracy.range() }));
         }
         if !per_seed.is_empty() {
             let key = Key {
@@ -286,13 +310,13 @@ pub struct Estimated {
 pub type PerSeed = Vec<(u64, Estimate)>;
 
 impl Estimated {
-    pub fn new(values: &[(Key, Vec<(u64, Measured)>)]) -> Estimated {
+    /// `seed` seeds the seeds' resampling of the aggregates (the report's bootstrap seed).
+    pub fn new(values: &[(Key, Vec<(u64, Measured)>)], seed: u64) -> Estimated {
         let values = values
             .iter()
             .map(|(key, per_seed)| {
                 let seeds: Vec<(u64, Estimate)> = per_seed.iter().map(|(s, m)| (*s, m.estimate())).collect();
-                let all: Vec<Estimate> = seeds.iter().map(|(_, e)| e.clone()).collect();
-                (key.clone(), seeds, Estimate::aggregate(&all))
+                (key.clone(), seeds, Measured::aggregate(per_seed, seed))
             })
             .collect();
         Estimated { values }
@@ -363,9 +387,6 @@ struct Lookup<'a> {
     cut: std::cell::Cell<bool>,
 }
 
-/// A metric's range, in percent: every interval printed is cut to it.
-const PERCENT: (f64, f64) = (0.0, 100.0);
-
 impl<'a> Lookup<'a> {
     fn new(estimated: &'a Estimated, compared: &DataFrame) -> PolarsResult<Lookup<'a>> {
         let s = |name: &str| compared.column(name).and_then(|c| c.str().cloned());
@@ -385,7 +406,7 @@ impl<'a> Lookup<'a> {
     /// where the paper has no number.
     fn cell(&self, ood: &str, method: &str, metric: Metric) -> Option<String> {
         let est = self.estimated.aggregate(ood, method, metric)?;
-        let (ours, cut) = est.cell(PERCENT);
+        let (ours, cut) = est.cell();
         self.cut.set(self.cut.get() || cut);
         Some(match self.paper.get(&(ood.to_string(), method.to_string(), metric.name().to_string())) {
             Some(p) => format!("{ours} / {p:.2} ({:+.2})", est.value - p),
@@ -397,9 +418,8 @@ impl<'a> Lookup<'a> {
     fn cut_note(&self) -> String {
         if self.cut.get() {
             format!(
-                "\n{CUT} The t interval reaches beyond the metric's range [0, 100] (three seeds that disagree widely give \
-                 a wide interval); it is cut at the range and the cut bound marked. `results.csv` keeps the interval's \
-                 bounds uncut.\n"
+                "\n{CUT} The interval reaches beyond what the metric can be ([0, 100]; the detection error [2.5, 52.5]); \
+                 it is cut there, and the cut bound marked (so is it in `results.csv`).\n"
             )
         } else {
             String::new()
@@ -410,18 +430,28 @@ impl<'a> Lookup<'a> {
 /// What the intervals of the tables are, in one sentence.
 fn interval_note(seeds: usize, resamples: usize) -> String {
     let shown = "shown as ± half-width where the interval is symmetric to the printed precision, else as [low, high]";
-    if seeds >= 2 {
+    let small = crate::uncertainty::SMALL_COUNT;
+    if seeds >= 2 && resamples > 0 {
+        format!(
+            "ours is the mean over {seeds} training seeds with its 95% two-level bootstrap interval ({resamples} \
+             replicates, each drawing {seeds} seeds with replacement and averaging their replicates on the same \
+             resampled test images: training noise and test-image noise together), {shown}, and the range of the \
+             seeds' values; `seeds.md` and `results.csv` give each seed's value"
+        )
+    } else if seeds >= 2 {
         format!(
             "ours is the mean over {seeds} training seeds with its 95% Student's t interval (t(0.975, {}) × std / \
-             √{seeds}), {shown}, and the range of the seeds' values; `seeds.md` and `results.csv` give each seed's value",
+             √{seeds}, training noise only: `report.bootstrap = 0`), {shown}, and the range of the seeds' values; \
+             `seeds.md` and `results.csv` give each seed's value",
             seeds - 1
         )
     } else if resamples > 0 {
         format!(
             "ours is one training seed's value with its 95% percentile bootstrap interval over the test images \
-             ({resamples} resamples of the CIFAR-10 and the OOD test scores, each with replacement), {shown}; at 0 or \
-             100% an FPR or accuracy gets Clopper-Pearson's exact binomial interval instead (every resample gives the \
-             same count there); it does not cover training noise: run several seeds (`train.seeds`) for that"
+             ({resamples} resamples of the CIFAR-10 and the OOD test scores, each with replacement), {shown}; where an \
+             FPR, a detection error or an accuracy rests on a count within {small} of either end (0 or 1 of 1,000 OOD \
+             images accepted), Clopper-Pearson's exact binomial interval instead (the percentile interval is too narrow \
+             there); it does not cover training noise: run several seeds (`train.seeds`) for that"
         )
     } else {
         "ours is one training seed's value, without an interval (`report.bootstrap = 0`)".into()
@@ -541,7 +571,7 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)]) -> Result<()> {
     };
     let config: view::Report = ctx.view()?;
     let collected = collect(ctx, &config, sets, &seeds(ctx, config.train.seed), &|id| id.to_string())?;
-    let estimated = Estimated::new(&collected.values);
+    let estimated = Estimated::new(&collected.values, config.report.bootstrap_seed);
     let ours = rows_to_frame(&rows(&estimated))?;
     let compared = compare(&ours, &paper)?;
     let lookup = Lookup::new(&estimated, &compared)?;
@@ -555,7 +585,7 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)]) -> Result<()> {
 
     std::fs::write(ctx.output(files::RESULTS), to_csv(&compared)?)?;
     // The validation splits' numbers, in results.csv's schema (no paper numbers: it has none).
-    let validation = rows_to_frame(&rows(&Estimated::new(&collected.val_values)))?;
+    let validation = rows_to_frame(&rows(&Estimated::new(&collected.val_values, config.report.bootstrap_seed)))?;
     std::fs::write(ctx.output(files::VALIDATION), to_csv(&validation)?)?;
     let mut hyper_csv = String::from("ood_set,method,seed,parameter,value\n");
     for (o, m, seed, p, v) in &collected.hyper {
@@ -570,7 +600,8 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)]) -> Result<()> {
             paper_detectors.iter().map(|d| (d.label, "1")).chain(beyond.iter().map(|d| (d.label, "3"))).collect();
         let labels: Vec<&str> = sets.iter().map(|(_, l)| l.as_str()).collect();
         let metrics: Vec<(&str, &str)> = Metric::OOD.iter().map(|m| (m.name(), m.header())).collect();
-        let summary = crate::report_summary::markdown(&crate::report_summary::Values::of(&collected.values), &methods, &labels, &metrics);
+        let values = crate::report_summary::Values::of(&collected.values);
+        let summary = crate::report_summary::markdown(&values, &methods, &labels, &metrics, config.report.bootstrap_seed);
         lookup.cut.set(false);
         std::fs::write(ctx.output(files::TABLE3), detector_table(title, &lookup, &beyond, sets, &note, &collected.sizes) + &summary)?;
     }
@@ -579,7 +610,7 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)]) -> Result<()> {
     if collected.seeds.len() >= 2 {
         std::fs::write(ctx.output(files::SEEDS_TABLE), seeds_table(&estimated, &collected.seeds))?;
     }
-    let checked = claims.as_ref().map(|claims| crate::claims::check(claims, &collected.values, sets));
+    let checked = claims.as_ref().map(|claims| crate::claims::check(claims, &collected.values, sets, config.report.bootstrap, config.report.bootstrap_seed));
     if let Some(checked) = &checked {
         std::fs::write(ctx.output(files::CLAIMS_MD), checked.markdown(collected.seeds.len()))?;
         std::fs::write(ctx.output(files::CLAIMS_CSV), checked.csv())?;
@@ -661,7 +692,7 @@ mod tests {
 
     fn est(value: f64, interval: Option<(f64, f64)>) -> Estimate {
         let kind = if interval.is_some() { IntervalKind::Bootstrap } else { IntervalKind::None };
-        Estimate { value, interval, kind, std: None, range: None, n: 1 }
+        Estimate { value, interval, kind, cut: (false, false), std: None, range: None, n: 1 }
     }
 
     fn key(set: &str, method: &str, metric: Metric) -> Key {
@@ -726,7 +757,7 @@ mod tests {
 
     #[test]
     fn aggregate_rows_come_first_then_each_seed() {
-        let m = |value: f64| Measured { value, replicates: vec![], count: None };
+        let m = |value: f64| Measured { value, replicates: vec![], exact: None, bounds: (0.0, 1.0) };
         let c = Collected {
             values: vec![(key("G", "M", Metric::Auroc), vec![(0, m(0.80)), (1, m(0.82)), (2, m(0.84))])],
             val_values: vec![],
@@ -734,7 +765,7 @@ mod tests {
             sizes: BTreeMap::new(),
             seeds: vec![0, 1, 2],
         };
-        let estimated = Estimated::new(&c.values);
+        let estimated = Estimated::new(&c.values, 0);
         let r = rows(&estimated);
         let seeds: Vec<&str> = r.iter().map(|r| r.seed.as_str()).collect();
         assert_eq!(seeds, ["all", "0", "1", "2"]);

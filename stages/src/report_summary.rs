@@ -4,19 +4,24 @@
 //! post-hoc detectors beyond it are ranked together.
 //!
 //! The interval of a mean over sets:
-//! - two or more training seeds: each seed's mean over the sets, then Student's t interval of
-//!   those per-seed means (as every aggregate of the report): how much the average depends on
-//!   training;
+//! - two or more training seeds: each seed's mean over the sets, then the two-level bootstrap of
+//!   those per-seed means (as every aggregate of the report, `crate::uncertainty`): replicate r
+//!   draws the seeds with replacement and averages their means over the sets of replicate r, so
+//!   it holds training noise and test-image noise (Student's t interval of the per-seed means
+//!   when there are no replicates);
 //! - one seed: the bootstrap of the mean. The report's replicate r of every set draws the same
 //!   in-distribution indices (one seeded stream per replicate, `oodpipe_metrics::bootstrap`; the
 //!   OOD indices too when the sets have the same size), so replicate r of the mean is the mean over
 //!   the sets of their replicates r, and the interval is the percentile interval of those: how much
 //!   the average depends on the test images drawn, for that one network.
 //!
-//! Plain numbers in (percent), Markdown out; the report gathers the numbers.
+//! Every interval lies within what the metric can be, cut there and marked †. Plain numbers in
+//! (percent), Markdown out; the report gathers the numbers.
 
+use crate::uncertainty::{clip, half_width, two_level_bootstrap};
 use oodpipe_metrics::interval::LEVEL;
 use oodpipe_metrics::interval::{mean_std, percentile_interval, t_interval};
+use oodpipe_plan::metric::Metric;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -64,14 +69,16 @@ impl Values {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mean {
     pub value: f64,
+    /// Within the metric's range; which bounds were cut there.
     pub interval: Option<(f64, f64)>,
+    pub cut: (bool, bool),
     /// Training seeds behind it.
     pub seeds: usize,
 }
 
 /// The mean over `sets` of `method`'s `metric`, or None when a set lacks it or the sets were
-/// scored with different seeds.
-pub fn mean_over_sets(values: &Values, sets: &[&str], method: &str, metric: &str) -> Option<Mean> {
+/// scored with different seeds. `seed` seeds the seeds' resampling (the report's bootstrap seed).
+pub fn mean_over_sets(values: &Values, sets: &[&str], method: &str, metric: &str, seed: u64) -> Option<Mean> {
     let per_set: Vec<&Vec<SeedValue>> = sets.iter().map(|s| values.get(s, method, metric)).collect::<Option<_>>()?;
     let seeds: Vec<u64> = per_set.first()?.iter().map(|v| v.seed).collect();
     if per_set.iter().any(|vs| vs.iter().map(|v| v.seed).collect::<Vec<_>>() != seeds) {
@@ -79,28 +86,41 @@ pub fn mean_over_sets(values: &Values, sets: &[&str], method: &str, metric: &str
     }
     let n = sets.len() as f64;
     let per_seed: Vec<f64> = (0..seeds.len()).map(|i| per_set.iter().map(|vs| vs[i].value).sum::<f64>() / n).collect();
-    if per_seed.len() >= 2 {
-        let (mean, _, _) = mean_std(&per_seed);
-        return Some(Mean { value: mean, interval: Some(t_interval(&per_seed)), seeds: per_seed.len() });
-    }
+    // Each seed's replicates of its mean over the sets (replicate r: the sets' replicates r).
     let resamples = per_set[0][0].replicates.len();
-    let interval = (resamples > 0 && per_set.iter().all(|vs| vs[0].replicates.len() == resamples)).then(|| {
-        let means: Vec<f64> = (0..resamples).map(|r| per_set.iter().map(|vs| vs[0].replicates[r]).sum::<f64>() / n).collect();
-        percentile_interval(&means, LEVEL)
-    });
-    Some(Mean { value: per_seed[0], interval, seeds: 1 })
+    let replicated = resamples > 0 && per_set.iter().all(|vs| vs.iter().all(|v| v.replicates.len() == resamples));
+    let means: Vec<Vec<f64>> = if replicated {
+        (0..seeds.len()).map(|i| (0..resamples).map(|r| per_set.iter().map(|vs| vs[i].replicates[r]).sum::<f64>() / n).collect()).collect()
+    } else {
+        Vec::new()
+    };
+    let (value, interval) = if per_seed.len() >= 2 {
+        let (mean, _, _) = mean_std(&per_seed);
+        let refs: Vec<&[f64]> = means.iter().map(Vec::as_slice).collect();
+        let interval = match two_level_bootstrap(&refs, seed) {
+            Some(reps) => percentile_interval(&reps, LEVEL),
+            None => t_interval(&per_seed),
+        };
+        (mean, Some(interval))
+    } else {
+        (per_seed[0], means.first().map(|m| percentile_interval(m, LEVEL)))
+    };
+    let range = Metric::from_name(metric).map_or((0.0, 100.0), |m| (100.0 * m.range().0, 100.0 * m.range().1));
+    let (interval, cut) = match interval.map(|i| clip(i, value, range)) {
+        Some((i, cut)) => (Some(i), cut),
+        None => (None, (false, false)),
+    };
+    Some(Mean { value, interval, cut, seeds: per_seed.len() })
 }
 
 /// `value ± half-width` when the interval is symmetric to the printed precision, else
-/// `value [lo, hi]`; a t interval reaching beyond 0 or 100 is cut there and marked †.
-fn interval_cell(value: f64, lo: f64, hi: f64) -> String {
-    let cut = lo < 0.0 || hi > 100.0;
-    let (lo, hi) = (lo.max(0.0), hi.min(100.0));
-    let mark = if cut { "†" } else { "" };
-    if format!("{:.2}", hi - value) == format!("{:.2}", value - lo) {
-        format!("{value:.2} ± {:.2}{mark}", hi - value)
+/// `value [lo, hi]`; a bound cut at the metric's range is marked †.
+fn interval_cell(value: f64, (lo, hi): (f64, f64), cut: (bool, bool)) -> String {
+    let mark = |c: bool| if c { "†" } else { "" };
+    if cut == (false, false) && format!("{:.2}", hi - value) == format!("{:.2}", value - lo) {
+        format!("{value:.2} ± {}", half_width((hi - lo) / 2.0))
     } else {
-        format!("{value:.2} [{lo:.2}, {hi:.2}]{mark}")
+        format!("{value:.2} [{lo:.2}{}, {hi:.2}{}]", mark(cut.0), mark(cut.1))
     }
 }
 
@@ -111,9 +131,9 @@ pub fn ranks(values: &[Option<f64>]) -> Vec<Option<usize>> {
 
 /// The summary's Markdown: `methods` are (label, which table it is in), `sets` the OOD sets'
 /// labels, `metrics` (name, header) in column order.
-pub fn markdown(values: &Values, methods: &[(&str, &str)], sets: &[&str], metrics: &[(&str, &str)]) -> String {
+pub fn markdown(values: &Values, methods: &[(&str, &str)], sets: &[&str], metrics: &[(&str, &str)], seed: u64) -> String {
     let means: Vec<Vec<Option<Mean>>> =
-        methods.iter().map(|(m, _)| metrics.iter().map(|(k, _)| mean_over_sets(values, sets, m, k)).collect()).collect();
+        methods.iter().map(|(m, _)| metrics.iter().map(|(k, _)| mean_over_sets(values, sets, m, k, seed)).collect()).collect();
     let rank_col = metrics.iter().position(|(k, _)| *k == RANK_BY);
     let ranked = ranks(&means.iter().map(|row| rank_col.and_then(|c| row[c].as_ref().map(|m| m.value))).collect::<Vec<_>>());
     let mut order: Vec<usize> = (0..methods.len()).collect();
@@ -122,7 +142,9 @@ pub fn markdown(values: &Values, methods: &[(&str, &str)], sets: &[&str], metric
     let seeds = means.iter().flatten().flatten().map(|m| m.seeds).max().unwrap_or(1);
     let how = if seeds >= 2 {
         format!(
-            "the 95% Student's t interval of the {seeds} training seeds' means over the sets (cut at 0 and 100 where it reaches beyond, marked †)"
+            "the 95% two-level bootstrap interval of the {seeds} training seeds' means over the sets (each replicate draws the seeds \
+             with replacement and averages their means over the sets on the same resampled test images: training and test-image \
+             noise together; cut where it reaches beyond what the metric can be, marked †)"
         )
     } else {
         "the 95% percentile bootstrap interval of the mean (each replicate resamples the test images \
@@ -147,7 +169,7 @@ pub fn markdown(values: &Values, methods: &[(&str, &str)], sets: &[&str], metric
         write!(md, "| {rank} | {} | {} |", methods[i].0, methods[i].1).unwrap();
         for m in &means[i] {
             let cell = match m {
-                Some(Mean { value, interval: Some((lo, hi)), .. }) => interval_cell(*value, *lo, *hi),
+                Some(Mean { value, interval: Some(interval), cut, .. }) => interval_cell(*value, *interval, *cut),
                 Some(Mean { value, interval: None, .. }) => format!("{value:.2}"),
                 None => "–".into(),
             };
@@ -173,33 +195,45 @@ mod tests {
         // are not in order): numpy.percentile([1, 2, 3, 4, 10], [2.5, 97.5]) = [1.1, 9.4].
         v.add("A", "m", "auroc", one(0, 80.0, &[0.0, 4.0, 1.0, 8.0, 20.0]));
         v.add("B", "m", "auroc", one(0, 90.0, &[2.0, 0.0, 5.0, 0.0, 0.0]));
-        let m = mean_over_sets(&v, &["A", "B"], "m", "auroc").unwrap();
+        let m = mean_over_sets(&v, &["A", "B"], "m", "auroc", 0).unwrap();
         assert_eq!(m.value, 85.0);
         let (lo, hi) = m.interval.unwrap();
         assert!((lo - 1.1).abs() < 1e-12 && (hi - 9.4).abs() < 1e-12, "{lo} {hi}");
         // Without replicates: the mean alone; a set missing: no mean.
         v.add("A", "n", "auroc", one(0, 70.0, &[]));
         v.add("B", "n", "auroc", one(0, 60.0, &[]));
-        assert_eq!(mean_over_sets(&v, &["A", "B"], "n", "auroc"), Some(Mean { value: 65.0, interval: None, seeds: 1 }));
-        assert_eq!(mean_over_sets(&v, &["A", "B", "C"], "n", "auroc"), None);
+        assert_eq!(mean_over_sets(&v, &["A", "B"], "n", "auroc", 0), Some(Mean { value: 65.0, interval: None, cut: (false, false), seeds: 1 }));
+        assert_eq!(mean_over_sets(&v, &["A", "B", "C"], "n", "auroc", 0), None);
     }
 
     #[test]
-    fn several_seeds_take_the_t_interval_of_the_per_seed_means() {
+    fn several_seeds_without_replicates_take_the_t_interval_of_the_per_seed_means() {
         let mut v = Values::default();
-        for (seed, a, b) in [(0, 0.0, 2.0), (1, 1.0, 3.0), (2, 5.0, 1.0)] {
-            v.add("A", "m", "fpr", one(seed, a, &[a]));
-            v.add("B", "m", "fpr", one(seed, b, &[b]));
+        for (seed, a, b) in [(0, 10.0, 12.0), (1, 11.0, 13.0), (2, 15.0, 11.0)] {
+            v.add("A", "m", "fpr", one(seed, a, &[]));
+            v.add("B", "m", "fpr", one(seed, b, &[]));
         }
-        // Per-seed means 1, 2, 3: mean 2, std 1, half-width t(0.975, 2) / sqrt(3), with
+        // Per-seed means 11, 12, 13: mean 12, std 1, half-width t(0.975, 2) / sqrt(3), with
         // 2 degrees of freedom in closed form: t(p, 2) = (2p - 1) sqrt(2 / (4 p (1 - p))) = 4.3026527...
-        let m = mean_over_sets(&v, &["A", "B"], "m", "fpr").unwrap();
-        assert_eq!((m.value, m.seeds), (2.0, 3));
+        let m = mean_over_sets(&v, &["A", "B"], "m", "fpr", 0).unwrap();
+        assert_eq!((m.value, m.seeds), (12.0, 3));
         let (lo, hi) = m.interval.unwrap();
         assert!(((hi - lo) / 2.0 - 0.95 * (2.0 / (4.0 * 0.975 * 0.025f64)).sqrt() / 3f64.sqrt()).abs() < 1e-9, "{lo} {hi}");
+        // With replicates: the two-level bootstrap of the per-seed means (replicate r: the seeds
+        // drawn by r's stream, their means over the sets of replicate r), cut at 0.
+        let mut w = Values::default();
+        for (seed, a) in [(0, 1.0), (1, 2.0), (2, 30.0)] {
+            w.add("A", "m", "fpr", one(seed, a, &[a - 1.0, a + 1.0, a]));
+            w.add("B", "m", "fpr", one(seed, a, &[a - 1.0, a + 1.0, a]));
+        }
+        let m = mean_over_sets(&w, &["A", "B"], "m", "fpr", 5).unwrap();
+        let per_seed: Vec<Vec<f64>> = [1.0f64, 2.0, 30.0].iter().map(|a| vec![a - 1.0, a + 1.0, *a]).collect();
+        let refs: Vec<&[f64]> = per_seed.iter().map(Vec::as_slice).collect();
+        let want = percentile_interval(&two_level_bootstrap(&refs, 5).unwrap(), LEVEL);
+        assert_eq!(m.interval.unwrap(), clip(want, 11.0, (0.0, 100.0)).0);
         // Sets scored with different seeds are not averaged.
         v.add("C", "m", "fpr", one(0, 1.0, &[]));
-        assert_eq!(mean_over_sets(&v, &["A", "C"], "m", "fpr"), None);
+        assert_eq!(mean_over_sets(&v, &["A", "C"], "m", "fpr", 0), None);
     }
 
     #[test]
@@ -216,7 +250,7 @@ mod tests {
                 v.add(set, method, "fpr", one(0, fpr, &[]));
             }
         }
-        let md = markdown(&v, &[("Low", "3"), ("High", "1"), ("Absent", "3")], &["A", "B"], &[("fpr", "FPR"), ("auroc", "AUROC")]);
+        let md = markdown(&v, &[("Low", "3"), ("High", "1"), ("Absent", "3")], &["A", "B"], &[("fpr", "FPR"), ("auroc", "AUROC")], 0);
         let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| Rank")).collect();
         assert_eq!(rows, ["| 1 | High | 1 | 20.00 | 90.00 |", "| 2 | Low | 3 | 70.00 | 60.00 |", "| – | Absent | 3 | – | – |"], "{md}");
         assert!(md.contains("2 OOD sets (A, B)"), "{md}");

@@ -12,14 +12,18 @@
 //!   chosen`. `chosen` is true on the rows of the point with the lowest validation FPR at 95% TPR
 //!   for that OOD set and method (ties to the first point in sweep order); model accuracies
 //!   (`ood_set = CIFAR-10`, split `test`) are never chosen. With several seeds the values are the
-//!   means over seeds (the choice too), the intervals the t intervals.
+//!   means over seeds (the choice too), the intervals the two-level bootstrap's (seeds and images).
 //! - `sweep.md`: per method the swept values change, and per OOD set, every point's validation
 //!   FPR at 95% TPR, the chosen point and its test metrics, and whether one point is chosen for
 //!   every set; the models' accuracies per point.
+//! - Section 5.3 checked, at the end of `sweep.md`: what the claims file says of each swept key
+//!   (`[[hyperparameter]]`): the paper's value minimizes the validation FPR (tested as a claim,
+//!   point against point on the same validation images), or the paper set it (no verdict).
 //! - `figures/sweep_<key>.svg`: the validation FPR at 95% TPR against each swept key's values, one
 //!   line per method and OOD set, with interval bars; a log axis when the values span a decade.
 
 use crate::report::{self, Collected, Key, Sizes};
+use oodpipe_plan::claims::{Claim, Comparison, Hyperparameter, HyperparameterClaim, Part, Relation};
 use crate::stage::StageContext;
 use crate::table::SweepPoint;
 use crate::uncertainty::Estimate;
@@ -46,14 +50,12 @@ struct Cell {
 }
 
 /// Every point's cells, in point order, then the report's order, validation split first.
-fn cells(collected: &[Collected]) -> Vec<Cell> {
+fn cells(collected: &[Collected], seed: u64) -> Vec<Cell> {
     let mut out = Vec::new();
     for (point, c) in collected.iter().enumerate() {
         for (split, values) in [(VAL, &c.val_values), (TEST, &c.values)] {
             for (key, per_seed) in values {
-                let seeds: Vec<Estimate> =
-                    per_seed.iter().map(|(_, m)| Estimate::of_seed(m.value, &m.replicates, m.count).scaled(100.0)).collect();
-                out.push(Cell { point, key: key.clone(), split, est: Estimate::aggregate(&seeds) });
+                out.push(Cell { point, key: key.clone(), split, est: report::Measured::aggregate(per_seed, seed) });
             }
         }
     }
@@ -125,7 +127,7 @@ fn varying(cells: &[Cell]) -> Vec<String> {
 }
 
 fn cell_text(est: &Estimate) -> String {
-    est.cell((0.0, 100.0)).0
+    est.cell().0
 }
 
 /// `sweep.md` (see the module doc).
@@ -165,10 +167,14 @@ fn markdown(
          with the other points and with a plain run of that point's config (`oodpipe run --set ...`), so each row \
          here is that run's number. **Chosen**: per OOD set and method, the point with the lowest FPR at 95% TPR on \
          the validation splits (CIFAR-10's 5,000 validation images against the OOD set's 500), ties to the first \
-         point in sweep order, as the paper's Section 5.3 chose zeta and beta. {}\n",
+         point in sweep order: the rule by which the paper's Section 5.3 says its betas were chosen (its zetas it set, \
+         untuned); what the paper claims of each key is checked at the end. {}\n",
         points.len(),
         if seeds >= 2 {
-            format!("Values are means over {seeds} training seeds with their 95% t intervals (the choice is made on the means).")
+            format!(
+                "Values are means over {seeds} training seeds with their 95% two-level bootstrap intervals (seeds and images; \
+                 the choice is made on the means)."
+            )
         } else {
             "Intervals: 95% percentile bootstrap over the test (or validation) images, for these trained networks; \
              they do not cover training noise."
@@ -354,6 +360,83 @@ fn figure(path: &Path, keys: &[String], k: usize, points: &[SweepPoint], cells: 
     Ok(())
 }
 
+/// Section 5.3 of the paper on this sweep: for each swept key the claims file speaks of
+/// (`[[hyperparameter]]`), either the paper's claim that its value (the key's default) minimizes
+/// the validation FPR at 95% TPR on every OOD set, tested as a claim (the paper's point against
+/// each point with another value of the key, paired on the same validation images, with the
+/// claims' rules: `crate::claims`), or that the paper set it (no verdict). Empty when no swept key
+/// is spoken of.
+fn paper_hyperparameters(
+    hypers: &[Hyperparameter],
+    keys: &[String],
+    points: &[SweepPoint],
+    sets: &[(String, String)],
+    collected: &[Collected],
+    config: &view::Report,
+) -> String {
+    let defaults = serde_json::to_value(oodpipe_plan::Config::default()).expect("the config serialises");
+    let number = |v: &str| v.trim().parse::<f64>().ok();
+    let mut md = String::new();
+    let mut claims: Vec<Claim> = Vec::new();
+    let mut values: Vec<(Key, Vec<(u64, report::Measured)>)> = Vec::new();
+    for hyper in hypers {
+        let Some(k) = keys.iter().position(|key| *key == hyper.key) else { continue };
+        let paper_value = oodpipe_plan::config::lookup(&defaults, &hyper.key).and_then(|v| v.as_f64());
+        let short = hyper.key.rsplit('.').next().unwrap_or(&hyper.key).to_string();
+        let shown = paper_value.map_or("?".to_string(), |v| v.to_string());
+        if hyper.claim == HyperparameterClaim::Set {
+            writeln!(
+                md,
+                "- `{}`: the paper sets it to {shown}, it does not tune it (\"{}\"): the points above show what other values give, \
+                 without a verdict.",
+                hyper.key, hyper.paper
+            )
+            .unwrap();
+            continue;
+        }
+        let at = |p: usize| number(&points[p].values[k]);
+        let Some(paper) = (0..points.len()).find(|&p| at(p).is_some() && at(p) == paper_value) else {
+            writeln!(md, "- `{}`: the sweep has no point at the paper's value {shown}: \"{}\" is not tested.", hyper.key, hyper.paper).unwrap();
+            continue;
+        };
+        let others: Vec<usize> = (0..points.len()).filter(|&p| at(p) != at(paper)).collect();
+        let model = hyper.key.split('.').nth(1).unwrap_or_default();
+        let mut parts = Vec::new();
+        for d in oodpipe_plan::detector::ALL.iter().filter(|d| d.model.name() == model) {
+            let side = |p: usize| format!("{}@{p}", d.name);
+            for &p in std::iter::once(&paper).chain(&others) {
+                for (key, per_seed) in collected[p].val_values.iter().filter(|(key, _)| key.side == d.name && key.metric == Metric::FprAt95Tpr) {
+                    let method = format!("{} ({short} = {})", d.label, points[p].values[k]);
+                    values.push((Key { side: side(p), method, ..key.clone() }, per_seed.clone()));
+                }
+            }
+            parts.push(Part {
+                says: format!("{}: {short} = {shown} gives the lowest validation FPR at 95% TPR on every OOD set", d.label),
+                comparisons: others.iter().map(|&p| Comparison { a: side(paper), b: side(p), relation: Relation::Better }).collect(),
+                metrics: vec![Metric::FprAt95Tpr],
+                sets: None,
+                margin: None,
+                untested: None,
+            });
+        }
+        claims.push(Claim { paper: hyper.paper.clone(), parts });
+    }
+    if !claims.is_empty() {
+        let checked = crate::claims::check(&claims, &values, sets, config.report.bootstrap, config.report.bootstrap_seed);
+        let seeds = collected.first().map_or(1, |c| c.seeds.len());
+        writeln!(
+            md,
+            "\nThe paper's claim that its values minimize the validation FPR at 95% TPR, tested as the report's claims are \
+             (`claims.md`): the paper's point against each other point, A − B on the same validation images (FPR: lower is \
+             better, so a holding comparison has a negative difference).\n\n{}\n{}",
+            checked.rules(seeds),
+            checked.sections(3)
+        )
+        .unwrap();
+    }
+    md
+}
+
 /// The sweep's report stage.
 pub fn run(ctx: &StageContext, sets: &[(String, String)], keys: &[String], points: &[SweepPoint]) -> Result<()> {
     let config: view::Report = ctx.view()?;
@@ -362,11 +445,19 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)], keys: &[String], point
         let resolve = |id: &str| p.inputs.get(id).cloned().unwrap_or_else(|| id.to_string());
         collected.push(report::collect(ctx, &config, sets, &p.seeds, &resolve)?);
     }
-    let cells = cells(&collected);
+    let cells = cells(&collected, config.report.bootstrap_seed);
     let chosen = choose(&cells);
     std::fs::write(ctx.output(SWEEP_CSV), csv(keys, points, &cells, &chosen))?;
     let seeds = points.first().map(|p| p.seeds.len()).unwrap_or(1);
-    std::fs::write(ctx.output(SWEEP_MD), markdown(keys, points, sets, &cells, &chosen, seeds))?;
+    let mut md = markdown(keys, points, sets, &cells, &chosen, seeds);
+    if let Some(source) = ctx.sources.iter().find(|s| s.label == crate::table::CLAIMS_SOURCE) {
+        let hypers = oodpipe_plan::claims::load_hyperparameters(&source.path).map_err(|e| oodpipe_engine::bad_input::BadInput(e.to_string()))?;
+        let section = paper_hyperparameters(&hypers, keys, points, sets, &collected, &config);
+        if !section.is_empty() {
+            md.push_str(&format!("## The paper's Section 5.3, checked\n\n{section}\n"));
+        }
+    }
+    std::fs::write(ctx.output(SWEEP_MD), md)?;
     std::fs::create_dir_all(ctx.output(crate::figures::DIR))?;
     let methods = varying(&cells);
     for k in 0..keys.len() {
@@ -394,7 +485,7 @@ mod tests {
     }
 
     fn collected(fpr_val: f64, fpr_test: f64) -> Collected {
-        let m = |v: f64| vec![(0u64, Measured { value: v, replicates: vec![], count: None })];
+        let m = |v: f64| vec![(0u64, Measured { value: v, replicates: vec![], exact: None, bounds: (0.0, 1.0) })];
         Collected {
             values: vec![(key("G", "BIN", Metric::FprAt95Tpr), m(fpr_test)), (key("G", "Baseline", Metric::FprAt95Tpr), m(0.5))],
             val_values: vec![(key("G", "BIN", Metric::FprAt95Tpr), m(fpr_val)), (key("G", "Baseline", Metric::FprAt95Tpr), m(0.5))],
@@ -410,7 +501,7 @@ mod tests {
             .iter()
             .map(|v| SweepPoint { values: vec![v.to_string()], seeds: vec![(0, String::new())], inputs: Default::default() })
             .collect();
-        let c = cells(&[collected(0.40, 0.30), collected(0.35, 0.50), collected(0.35, 0.20)]);
+        let c = cells(&[collected(0.40, 0.30), collected(0.35, 0.50), collected(0.35, 0.20)], 0);
         let chosen = choose(&c);
         assert_eq!(chosen[&("G".to_string(), "BIN".to_string())], 1, "0.35 first reached at the second point");
         assert_eq!(chosen[&("G".to_string(), "Baseline".to_string())], 0, "a tie everywhere: the first point");
@@ -434,12 +525,12 @@ mod tests {
             inputs: Default::default(),
         };
         let keys = ["methods.bin.zeta".to_string(), "methods.vib.beta".to_string()];
-        let c = cells(&[collected(0.4, 0.3), collected(0.3, 0.3)]);
+        let c = cells(&[collected(0.4, 0.3), collected(0.3, 0.3)], 0);
         let chosen = choose(&c);
         let sets = [("g".to_string(), "G".to_string())];
         let zip = markdown(&keys, &[point("0.01", "0.001"), point("0.05", "0.005")], &sets, &c, &chosen, 1);
         assert!(zip.contains("2 points (the keys side by side: the i-th values of every key together)."), "{zip}");
-        let c4 = cells(&[collected(0.4, 0.3), collected(0.3, 0.3), collected(0.3, 0.3), collected(0.3, 0.3)]);
+        let c4 = cells(&[collected(0.4, 0.3), collected(0.3, 0.3), collected(0.3, 0.3), collected(0.3, 0.3)], 0);
         let grid_points = [point("0.01", "0.001"), point("0.01", "0.005"), point("0.05", "0.001"), point("0.05", "0.005")];
         let grid = markdown(&keys, &grid_points, &sets, &c4, &choose(&c4), 1);
         assert!(grid.contains("4 points (the cross product)."), "{grid}");
