@@ -246,6 +246,10 @@ pub struct ReportConfig {
     pub bootstrap: usize,
     /// Seed of the bootstrap's resampling.
     pub bootstrap_seed: u64,
+    /// Bootstrap resamples behind the claims' paired tests (their sides only, so many are cheap):
+    /// enough that a p-value at the bootstrap's floor, 2 / (B + 1), still resolves after the
+    /// correction across the file. 0: the report's own resamples (`bootstrap`).
+    pub claims_bootstrap: usize,
     /// The paper's claims to check (`claims.md`; see [`crate::claims`]); empty: none.
     pub claims: PathBuf,
 }
@@ -257,6 +261,7 @@ impl Default for ReportConfig {
             paper_results: "configs/paper_results.csv".into(),
             bootstrap: 1000,
             bootstrap_seed: 0,
+            claims_bootstrap: 20_000,
             claims: "configs/claims.toml".into(),
         }
     }
@@ -424,6 +429,12 @@ impl Config {
             "a non-empty list of non-negative numbers",
         );
         check(self.report.bootstrap != 1, "report.bootstrap", &self.report.bootstrap, "0 (no bootstrap) or at least 2 resamples");
+        check(
+            self.report.claims_bootstrap != 1,
+            "report.claims_bootstrap",
+            &self.report.claims_bootstrap,
+            "0 (the report's own resamples) or at least 2 resamples",
+        );
         check(self.eval.batch_size >= 1, "eval.batch_size", &self.eval.batch_size, "at least 1");
         if let Some(poll) = self.executor.poll_seconds {
             check(poll > 0.0, "executor.poll_seconds", &poll, "a positive number of seconds");

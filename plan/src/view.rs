@@ -270,7 +270,7 @@ pub struct Training {
 }
 
 /// The report: `train.seed` (the first seed's stages carry plain ids), `report.bootstrap`,
-/// `report.bootstrap_seed`.
+/// `report.bootstrap_seed`, `report.claims_bootstrap`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub train: Seed,
@@ -286,6 +286,7 @@ pub struct Seed {
 pub struct Bootstrap {
     pub bootstrap: usize,
     pub bootstrap_seed: u64,
+    pub claims_bootstrap: usize,
 }
 
 #[cfg(test)]

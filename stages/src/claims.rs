@@ -154,7 +154,14 @@ fn clipped((lo, hi): (f64, f64), estimate: f64, metric: Metric) -> (f64, f64) {
 }
 
 /// The paired test of A minus B (per-seed measurements, fractions), in points.
-fn test(a: &[(u64, Measured)], b: &[(u64, Measured)], relation: Relation, margin: f64, metric: Metric, seed: u64) -> Result<Tested, String> {
+fn test(
+    a: &[(u64, Measured)],
+    b: &[(u64, Measured)],
+    relation: Relation,
+    margin: f64,
+    metric: Metric,
+    seed: u64,
+) -> Result<Tested, String> {
     let pairs: Vec<(u64, &Measured, &Measured)> =
         a.iter().filter_map(|(s, ma)| b.iter().find(|(t, _)| t == s).map(|(_, mb)| (*s, ma, mb))).collect();
     // Replicate r of the difference on one seed: A's replicate r minus B's (the same images).
@@ -233,7 +240,13 @@ fn sets_of(part: &Part, sets: &[(String, String)]) -> Vec<(String, String)> {
 /// Tests every comparison of `claims` on `values` (the report's measurements), for the OOD sets
 /// `sets` (name, label) of the run, and draws the verdicts by the module doc's rule. `resamples`
 /// is the report's bootstrap size, `seed` seeds the two-level bootstrap's draws of seeds.
-pub fn check<'a>(claims: &'a [Claim], values: &[(Key, Vec<(u64, Measured)>)], sets: &[(String, String)], resamples: usize, seed: u64) -> Checked<'a> {
+pub fn check<'a>(
+    claims: &'a [Claim],
+    values: &[(Key, Vec<(u64, Measured)>)],
+    sets: &[(String, String)],
+    resamples: usize,
+    seed: u64,
+) -> Checked<'a> {
     let mut rows: Vec<Row> = Vec::new();
     for (i, claim) in claims.iter().enumerate() {
         for (j, part) in claim.parts.iter().enumerate() {
@@ -249,9 +262,7 @@ pub fn check<'a>(claims: &'a [Claim], values: &[(Key, Vec<(u64, Measured)>)], se
                         });
                         let outcome = match (earlier, a, b) {
                             (Some(e), _, _) => rows[e].outcome.clone().map(|t| Tested { same_as: Some(e), ..t }),
-                            (None, Some((_, a)), Some((_, b))) => {
-                                test(a, b, comparison.relation, part.margin.unwrap_or(0.0), metric, seed)
-                            }
+                            (None, Some((_, a)), Some((_, b))) => test(a, b, comparison.relation, part.margin.unwrap_or(0.0), metric, seed),
                             _ if !sets.iter().any(|(s, _)| *s == set) && set != CIFAR10 => Err(format!("the run has no OOD set `{set}`")),
                             (None, None, _) => Err(format!("`{}` was not run", comparison.a)),
                             (None, _, None) => Err(format!("`{}` was not run", comparison.b)),
@@ -362,9 +373,8 @@ impl Checked<'_> {
     /// A claim's verdict: it *holds* only when every part is tested and holds.
     fn summary(&self, claim: usize) -> String {
         let parts = &self.claims[claim].parts;
-        let verdicts: Vec<Option<&str>> = (0..parts.len())
-            .map(|j| if parts[j].untested.is_some() { None } else { rows_verdict(&self.part_rows(claim, j)).0 })
-            .collect();
+        let verdicts: Vec<Option<&str>> =
+            (0..parts.len()).map(|j| if parts[j].untested.is_some() { None } else { rows_verdict(&self.part_rows(claim, j)).0 }).collect();
         let all: Vec<&Row> = self.rows.iter().filter(|r| r.claim == claim).collect();
         let (whole, counts) = rows_verdict(&all);
         let untested = verdicts.iter().filter(|v| v.is_none()).count();
@@ -518,7 +528,7 @@ impl Checked<'_> {
                     .unwrap();
                     if equivalence {
                         match t.confirmable_margin {
-                            Some(m) => write!(md, " ±{m:.2} |").unwrap(),
+                            Some(m) => write!(md, " ±{:.2} |", m.max(0.0)).unwrap(),
                             None => md.push_str(" – |"),
                         }
                     }
@@ -593,7 +603,7 @@ impl Checked<'_> {
                         opt(t.two_level.map(|t| t.0.0)),
                         opt(t.two_level.map(|t| t.0.1)),
                         opt(t.two_level.map(|t| t.1)),
-                        t.same_as.map(|e| (e + 2).to_string()).unwrap_or_default(),
+                        t.same_as.map(|e| (e + 1).to_string()).unwrap_or_default(),
                     )
                     .unwrap();
                 }
@@ -697,7 +707,9 @@ mod tests {
         let adjusted = benjamini_yekutieli(&[t.p, e.p]);
         assert_eq!((t.p_adjusted, e.p_adjusted), (adjusted[0], adjusted[1]));
         assert!(checked.markdown(3).contains("paired t") && checked.markdown(3).contains("±3.09"));
-        assert!(checked.csv().lines().nth(1).unwrap().starts_with("1,1,a > b,A,B,CIFAR-10,accuracy,paired t and two-level bootstrap,0 1 2,"));
+        assert!(
+            checked.csv().lines().nth(1).unwrap().starts_with("1,1,a > b,A,B,CIFAR-10,accuracy,paired t and two-level bootstrap,0 1 2,")
+        );
     }
 
     #[test]
@@ -728,7 +740,14 @@ mod tests {
             (key("g", "a", Metric::Auroc), vec![(0, measured(0.9, reps(0.9)))]),
             (key("g", "b", Metric::Auroc), vec![(0, measured(0.8, reps(0.8)))]),
         ];
-        let slight = Part { says: "slightly".into(), comparisons: vec![], metrics: vec![], sets: None, margin: None, untested: Some("no size given".into()) };
+        let slight = Part {
+            says: "slightly".into(),
+            comparisons: vec![],
+            metrics: vec![],
+            sets: None,
+            margin: None,
+            untested: Some("no size given".into()),
+        };
         let claims = [
             Claim { paper: "A beats B, slightly.".into(), parts: vec![part("a > b", Metric::Auroc, None), slight] },
             claim("a > b", Metric::Auroc, None),

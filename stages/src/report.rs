@@ -196,7 +196,8 @@ fn measure_split(
     // FPR at 95% TPR is a count of the OOD images; the detection error, 0.5 (1 - TPR) + 0.5 FPR,
     // rests on the same count.
     let fpr = Exact::proportion(number(Metric::FprAt95Tpr.name())?, out_scores.len() as u64);
-    let detection_error = Exact { scale: 0.5, offset: number(Metric::DetectionError.name())? - 0.5 * number(Metric::FprAt95Tpr.name())?, ..fpr };
+    let detection_error =
+        Exact { scale: 0.5, offset: number(Metric::DetectionError.name())? - 0.5 * number(Metric::FprAt95Tpr.name())?, ..fpr };
     let measured = OodMetric::ALL
         .into_iter()
         .map(|ood| {
@@ -224,13 +225,50 @@ pub fn collect(
     seeds: &[(u64, String)],
     resolve: &dyn Fn(&str) -> String,
 ) -> Result<Collected> {
-    let (resamples, boot_seed) = (config.report.bootstrap, config.report.bootstrap_seed);
+    collect_with(ctx, config, sets, seeds, resolve, &Gather { resamples: config.report.bootstrap, sides: None })
+}
+
+/// What [`collect_with`] gathers: how many resamples, and of which sides (detector and model
+/// names; None: every one).
+pub struct Gather<'a> {
+    pub resamples: usize,
+    pub sides: Option<&'a std::collections::BTreeSet<String>>,
+}
+
+/// The measurements of the sides the claims compare, with the claims' resamples
+/// (`report.claims_bootstrap`): the same seeded draws as the report's, more of them.
+pub fn collect_for_claims(
+    ctx: &StageContext,
+    config: &view::Report,
+    sets: &[(String, String)],
+    seeds: &[(u64, String)],
+    resolve: &dyn Fn(&str) -> String,
+    sides: &std::collections::BTreeSet<String>,
+) -> Result<Collected> {
+    let resamples = match config.report.claims_bootstrap {
+        0 => config.report.bootstrap,
+        n => n,
+    };
+    collect_with(ctx, config, sets, seeds, resolve, &Gather { resamples, sides: Some(sides) })
+}
+
+/// [`collect`], of what `gather` says.
+pub fn collect_with(
+    ctx: &StageContext,
+    config: &view::Report,
+    sets: &[(String, String)],
+    seeds: &[(u64, String)],
+    resolve: &dyn Fn(&str) -> String,
+    gather: &Gather,
+) -> Result<Collected> {
+    let (resamples, boot_seed) = (gather.resamples, config.report.bootstrap_seed);
+    let wanted = |side: &str| gather.sides.is_none_or(|s| s.contains(side));
     let mut values: Vec<(Key, Vec<(u64, Measured)>)> = Vec::new();
     let mut val_values: Vec<(Key, Vec<(u64, Measured)>)> = Vec::new();
     let mut hyper = Vec::new();
     let mut sizes = BTreeMap::new();
     for (name, label) in sets {
-        for detector in ALL.iter().copied() {
+        for detector in ALL.iter().copied().filter(|d| wanted(d.name)) {
             let mut test: Vec<Vec<(u64, Measured)>> = vec![Vec::new(); Metric::OOD.len()];
             let mut val: Vec<Vec<(u64, Measured)>> = vec![Vec::new(); Metric::OOD.len()];
             for (seed, suffix) in seeds {
@@ -270,7 +308,7 @@ pub fn collect(
         }
     }
     let labels = crate::tensors::read_one(ctx.input(&ids::cifar10_data(), &files::data(ids::CIFAR10))?, "test_labels")?;
-    for &model in ModelKind::ALL {
+    for &model in ModelKind::ALL.iter().filter(|m| wanted(m.name())) {
         let mut per_seed = Vec::new();
         for (seed, suffix) in seeds {
             let id = resolve(&format!("{}{suffix}", ids::outputs(model, ids::CIFAR10)));
@@ -610,7 +648,20 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)]) -> Result<()> {
     if collected.seeds.len() >= 2 {
         std::fs::write(ctx.output(files::SEEDS_TABLE), seeds_table(&estimated, &collected.seeds))?;
     }
-    let checked = claims.as_ref().map(|claims| crate::claims::check(claims, &collected.values, sets, config.report.bootstrap, config.report.bootstrap_seed));
+    // The claims' sides, measured again with the claims' resamples (see `report.claims_bootstrap`).
+    let claimed = match &claims {
+        Some(claims) => {
+            let sides: std::collections::BTreeSet<String> =
+                claims.iter().flat_map(|c| &c.parts).flat_map(|p| &p.comparisons).flat_map(|c| [c.a.clone(), c.b.clone()]).collect();
+            Some(collect_for_claims(ctx, &config, sets, &seeds(ctx, config.train.seed), &|id| id.to_string(), &sides)?)
+        }
+        None => None,
+    };
+    let claims_resamples = if config.report.claims_bootstrap > 0 { config.report.claims_bootstrap } else { config.report.bootstrap };
+    let checked = claims
+        .as_ref()
+        .zip(claimed.as_ref())
+        .map(|(claims, claimed)| crate::claims::check(claims, &claimed.values, sets, claims_resamples, config.report.bootstrap_seed));
     if let Some(checked) = &checked {
         std::fs::write(ctx.output(files::CLAIMS_MD), checked.markdown(collected.seeds.len()))?;
         std::fs::write(ctx.output(files::CLAIMS_CSV), checked.csv())?;

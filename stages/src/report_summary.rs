@@ -202,7 +202,10 @@ mod tests {
         // Without replicates: the mean alone; a set missing: no mean.
         v.add("A", "n", "auroc", one(0, 70.0, &[]));
         v.add("B", "n", "auroc", one(0, 60.0, &[]));
-        assert_eq!(mean_over_sets(&v, &["A", "B"], "n", "auroc", 0), Some(Mean { value: 65.0, interval: None, cut: (false, false), seeds: 1 }));
+        assert_eq!(
+            mean_over_sets(&v, &["A", "B"], "n", "auroc", 0),
+            Some(Mean { value: 65.0, interval: None, cut: (false, false), seeds: 1 })
+        );
         assert_eq!(mean_over_sets(&v, &["A", "B", "C"], "n", "auroc", 0), None);
     }
 

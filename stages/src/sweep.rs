@@ -23,11 +23,11 @@
 //!   line per method and OOD set, with interval bars; a log axis when the values span a decade.
 
 use crate::report::{self, Collected, Key, Sizes};
-use oodpipe_plan::claims::{Claim, Comparison, Hyperparameter, HyperparameterClaim, Part, Relation};
 use crate::stage::StageContext;
 use crate::table::SweepPoint;
 use crate::uncertainty::Estimate;
 use anyhow::{Result, anyhow};
+use oodpipe_plan::claims::{Claim, Comparison, Hyperparameter, HyperparameterClaim, Part, Relation};
 use oodpipe_plan::metric::Metric;
 use oodpipe_plan::view;
 use plotters::prelude::*;
@@ -396,7 +396,8 @@ fn paper_hyperparameters(
         }
         let at = |p: usize| number(&points[p].values[k]);
         let Some(paper) = (0..points.len()).find(|&p| at(p).is_some() && at(p) == paper_value) else {
-            writeln!(md, "- `{}`: the sweep has no point at the paper's value {shown}: \"{}\" is not tested.", hyper.key, hyper.paper).unwrap();
+            writeln!(md, "- `{}`: the sweep has no point at the paper's value {shown}: \"{}\" is not tested.", hyper.key, hyper.paper)
+                .unwrap();
             continue;
         };
         let others: Vec<usize> = (0..points.len()).filter(|&p| at(p) != at(paper)).collect();
@@ -405,7 +406,9 @@ fn paper_hyperparameters(
         for d in oodpipe_plan::detector::ALL.iter().filter(|d| d.model.name() == model) {
             let side = |p: usize| format!("{}@{p}", d.name);
             for &p in std::iter::once(&paper).chain(&others) {
-                for (key, per_seed) in collected[p].val_values.iter().filter(|(key, _)| key.side == d.name && key.metric == Metric::FprAt95Tpr) {
+                for (key, per_seed) in
+                    collected[p].val_values.iter().filter(|(key, _)| key.side == d.name && key.metric == Metric::FprAt95Tpr)
+                {
                     let method = format!("{} ({short} = {})", d.label, points[p].values[k]);
                     values.push((Key { side: side(p), method, ..key.clone() }, per_seed.clone()));
                 }
@@ -422,7 +425,8 @@ fn paper_hyperparameters(
         claims.push(Claim { paper: hyper.paper.clone(), parts });
     }
     if !claims.is_empty() {
-        let checked = crate::claims::check(&claims, &values, sets, config.report.bootstrap, config.report.bootstrap_seed);
+        let resamples = if config.report.claims_bootstrap > 0 { config.report.claims_bootstrap } else { config.report.bootstrap };
+        let checked = crate::claims::check(&claims, &values, sets, resamples, config.report.bootstrap_seed);
         let seeds = collected.first().map_or(1, |c| c.seeds.len());
         writeln!(
             md,
@@ -451,8 +455,21 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)], keys: &[String], point
     let seeds = points.first().map(|p| p.seeds.len()).unwrap_or(1);
     let mut md = markdown(keys, points, sets, &cells, &chosen, seeds);
     if let Some(source) = ctx.sources.iter().find(|s| s.label == crate::table::CLAIMS_SOURCE) {
-        let hypers = oodpipe_plan::claims::load_hyperparameters(&source.path).map_err(|e| oodpipe_engine::bad_input::BadInput(e.to_string()))?;
-        let section = paper_hyperparameters(&hypers, keys, points, sets, &collected, &config);
+        let hypers =
+            oodpipe_plan::claims::load_hyperparameters(&source.path).map_err(|e| oodpipe_engine::bad_input::BadInput(e.to_string()))?;
+        // The hyper-parameters' models' detectors, measured again with the claims' resamples.
+        let sides: std::collections::BTreeSet<String> = hypers
+            .iter()
+            .filter(|h| keys.contains(&h.key) && h.claim == HyperparameterClaim::Minimizes)
+            .filter_map(|h| h.key.split('.').nth(1))
+            .flat_map(|model| oodpipe_plan::detector::ALL.iter().filter(move |d| d.model.name() == model).map(|d| d.name.to_string()))
+            .collect();
+        let mut claimed = Vec::with_capacity(points.len());
+        for p in points {
+            let resolve = |id: &str| p.inputs.get(id).cloned().unwrap_or_else(|| id.to_string());
+            claimed.push(report::collect_for_claims(ctx, &config, sets, &p.seeds, &resolve, &sides)?);
+        }
+        let section = paper_hyperparameters(&hypers, keys, points, sets, &claimed, &config);
         if !section.is_empty() {
             md.push_str(&format!("## The paper's Section 5.3, checked\n\n{section}\n"));
         }

@@ -68,7 +68,11 @@ fn smoothed_cross_entropy_is_its_formula() {
         let t = tensor(&logits.concat(), n);
         let y = Tensor::from_slice(&labels.iter().map(|&l| l as i64).collect::<Vec<_>>());
         for a in [0.0, 0.1, 0.5] {
-            close(scalar(&smoothed_cross_entropy(&t, &y, a)), smoothed_ce_by_hand(&logits, &labels, a), &format!("seed {seed}, smoothing {a}"));
+            close(
+                scalar(&smoothed_cross_entropy(&t, &y, a)),
+                smoothed_ce_by_hand(&logits, &labels, a),
+                &format!("seed {seed}, smoothing {a}"),
+            );
         }
     }
 }

@@ -97,15 +97,34 @@ fn the_reports_values_and_intervals_are_what_the_stored_scores_and_logits_give()
                 let key = (set.to_string(), method.to_string(), metric.to_string(), row_seed.to_string());
                 let (v, lo, hi, kind) = rows.get(&key).unwrap_or_else(|| panic!("no row {key:?}"));
                 assert!(close(*v, 100.0 * value), "{key:?}: the report says {v}, the scores give {}", 100.0 * value);
-                if kind == "bootstrap" {
-                    let reps: Vec<f64> = replicates.iter().map(of).collect();
-                    let (want_lo, want_hi) = (100.0 * quantile(&reps, 0.025), 100.0 * quantile(&reps, 0.975));
-                    assert!(
-                        close(lo.unwrap(), want_lo) && close(hi.unwrap(), want_hi),
-                        "{key:?}: [{lo:?}, {hi:?}], the scores give [{want_lo}, {want_hi}]"
-                    );
-                    checked += 1;
+                // What the value can be, in percent (never cut inside the value itself).
+                let (floor, ceiling): (f64, f64) = if metric == "detection_error" { (2.5, 52.5) } else { (0.0, 100.0) };
+                let cut = |(a, b): (f64, f64)| (a.max(floor.min(*v)), b.min(ceiling.max(*v)));
+                // FPR at 95% TPR counts OOD images; the detection error rests on that count.
+                let n = scores["out_scores"].len() as f64;
+                let k = (point.fpr_at_95_tpr * n).round();
+                let want = match kind.as_str() {
+                    "bootstrap" => {
+                        let reps: Vec<f64> = replicates.iter().map(of).collect();
+                        cut((100.0 * quantile(&reps, 0.025), 100.0 * quantile(&reps, 0.975)))
+                    }
+                    "clopper_pearson" => {
+                        assert!(matches!(metric, "fpr_at_95_tpr" | "detection_error"), "{key:?}: an exact interval of no count");
+                        assert!(k.min(n - k) <= 10.0, "{key:?}: an exact interval of a count of {k} of {n}");
+                        let (a, b) = oodpipe_metrics::significance::clopper_pearson(k as u64, n as u64);
+                        let (scale, offset) = match metric {
+                            "detection_error" => (50.0, 100.0 * point.detection_error - 50.0 * point.fpr_at_95_tpr),
+                            _ => (100.0, 0.0),
+                        };
+                        cut((offset + scale * a, offset + scale * b))
+                    }
+                    other => panic!("{key:?}: interval {other}"),
+                };
+                if kind == "bootstrap" && metric == "fpr_at_95_tpr" {
+                    assert!(k.min(n - k) > 10.0, "{key:?}: a bootstrap interval of a count of {k} of {n}");
                 }
+                assert!(close(lo.unwrap(), want.0) && close(hi.unwrap(), want.1), "{key:?}: [{lo:?}, {hi:?}], the scores give {want:?}");
+                checked += 1;
             }
         }
     }
@@ -137,4 +156,90 @@ fn the_reports_values_and_intervals_are_what_the_stored_scores_and_logits_give()
             assert!(close(lo.unwrap(), want_lo) && close(hi.unwrap(), want_hi), "{key:?}: [{lo:?}, {hi:?}] against [{want_lo}, {want_hi}]");
         }
     }
+}
+
+/// A CSV line's fields (quoted fields with commas and doubled quotes).
+fn fields(line: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let (mut quoted, mut chars) = (false, line.chars().peekable());
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                out.last_mut().unwrap().push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => out.push(String::new()),
+            c => out.last_mut().unwrap().push(c),
+        }
+    }
+    out
+}
+
+/// Benjamini-Yekutieli by hand: p_(i) m c(m) / i, made monotone from the largest down, capped at 1.
+fn by_hand(p: &[f64]) -> Vec<f64> {
+    let m = p.len();
+    let c: f64 = (1..=m).map(|i| 1.0 / i as f64).sum();
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&a, &b| p[a].partial_cmp(&p[b]).unwrap());
+    let mut out = vec![0.0; m];
+    let mut smallest = f64::INFINITY;
+    for rank in (1..=m).rev() {
+        let i = order[rank - 1];
+        smallest = smallest.min(p[i] * m as f64 * c / rank as f64);
+        out[i] = smallest.min(1.0);
+    }
+    out
+}
+
+#[test]
+fn a_real_claims_report_follows_from_its_results_and_its_p_values() {
+    let s = &crate::shared::built().scratch;
+    let results = results(&s.path("reports/results.csv"));
+    let text = std::fs::read_to_string(s.path("reports/claims.csv")).unwrap();
+    let mut lines = text.lines();
+    let header = fields(lines.next().unwrap());
+    let rows: Vec<BTreeMap<String, String>> = lines.map(|l| header.iter().cloned().zip(fields(l)).collect()).collect();
+    assert!(rows.len() > 100, "{} rows", rows.len());
+    let tested: Vec<&BTreeMap<String, String>> = rows.iter().filter(|r| !r["test"].is_empty()).collect();
+    let distinct: Vec<&BTreeMap<String, String>> = tested.iter().copied().filter(|r| r["same_test_as_row"].is_empty()).collect();
+    let num = |r: &BTreeMap<String, String>, k: &str| r[k].parse::<f64>().unwrap_or_else(|_| panic!("{k}: {:?}", r[k]));
+    // Each difference is A minus B of the report's own values (one seed: that seed's rows).
+    for r in &tested {
+        let value = |side: &str| results[&(r["set"].clone(), r[side].clone(), r["metric"].clone(), "all".to_string())].0;
+        assert!((num(r, "difference") - (value("a") - value("b"))).abs() < 1e-9, "{r:?}");
+        assert!(num(r, "ci_low") <= num(r, "difference") && num(r, "difference") <= num(r, "ci_high"), "{r:?}");
+        let bound = if r["metric"] == "detection_error" { 50.0 } else { 100.0 };
+        assert!(num(r, "ci_low") >= -bound && num(r, "ci_high") <= bound, "{r:?}");
+    }
+    // The adjusted p-values are Benjamini-Yekutieli's over the distinct tests, computed here.
+    let p: Vec<f64> = distinct.iter().map(|r| num(r, "p")).collect();
+    for (r, want) in distinct.iter().zip(by_hand(&p)) {
+        assert!((num(r, "p_adjusted") - want).abs() < 1e-12, "{r:?}: adjusted {want}");
+    }
+    // The verdicts follow the rule, and a repeated comparison carries its first test's.
+    for r in &tested {
+        let higher = !matches!(r["metric"].as_str(), "fpr_at_95_tpr" | "detection_error");
+        let want = if num(r, "p_adjusted") > 0.05 {
+            "not resolved at this noise"
+        } else if r["comparison"].contains(" > ") {
+            if (num(r, "difference") > 0.0) == higher { "holds" } else { "reversed" }
+        } else {
+            r["verdict"].as_str() // `~`: which side of the margin, from the TOST (checked in the stages' tests)
+        };
+        assert_eq!(r["verdict"], want, "{r:?}");
+        if !r["same_test_as_row"].is_empty() {
+            let first = &rows[r["same_test_as_row"].parse::<usize>().unwrap() - 1];
+            assert_eq!((&first["p_adjusted"], &first["verdict"]), (&r["p_adjusted"], &r["verdict"]));
+        }
+        // A p at the floor is 2 / (B + 1) of the claims' resamples.
+        if r["p_at_floor"] == "true" {
+            assert!((num(r, "p") - 2.0 / 20_001.0).abs() < 1e-12, "{r:?}");
+        }
+    }
+    // Claim 5's two sentences are both tested, claim 6's "slight" is not, and says so.
+    let claims_md = std::fs::read_to_string(s.path("reports/claims.md")).unwrap();
+    assert!(rows.iter().any(|r| r["claim"] == "5" && r["comparison"] == "odin ~ baseline_t" && r["set"] == "Gaussian Noise"));
+    assert!(claims_md.contains("### 6.2 The improvement is slight\n\nnot tested: the paper gives no size"), "{claims_md}");
+    assert!(!claims_md.contains("| 6 | BINC is a slight improvement over BIN. | **holds**"), "{claims_md}");
 }
