@@ -537,11 +537,12 @@ impl Store {
         read_dir_sorted(&self.root.join("damaged"))
     }
 
-    /// Every entry in the store, with its file.
+    /// Every entry in the store, with its file. (Not the temporary files of an entry's atomic
+    /// write, `.<name>.tmp.<pid>.<n>`, which a killed writer leaves: [`Store::scratch`] has them.)
     pub fn all_entries(&self) -> Vec<(PathBuf, Option<Entry>)> {
         let mut out = Vec::new();
         for kind in read_dir_sorted(&self.root.join("stages")) {
-            for file in read_dir_sorted(&kind) {
+            for file in read_dir_sorted(&kind).into_iter().filter(|f| !is_temporary(f)) {
                 let entry = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok());
                 out.push((file, entry));
             }
@@ -571,12 +572,22 @@ impl Store {
             .collect()
     }
 
-    /// Temporary folders of runs (live or dead) and the liveness locks of runs.
+    /// Temporary folders of runs (live or dead), the liveness locks of runs, and the temporary
+    /// files of entries and id pointers whose atomic write was cut short (a killed writer's).
     pub fn scratch(&self) -> Vec<PathBuf> {
         let mut out = read_dir_sorted(&self.root.join("tmp"));
         out.extend(read_dir_sorted(&self.root.join("live")));
+        for kind in read_dir_sorted(&self.root.join("stages")) {
+            out.extend(read_dir_sorted(&kind).into_iter().filter(|f| is_temporary(f)));
+        }
+        out.extend(read_dir_sorted(&self.root.join("ids")).into_iter().filter(|f| is_temporary(f)));
         out
     }
+}
+
+/// Whether `file` is the temporary file of an atomic write (`crate::atomic_file::temp_path_for`).
+fn is_temporary(file: &Path) -> bool {
+    file.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
 }
 
 /// The files below `dir` as (name relative to `root` with `/` separators, path); anything that is

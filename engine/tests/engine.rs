@@ -501,3 +501,25 @@ fn a_rebuild_with_the_same_bytes_reruns_nothing_downstream() {
     let fourth = run(&Graph::new(changed).unwrap(), &Silent);
     assert_eq!(fourth.executed, ["gen.a", "mid.b", "end.c"]);
 }
+
+/// A writer killed mid-way through an entry's atomic write leaves its temporary file (cut short)
+/// beside the entries: it is not an entry (nothing lists, reads or verifies it as one), and it is
+/// scratch that `gc` sweeps.
+#[test]
+fn a_killed_entry_write_leaves_scratch_not_an_entry() {
+    let f = Fixture::new();
+    let store = f.store();
+    let config = toml_config(BASE);
+    let outcome = executor::run(&store, &keyed(&f.graph(&config), &mut SourceMemo::default()), &f.tasks(), &Silent, false);
+    assert_eq!(outcome.executed.len(), 4);
+    let entries = store.all_entries();
+    let (file, _) = &entries[0];
+    let cut = oodpipe_engine::atomic_file::temp_path_for(file);
+    std::fs::write(&cut, b"{\"id\": \"gen.a\", \"ke").unwrap();
+    let ids = oodpipe_engine::atomic_file::temp_path_for(&f.dir.path().join("cache/ids/gen.a.json"));
+    std::fs::write(&ids, b"{\"kind").unwrap();
+    assert_eq!(store.all_entries().len(), entries.len(), "the cut file is no entry");
+    assert!(store.all_entries().iter().all(|(_, e)| e.is_some()), "no unreadable entry");
+    let scratch = store.scratch();
+    assert!(scratch.contains(&cut) && scratch.contains(&ids), "{scratch:?}");
+}
