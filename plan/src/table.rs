@@ -247,8 +247,9 @@ pub mod salt {
     pub const FEATURES: &str = "features-1";
     /// Claims in parts, every part tested or said untested, one test per distinct comparison,
     /// Benjamini-Yekutieli, the bootstrap floor and the confirmable margin shown; intervals within
-    /// what a value can be, exact binomial at small counts, two-level bootstrap across seeds.
-    pub const REPORT: &str = "report-7";
+    /// what a value can be, exact binomial at small counts, two-level bootstrap across seeds;
+    /// `report.html`.
+    pub const REPORT: &str = "report-8";
     /// A sweep's report (`sweep.csv`, `sweep.md`, its figures); says how the keys were combined,
     /// and checks what the paper says of the swept keys (Section 5.3).
     pub const SWEEP: &str = "sweep-3";

@@ -317,7 +317,7 @@ fn points(x: f64) -> String {
 }
 
 /// A p-value in a few significant digits; at the bootstrap's floor, `≤ floor (B = n)`.
-fn p_text(p: f64, at_floor: Option<usize>) -> String {
+pub(crate) fn p_text(p: f64, at_floor: Option<usize>) -> String {
     match at_floor {
         Some(b) => format!("≤ {:.4} (B = {b})", 2.0 / (b + 1) as f64),
         None if p < 1e-4 => format!("{p:.1e}"),
@@ -327,7 +327,7 @@ fn p_text(p: f64, at_floor: Option<usize>) -> String {
 
 /// A difference with its interval; an exact zero on every resample (two sides that scored every
 /// image alike) in words.
-fn difference_text(t: &Tested) -> String {
+pub(crate) fn difference_text(t: &Tested) -> String {
     if t.difference == 0.0 && t.interval == (0.0, 0.0) {
         "0 (the same on every resample)".into()
     } else {
@@ -355,12 +355,12 @@ fn rows_verdict(rows: &[&Row]) -> (Option<&'static str>, String) {
 }
 
 impl Checked<'_> {
-    fn part_rows(&self, claim: usize, part: usize) -> Vec<&Row> {
+    pub(crate) fn part_rows(&self, claim: usize, part: usize) -> Vec<&Row> {
         self.rows.iter().filter(|r| r.claim == claim && r.part == part).collect()
     }
 
     /// A part's verdict in words.
-    fn part_summary(&self, claim: usize, part: usize) -> String {
+    pub(crate) fn part_summary(&self, claim: usize, part: usize) -> String {
         if let Some(why) = &self.claims[claim].parts[part].untested {
             return format!("not tested: {why}");
         }
@@ -371,7 +371,7 @@ impl Checked<'_> {
     }
 
     /// A claim's verdict: it *holds* only when every part is tested and holds.
-    fn summary(&self, claim: usize) -> String {
+    pub(crate) fn summary(&self, claim: usize) -> String {
         let parts = &self.claims[claim].parts;
         let verdicts: Vec<Option<&str>> =
             (0..parts.len()).map(|j| if parts[j].untested.is_some() { None } else { rows_verdict(&self.part_rows(claim, j)).0 }).collect();

@@ -26,6 +26,7 @@ pub mod models;
 pub mod ood_kinds;
 pub mod outputs;
 pub mod report;
+pub mod report_html;
 pub mod report_summary;
 pub mod runtime;
 pub mod stage;

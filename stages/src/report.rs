@@ -361,7 +361,12 @@ impl Estimated {
     }
 
     fn aggregate(&self, set_label: &str, method: &str, metric: Metric) -> Option<&Estimate> {
-        self.values.iter().find(|(k, _, _)| k.set_label == set_label && k.method == method && k.metric == metric).map(|v| &v.2)
+        self.per_seed(set_label, method, metric).map(|v| v.1)
+    }
+
+    /// A value's estimate per seed, and its aggregate.
+    pub(crate) fn per_seed(&self, set_label: &str, method: &str, metric: Metric) -> Option<(&PerSeed, &Estimate)> {
+        self.values.iter().find(|(k, _, _)| k.set_label == set_label && k.method == method && k.metric == metric).map(|v| (&v.1, &v.2))
     }
 }
 
@@ -418,7 +423,7 @@ pub fn to_csv(df: &DataFrame) -> PolarsResult<String> {
 }
 
 /// The tables' cells: each value's aggregate estimate beside the paper's number.
-struct Lookup<'a> {
+pub(crate) struct Lookup<'a> {
     estimated: &'a Estimated,
     paper: std::collections::HashMap<(String, String, String), f64>,
     /// Whether a printed interval was cut at the metric's range (the tables then say so).
@@ -438,6 +443,12 @@ impl<'a> Lookup<'a> {
             }
         }
         Ok(Lookup { estimated, paper, cut: std::cell::Cell::new(false) })
+    }
+
+    /// A value's aggregate estimate and the paper's number (the HTML page's cell).
+    pub(crate) fn parts(&self, ood: &str, method: &str, metric: Metric) -> Option<(&Estimate, Option<f64>)> {
+        let est = self.estimated.aggregate(ood, method, metric)?;
+        Some((est, self.paper.get(&(ood.to_string(), method.to_string(), metric.name().to_string())).copied()))
     }
 
     /// "ours / paper (delta)", ours with its interval as [`Estimate::cell`] prints it; only ours
@@ -621,7 +632,8 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)]) -> Result<()> {
     let models: Vec<ModelKind> = ModelKind::ALL.iter().copied().filter(|m| present(m.label(), true)).collect();
     let note = interval_note(collected.seeds.len(), config.report.bootstrap);
 
-    std::fs::write(ctx.output(files::RESULTS), to_csv(&compared)?)?;
+    let results_csv = to_csv(&compared)?;
+    std::fs::write(ctx.output(files::RESULTS), &results_csv)?;
     // The validation splits' numbers, in results.csv's schema (no paper numbers: it has none).
     let validation = rows_to_frame(&rows(&Estimated::new(&collected.val_values, config.report.bootstrap_seed)))?;
     std::fs::write(ctx.output(files::VALIDATION), to_csv(&validation)?)?;
@@ -715,7 +727,36 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)]) -> Result<()> {
         readme.push('\n');
     }
     readme.push_str(&crate::figures::write_all(ctx, sets)?.markdown());
+    readme
+        .push_str(&format!("\nThe same report to look at, sortable and with every figure inline: [{0}]({0}).\n", crate::report_html::FILE));
     std::fs::write(ctx.output(files::REPORT_INDEX), readme)?;
+
+    let summary_metrics: Vec<(&'static str, &'static str)> = Metric::OOD.iter().map(|m| (m.name(), m.header())).collect();
+    let table_of: Vec<(&Detector, &'static str)> =
+        paper_detectors.iter().map(|d| (*d, "1")).chain(beyond.iter().map(|d| (*d, "3"))).collect();
+    let methods: Vec<(&str, &str)> = table_of.iter().map(|(d, t)| (d.label, *t)).collect();
+    let labels: Vec<&str> = sets.iter().map(|(_, l)| l.as_str()).collect();
+    let page = crate::report_html::ReportPage {
+        title: "Out-of-distribution detection on CIFAR-10: the report",
+        note: &note,
+        sets,
+        detectors: table_of.clone(),
+        models: &models,
+        lookup: &lookup,
+        estimated: &estimated,
+        seeds: &collected.seeds,
+        summary: crate::report_summary::rows(
+            &crate::report_summary::Values::of(&collected.values),
+            &methods,
+            &labels,
+            &summary_metrics,
+            config.report.bootstrap_seed,
+        ),
+        summary_metrics,
+        results_csv: &results_csv,
+        checked: checked.as_ref(),
+    };
+    crate::report_html::write(ctx, &page)?;
 
     let mut summary = format!("Headline (ours / paper; {note}):\n");
     for model in &models {

@@ -131,15 +131,48 @@ pub fn ranks(values: &[Option<f64>]) -> Vec<Option<usize>> {
 
 /// The summary's Markdown: `methods` are (label, which table it is in), `sets` the OOD sets'
 /// labels, `metrics` (name, header) in column order.
-pub fn markdown(values: &Values, methods: &[(&str, &str)], sets: &[&str], metrics: &[(&str, &str)], seed: u64) -> String {
+/// One method's row of the summary: its rank, label, table, and per metric its mean with the
+/// cell's text (what the Markdown and the HTML page both show).
+pub struct SummaryRow {
+    pub rank: Option<usize>,
+    pub method: String,
+    pub table: String,
+    pub cells: Vec<Option<(Mean, String)>>,
+}
+
+/// The summary's rows, in rank order (see [`markdown`] for the arguments).
+pub fn rows(values: &Values, methods: &[(&str, &str)], sets: &[&str], metrics: &[(&str, &str)], seed: u64) -> Vec<SummaryRow> {
     let means: Vec<Vec<Option<Mean>>> =
         methods.iter().map(|(m, _)| metrics.iter().map(|(k, _)| mean_over_sets(values, sets, m, k, seed)).collect()).collect();
     let rank_col = metrics.iter().position(|(k, _)| *k == RANK_BY);
     let ranked = ranks(&means.iter().map(|row| rank_col.and_then(|c| row[c].as_ref().map(|m| m.value))).collect::<Vec<_>>());
     let mut order: Vec<usize> = (0..methods.len()).collect();
     order.sort_by_key(|&i| (ranked[i].unwrap_or(usize::MAX), i));
+    order
+        .into_iter()
+        .map(|i| SummaryRow {
+            rank: ranked[i],
+            method: methods[i].0.to_string(),
+            table: methods[i].1.to_string(),
+            cells: means[i]
+                .iter()
+                .map(|m| {
+                    m.clone().map(|m| {
+                        let text = match m.interval {
+                            Some(interval) => interval_cell(m.value, interval, m.cut),
+                            None => format!("{:.2}", m.value),
+                        };
+                        (m, text)
+                    })
+                })
+                .collect(),
+        })
+        .collect()
+}
 
-    let seeds = means.iter().flatten().flatten().map(|m| m.seeds).max().unwrap_or(1);
+pub fn markdown(values: &Values, methods: &[(&str, &str)], sets: &[&str], metrics: &[(&str, &str)], seed: u64) -> String {
+    let rows = rows(values, methods, sets, metrics, seed);
+    let seeds = rows.iter().flat_map(|r| &r.cells).flatten().map(|(m, _)| m.seeds).max().unwrap_or(1);
     let how = if seeds >= 2 {
         format!(
             "the 95% two-level bootstrap interval of the {seeds} training seeds' means over the sets (each replicate draws the seeds \
@@ -164,16 +197,11 @@ pub fn markdown(values: &Values, methods: &[(&str, &str)], sets: &[&str], metric
     md.push_str("\n|---:|---|---|");
     md.push_str(&"---:|".repeat(metrics.len()));
     md.push('\n');
-    for i in order {
-        let rank = ranked[i].map_or("–".to_string(), |r| r.to_string());
-        write!(md, "| {rank} | {} | {} |", methods[i].0, methods[i].1).unwrap();
-        for m in &means[i] {
-            let cell = match m {
-                Some(Mean { value, interval: Some(interval), cut, .. }) => interval_cell(*value, *interval, *cut),
-                Some(Mean { value, interval: None, .. }) => format!("{value:.2}"),
-                None => "–".into(),
-            };
-            write!(md, " {cell} |").unwrap();
+    for row in &rows {
+        let rank = row.rank.map_or("–".to_string(), |r| r.to_string());
+        write!(md, "| {rank} | {} | {} |", row.method, row.table).unwrap();
+        for cell in &row.cells {
+            write!(md, " {} |", cell.as_ref().map_or("–", |(_, text)| text.as_str())).unwrap();
         }
         md.push('\n');
     }
