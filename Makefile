@@ -2,7 +2,7 @@
 CONFIG ?= pipeline.toml
 CARGO ?= cargo
 
-.PHONY: run test lint setup libtorch data graphviz slurm s3 build bench bench-noop bench-remote
+.PHONY: run test lint setup libtorch data graphviz slurm s3 browser build bench bench-noop bench-remote
 
 ## Install what is missing, build in release mode, run the default pipeline to the final report.
 run: setup graphviz
@@ -10,9 +10,10 @@ run: setup graphviz
 	./target/release/oodpipe run -c $(CONFIG)
 
 ## Install what is missing, build and run the whole test suite (with a one-node Slurm on localhost
-## for the Slurm executor's tests: scripts/slurm_local.sh, and an S3 server on loopback for the
-## remote store's: scripts/s3_local.sh; both idempotent).
-test: setup slurm s3
+## for the Slurm executor's tests: scripts/slurm_local.sh, an S3 server on loopback for the
+## remote store's: scripts/s3_local.sh, and Debian's Chromium for the HTML reports' browser tests:
+## scripts/install_chromium.sh; all idempotent).
+test: setup slurm s3 browser graphviz
 	CARGO=$(CARGO) scripts/run_tests.sh
 
 ## `cargo clippy` itself, as a check build of its own (`make test` runs the same lints inside its
@@ -30,6 +31,9 @@ data:
 
 slurm:
 	@scripts/slurm_local.sh
+
+browser:
+	@scripts/install_chromium.sh
 
 # The test server's credentials (tests/it/remote.rs uses the same; loopback only).
 S3_TEST_KEY = oodpipe-test

@@ -140,6 +140,9 @@ enum Command {
         b: Option<String>,
         #[arg(long)]
         json: bool,
+        /// Also write the comparison as one self-contained HTML page (sortable, filterable).
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Build exactly one stage into the store (its inputs must be built): what a cluster job runs.
     ExecStage { stage: String },
@@ -199,7 +202,7 @@ fn main() -> ExitCode {
         Command::Runs { json } => cli::runs::run(&cache, json),
         Command::ExecStage { stage } => cli::exec_stage::run(&config, &cache, &stage),
         Command::Verify { repair } => cli::verify::run(&cache, repair),
-        Command::Diff { a, b, json } => cli::diff::run(&args.config, &cache, &a, b.as_deref(), json),
+        Command::Diff { a, b, json, html } => cli::diff::run(&args.config, &cache, &a, b.as_deref(), json, html.as_deref()),
     };
     match result {
         Ok(code) => code,

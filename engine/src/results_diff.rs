@@ -243,6 +243,45 @@ pub fn config_changes(old: &BTreeMap<String, Value>, new: &BTreeMap<String, Valu
         .collect()
 }
 
+/// A changed value's cells as the Markdown (and the HTML page of `oodpipe diff --html`) show them.
+pub struct ChangeTexts {
+    pub old: String,
+    pub new: String,
+    pub delta: String,
+    pub p: String,
+    pub p_adjusted: String,
+    pub verdict: &'static str,
+}
+
+impl ChangedValue {
+    pub fn texts(&self) -> ChangeTexts {
+        ChangeTexts {
+            old: cell(self.old, self.old_interval),
+            new: cell(self.new, self.new_interval),
+            delta: match (self.delta, self.delta_interval) {
+                (None, _) => "–".to_string(),
+                (Some(d), None) => format!("{d:+.2}"),
+                (Some(d), Some((lo, hi))) => format!("{d:+.2} [{lo:+.2}, {hi:+.2}]"),
+            },
+            p: p_text(self.p),
+            p_adjusted: p_text(self.p_adjusted),
+            verdict: self.verdict.words(),
+        }
+    }
+}
+
+/// The summary line of [`ResultsDiff::to_markdown`], for the HTML page too.
+impl ResultsDiff {
+    pub fn summary(&self, a: &str, b: &str) -> String {
+        format!(
+            "{} values changed ({}), {} config fields changed between {a} and {b}.",
+            self.changed.len(),
+            self.counts(),
+            self.config_changes.len()
+        )
+    }
+}
+
 fn cell(v: Option<f64>, ci: Option<(f64, f64)>) -> String {
     match (v, ci) {
         (None, _) => "–".to_string(),
@@ -312,22 +351,10 @@ impl ResultsDiff {
                  |---|---|---|---:|---:|---:|---|---:|---:|---|\n",
             );
             for c in &self.changed {
-                let delta = match (c.delta, c.delta_interval) {
-                    (None, _) => "–".to_string(),
-                    (Some(d), None) => format!("{d:+.2}"),
-                    (Some(d), Some((lo, hi))) => format!("{d:+.2} [{lo:+.2}, {hi:+.2}]"),
-                };
+                let t = c.texts();
                 md.push_str(&format!(
-                    "| {} | {} | {} | {} | {} | {delta} | {} | {} | {} | {} |\n",
-                    c.ood_set,
-                    c.method,
-                    c.metric,
-                    cell(c.old, c.old_interval),
-                    cell(c.new, c.new_interval),
-                    c.test_description,
-                    p_text(c.p),
-                    p_text(c.p_adjusted),
-                    c.verdict.words(),
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    c.ood_set, c.method, c.metric, t.old, t.new, t.delta, c.test_description, t.p, t.p_adjusted, t.verdict,
                 ));
             }
             md.push('\n');
@@ -339,12 +366,8 @@ impl ResultsDiff {
             }
             md.push('\n');
         }
-        md.push_str(&format!(
-            "{} values changed ({}), {} config fields changed between {a} and {b}.\n",
-            self.changed.len(),
-            self.counts(),
-            self.config_changes.len()
-        ));
+        md.push_str(&self.summary(a, b));
+        md.push('\n');
         md
     }
 

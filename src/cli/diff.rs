@@ -145,7 +145,7 @@ fn resolve(spec: Option<&str>, cache: &Path, report_dir: &Path, config: &Path) -
     })
 }
 
-pub fn run(config: &Path, cache: &Path, a: &str, b: Option<&str>, as_json: bool) -> anyhow::Result<ExitCode> {
+pub fn run(config: &Path, cache: &Path, a: &str, b: Option<&str>, as_json: bool, html: Option<&Path>) -> anyhow::Result<ExitCode> {
     // The report folder of the current config; without a loadable config (a checkout with no
     // pipeline.toml, a config of another schema), the default `reports`.
     let report_dir = crate::pipeline::load(config, &crate::experiment::Experiment::default())
@@ -177,10 +177,33 @@ pub fn run(config: &Path, cache: &Path, a: &str, b: Option<&str>, as_json: bool)
         platform_changes(&old.platform, &new.platform),
         (old.overrides, new.overrides),
     );
+    let b_name = b.unwrap_or("the working tree");
+    if let Some(path) = html {
+        let page = super::diff_page::page(&diff, a, b_name, &unchanged(&old.results, &new.results)?);
+        oodpipe_engine::atomic_file::write(path, page.as_bytes()).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
     if as_json {
         println!("{}", serde_json::to_string(&diff)?);
     } else {
-        print!("{}", diff.to_markdown(a, b.unwrap_or("the working tree")));
+        print!("{}", diff.to_markdown(a, b_name));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The aggregates both sides have with the same value: (set, method, metric, value).
+fn unchanged(old: &Results, new: &Results) -> anyhow::Result<Vec<(String, String, String, f64)>> {
+    let rows = |r: &Results| -> anyhow::Result<BTreeMap<(String, String, String), f64>> {
+        let f = &r.frame;
+        let (o, m, k) = (f.column("ood_set")?.str()?, f.column("method")?.str()?, f.column("metric")?.str()?);
+        let v = f.column("value")?.f64()?;
+        Ok((0..f.height())
+            .filter_map(|i| {
+                let text = |c: &polars::prelude::StringChunked| c.get(i).unwrap_or_default().to_string();
+                Some(((text(o), text(m), text(k)), v.get(i)?))
+            })
+            .collect())
+    };
+    let (a, b) = (rows(old)?, rows(new)?);
+    Ok(b.into_iter().filter(|(key, v)| a.get(key) == Some(v)).map(|((o, m, k), v)| (o, m, k, v)).collect())
 }

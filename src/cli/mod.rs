@@ -2,11 +2,13 @@
 
 pub mod dag;
 pub mod diff;
+pub mod diff_page;
 pub mod exec_stage;
 pub mod forget;
 pub mod gc;
 pub mod remote;
 pub mod run;
+pub mod run_page;
 pub mod runs;
 pub mod show;
 pub mod status;

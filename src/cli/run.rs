@@ -69,10 +69,11 @@ pub fn run(
                 }
                 oodpipe_engine::atomic_file::write(&path, serde_json::to_string_pretty(&record)?.as_bytes())?;
             }
+            draw_dag(&session.pipeline.graph, dir);
             if let Some(entry) = outcome.entries.get(&ks.spec.id) {
                 append_run_section(&session, entry, dir, &record)?;
+                super::run_page::write(&session, entry, dir, &record)?;
             }
-            draw_dag(&session.pipeline.graph, dir);
             if let Ok(summary) = std::fs::read_to_string(dir.join(files::SUMMARY)) {
                 eprintln!("\nThe report is in {}/ (README.md, table1.md, table2.md, results.csv).\n{summary}", dir.display());
             }

@@ -27,7 +27,7 @@ use oodpipe_plan::metric::Metric;
 use plotters::prelude::*;
 
 /// `report.html`, in every report folder.
-pub const FILE: &str = "report.html";
+pub const FILE: &str = oodpipe_html::PAGE;
 
 /// What the page shows, gathered by the report stage.
 pub(crate) struct ReportPage<'a> {

@@ -373,7 +373,7 @@ fn paper_hyperparameters(
     sets: &[(String, String)],
     collected: &[Collected],
     config: &view::Report,
-) -> String {
+) -> (String, Option<maud::Markup>) {
     let defaults = serde_json::to_value(oodpipe_plan::Config::default()).expect("the config serialises");
     let number = |v: &str| v.trim().parse::<f64>().ok();
     let mut md = String::new();
@@ -424,9 +424,11 @@ fn paper_hyperparameters(
         }
         claims.push(Claim { paper: hyper.paper.clone(), parts });
     }
+    let mut page = None;
     if !claims.is_empty() {
         let resamples = if config.report.claims_bootstrap > 0 { config.report.claims_bootstrap } else { config.report.bootstrap };
         let checked = crate::claims::check(&claims, &values, sets, resamples, config.report.bootstrap_seed);
+        page = Some(crate::report_html::claims_markup(&checked, "sweep-claim"));
         let seeds = collected.first().map_or(1, |c| c.seeds.len());
         writeln!(
             md,
@@ -438,7 +440,7 @@ fn paper_hyperparameters(
         )
         .unwrap();
     }
-    md
+    (md, page)
 }
 
 /// The sweep's report stage.
@@ -454,6 +456,7 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)], keys: &[String], point
     std::fs::write(ctx.output(SWEEP_CSV), csv(keys, points, &cells, &chosen))?;
     let seeds = points.first().map(|p| p.seeds.len()).unwrap_or(1);
     let mut md = markdown(keys, points, sets, &cells, &chosen, seeds);
+    let mut checked_html = None;
     if let Some(source) = ctx.sources.iter().find(|s| s.label == crate::table::CLAIMS_SOURCE) {
         let hypers =
             oodpipe_plan::claims::load_hyperparameters(&source.path).map_err(|e| oodpipe_engine::bad_input::BadInput(e.to_string()))?;
@@ -469,10 +472,11 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)], keys: &[String], point
             let resolve = |id: &str| p.inputs.get(id).cloned().unwrap_or_else(|| id.to_string());
             claimed.push(report::collect_for_claims(ctx, &config, sets, &p.seeds, &resolve, &sides)?);
         }
-        let section = paper_hyperparameters(&hypers, keys, points, sets, &claimed, &config);
+        let (section, checked) = paper_hyperparameters(&hypers, keys, points, sets, &claimed, &config);
         if !section.is_empty() {
             md.push_str(&format!("## The paper's Section 5.3, checked\n\n{section}\n"));
         }
+        checked_html = checked;
     }
     std::fs::write(ctx.output(SWEEP_MD), md)?;
     std::fs::create_dir_all(ctx.output(crate::figures::DIR))?;
@@ -488,7 +492,56 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)], keys: &[String], point
         sizes.first().map(|(a, b)| format!("{a} : {b}")).unwrap_or_default()
     );
     readme.push_str(&std::fs::read_to_string(ctx.output(SWEEP_MD))?.replacen("# Sweep\n\n", "", 1));
+    readme.push_str(&format!("\nThe same sweep to look at, sortable and with its figures inline: [{0}]({0}).\n", crate::report_html::FILE));
     std::fs::write(ctx.output(crate::ids::files::REPORT_INDEX), readme)?;
+    page(ctx, keys, checked_html)
+}
+
+/// The sweep's `report.html`: every row of `sweep.csv` (sortable, filtered by OOD set, method,
+/// metric, split and each swept key), its figures inline, and Section 5.3 checked.
+fn page(ctx: &StageContext, keys: &[String], checked: Option<maud::Markup>) -> Result<()> {
+    use maud::html;
+    let csv = std::fs::read_to_string(ctx.output(SWEEP_CSV))?;
+    let mut lines = csv.lines();
+    let headers: Vec<String> = crate::report_html::split_csv(lines.next().unwrap_or_default());
+    let rows: Vec<Vec<oodpipe_html::Cell>> = lines
+        .map(|l| {
+            crate::report_html::split_csv(l)
+                .into_iter()
+                .map(|f| match f.parse::<f64>() {
+                    Ok(v) => oodpipe_html::Cell::number(f, v),
+                    Err(_) => oodpipe_html::Cell::text(f),
+                })
+                .collect()
+        })
+        .collect();
+    let k = keys.len();
+    let table = oodpipe_html::Table {
+        id: "sweep".into(),
+        caption: "sweep.csv: every point's values (percent); `chosen`: the lowest validation FPR at 95% TPR".into(),
+        headers,
+        rows,
+        filters: (0..k).chain([k, k + 1, k + 2, k + 3]).collect(),
+    };
+    let figures: Vec<oodpipe_html::Figure> = keys
+        .iter()
+        .filter_map(|key| {
+            let svg = std::fs::read_to_string(ctx.output(&figure_path(key))).ok()?;
+            oodpipe_html::Figure::new(format!("Validation FPR at 95% TPR against {key}"), &svg)
+        })
+        .collect();
+    let title = format!("Sweep of {}", keys.join(", "));
+    let body = html! {
+        h1 { (title) }
+        p { "Every point's numbers, as in sweep.md and sweep.csv: click a header to sort, choose in a filter to narrow." }
+        section #figures { @for f in &figures { (f.markup()) } }
+        @if let Some(claims) = &checked {
+            section #claims { h2 { "The paper's Section 5.3, checked" } (claims) }
+        }
+        section #all-results { (table.markup()) }
+        section #run { h2 { "The run" } (maud::PreEscaped(oodpipe_html::RUN_MARKER)) }
+    };
+    std::fs::write(ctx.output(crate::report_html::FILE), oodpipe_html::page(&title, body))?;
     Ok(())
 }
 

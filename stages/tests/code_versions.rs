@@ -4,8 +4,8 @@
 //! stale. This test hashes each kind's source files (comments and whitespace removed, so a
 //! comment or a reformat does not count) and compares with the record in `code_versions.txt`.
 //! A kind's files are derived from the code, not listed: from the kind's entry point, every file of
-//! the stages and metrics crates its code reaches by path (`crate::`, `super::`, `self::`,
-//! `oodpipe_metrics::`, named child modules), transitively ([`closure`]); so a shared file a kind
+//! the stages, metrics and html crates its code reaches by path (`crate::`, `super::`, `self::`,
+//! `oodpipe_metrics::`, `oodpipe_html::`, named child modules), transitively ([`closure`]); so a shared file a kind
 //! starts to call joins its group without anyone remembering to add it.
 //! - the code changed, the version did not: fails, naming the versions to bump and the changed
 //!   files (a refactor that computes the same bytes is recorded without a bump: a deliberate,
@@ -113,10 +113,17 @@ fn scrub(src: &str, keep_whitespace: bool) -> String {
 enum Crate {
     Stages,
     Metrics,
+    Html,
 }
 
 fn crate_of(file: &str) -> Crate {
-    if file.starts_with("metrics/") { Crate::Metrics } else { Crate::Stages }
+    if file.starts_with("metrics/") {
+        Crate::Metrics
+    } else if file.starts_with("html/") {
+        Crate::Html
+    } else {
+        Crate::Stages
+    }
 }
 
 /// The file of module `path` in `krate` (the longest prefix of `path` that is a module with a file
@@ -134,6 +141,7 @@ fn module_file(krate: Crate, path: &[&str]) -> Option<String> {
             (Crate::Stages, ["models", name, ..]) if n == 2 => vec![format!("models/{name}.rs")],
             (Crate::Stages, _) => vec![format!("stages/src/{}.rs", p.join("/")), format!("stages/src/{}/mod.rs", p.join("/"))],
             (Crate::Metrics, _) => vec![format!("metrics/src/{}.rs", p.join("/")), format!("metrics/src/{}/mod.rs", p.join("/"))],
+            (Crate::Html, _) => vec![format!("html/src/{}.rs", p.join("/")), format!("html/src/{}/mod.rs", p.join("/"))],
         };
         if let Some(f) = candidates.into_iter().find(|f| root().join(f).is_file()) {
             return Some(f);
@@ -144,7 +152,7 @@ fn module_file(krate: Crate, path: &[&str]) -> Option<String> {
 
 /// The module path of a file (`stages/src/model/head.rs` -> model::head).
 fn module_of(file: &str) -> Vec<String> {
-    let rel = file.strip_prefix("stages/src/").or_else(|| file.strip_prefix("metrics/src/")).unwrap_or(file);
+    let rel = ["stages/src/", "metrics/src/", "html/src/"].iter().find_map(|p| file.strip_prefix(p)).unwrap_or(file);
     let rel = rel.strip_suffix(".rs").unwrap_or(rel);
     let rel = rel.strip_suffix("/mod").unwrap_or(rel);
     rel.split('/').filter(|s| !s.is_empty() && *s != "lib").map(str::to_string).collect()
@@ -198,7 +206,7 @@ fn paths_at(text: &[char], mut at: usize, prefix: Vec<String>, out: &mut Vec<Vec
 const REGISTRIES: [&str; 4] = ["stages/src/lib.rs", "detectors/mod.rs", "ood_kinds/mod.rs", "models/mod.rs"];
 
 /// The files of the workspace's computing crates that `file` refers to: through `crate::`,
-/// `super::`, `self::`, `oodpipe_metrics::`, and its own child modules that it names.
+/// `super::`, `self::`, `oodpipe_metrics::`, `oodpipe_html::`, and its own child modules that it names.
 fn references(file: &str) -> Vec<String> {
     let source = scrub(&std::fs::read_to_string(root().join(file)).unwrap_or_else(|e| panic!("{file}: {e}")), true);
     let text: Vec<char> = source.chars().collect();
@@ -227,6 +235,8 @@ fn references(file: &str) -> Vec<String> {
             let target = match word.as_str() {
                 "crate" => module_file(krate, &p),
                 "oodpipe_metrics" => module_file(Crate::Metrics, &p).or_else(|| Some("metrics/src/lib.rs".into())),
+                // The page's frame and script (the report's and the sweep's HTML).
+                "oodpipe_html" => module_file(Crate::Html, &p).or_else(|| Some("html/src/lib.rs".into())),
                 // A detector's or an OOD kind's `super::` is its own file (its `mod code` sits inside it).
                 "super" if file.starts_with("detectors/") || file.starts_with("ood_kinds/") => None,
                 "super" => {
@@ -451,6 +461,8 @@ fn each_kinds_files_come_from_what_its_code_calls() {
     assert!(files("detector odin").contains(&"stages/src/methods/odin.rs".to_string()), "{:?}", files("detector odin"));
     assert!(files("detector knn").contains(&"stages/src/features/stats.rs".to_string()), "{:?}", files("detector knn"));
     assert!(files("detector energy").contains(&"metrics/src/lib.rs".to_string()), "{:?}", files("detector energy"));
+    // The report's page reaches the page frame's crate (its script and style are in its output).
+    assert!(files("report").contains(&"html/src/lib.rs".to_string()), "{:?}", files("report"));
     assert!(!files("detector energy").contains(&"stages/src/methods/odin.rs".to_string()), "{:?}", files("detector energy"));
     // An OOD set kind reaches the helpers its code calls, and no other kind's.
     let data = |f: &str| format!("stages/src/data/{f}");
