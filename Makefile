@@ -2,7 +2,7 @@
 CONFIG ?= pipeline.toml
 CARGO ?= cargo
 
-.PHONY: run test lint setup libtorch data graphviz slurm s3 browser build bench bench-noop bench-remote
+.PHONY: run test lint setup libtorch data python graphviz slurm s3 browser build bench bench-noop bench-remote
 
 ## Install what is missing, build in release mode, run the default pipeline to the final report.
 run: setup graphviz
@@ -21,13 +21,20 @@ test: setup slurm s3 browser graphviz
 lint: setup
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-setup: libtorch data
+setup: libtorch data python
+
+## The interpreter of Python detectors (`[python.<name>]`): the checkout's venv with numpy, unless
+## one is named already.
+export OODPIPE_PYTHON ?= $(CURDIR)/.venv/bin/python
 
 libtorch:
 	@scripts/install_libtorch.sh .libtorch
 
 data:
 	@scripts/fetch_cifar10.sh data/cifar-10-batches-bin
+
+python:
+	@scripts/install_python.sh .venv
 
 slurm:
 	@scripts/slurm_local.sh

@@ -248,6 +248,22 @@ fn set_dotted(tree: &mut Value, key: &str, value: Value) -> Result<(), String> {
     Ok(())
 }
 
+/// Why `key` cannot be set, when it is a key of a `[python.<name>]` table the config does not
+/// have: its hyperparameters are the keys the table declares.
+fn unknown_python_key(config: &Config, key: &str) -> Option<String> {
+    let rest = key.strip_prefix(&format!("{}.", oodpipe_plan::python::KEY))?;
+    let (name, field) = rest.split_once('.')?;
+    let table = config.python.detectors.get(name)?;
+    let known = ["script", "label", "model", "features"].contains(&field) || table.params.contains_key(field);
+    (!known).then(|| {
+        let params: Vec<&str> = table.params.keys().map(String::as_str).collect();
+        format!(
+            "not a key of [python.{name}] (its hyperparameters: {}); a hyperparameter is declared in the table first",
+            if params.is_empty() { "none".to_string() } else { params.join(", ") }
+        )
+    })
+}
+
 /// `tree` without its null leaves (recursively).
 fn drop_nulls(tree: &mut Value) {
     if let Value::Object(map) = tree {
@@ -273,6 +289,11 @@ pub fn apply(config: &Config, assignments: &[Assignment]) -> Result<Config, Conf
     for a in assignments {
         if non_finite(&a.value) {
             problems.extend(bad(&a.origin, Some(&a.key), "not a finite number (NaN and infinities are refused)".into()).0);
+            continue;
+        }
+        // A Python detector's table takes any key as a hyperparameter: a typo would be a new one.
+        if let Some(message) = unknown_python_key(config, &a.key) {
+            problems.extend(bad(&a.origin, Some(&a.key), message).0);
             continue;
         }
         let value = serde_json::to_value(&a.value).expect("a TOML value converts to JSON");

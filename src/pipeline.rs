@@ -253,7 +253,8 @@ pub fn load(config_path: &Path, experiment: &Experiment) -> anyhow::Result<Pipel
     check_values(&config, config_path, &text, &sets)?;
     // The claims are the report's, but a typo in them should stop the run now, not in an hour.
     if !config.report.claims.as_os_str().is_empty() {
-        oodpipe_plan::claims::load(&config.report.claims)?;
+        let python: Vec<&str> = config.python.detectors.keys().map(String::as_str).collect();
+        oodpipe_plan::claims::load_with(&config.report.claims, &python)?;
     }
     let config_json = serde_json::to_value(&config).expect("config serialises");
     let config_key = blake3::hash(&serde_json::to_vec(&config_json).expect("config serialises")).to_hex().to_string();

@@ -52,10 +52,29 @@ fn show(v: &Option<Value>) -> String {
     }
 }
 
+/// A fact's value as a person writes it: a string without quotes, nothing as `(none)`.
+fn plain(v: &Option<Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "(none)".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+    }
+}
+
+/// A source label that says what the file is (`python script: methods/x.py`): (what, path).
+fn described(label: &str) -> Option<(&str, &str)> {
+    let (what, path) = label.split_once(": ")?;
+    (!what.contains('/') && !what.is_empty()).then_some((what, path))
+}
+
 impl fmt::Display for DirtyReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NoEntry => write!(f, "no entry yet"),
+            // A fact of the environment a stage keys (`@python environment: numpy`), not a config field.
+            Self::ConfigChanged { field, old, new } if field.starts_with('@') => {
+                write!(f, "{} {} -> {}", &field[1..], plain(old), plain(new))
+            }
             Self::ConfigChanged { field, old, new } => {
                 write!(f, "config field `{field}` changed from {} to {}", show(old), show(new))
             }
@@ -63,7 +82,10 @@ impl fmt::Display for DirtyReason {
             Self::InputsChanged { added, removed } => {
                 write!(f, "inputs changed (added: [{}], removed: [{}])", added.join(", "), removed.join(", "))
             }
-            Self::SourceChanged { label } => write!(f, "source file {label} changed"),
+            Self::SourceChanged { label } => match described(label) {
+                Some((what, path)) => write!(f, "{what} {path} changed"),
+                None => write!(f, "source file {label} changed"),
+            },
             Self::SaltChanged { kind, old, new } => {
                 write!(f, "code version of `{kind}` changed from {old} to {new}")
             }
@@ -131,6 +153,21 @@ mod tests {
             sources: [("data/test_batch.bin".to_string(), "h1".to_string())].into(),
             platform: Platform { libtorch: "2.13.0".into(), device: "cpu".into() },
         }
+    }
+
+    #[test]
+    fn a_fact_and_a_described_source_read_as_what_they_are() {
+        let (mut old, mut new) = (material(), material());
+        new.params.insert("@python environment: numpy".into(), json!("2.3.2"));
+        old.params.insert("@python environment: numpy".into(), json!("2.3.1"));
+        new.params.insert("@python environment: six".into(), json!("1.17.0"));
+        old.sources.insert("python script: methods/x.py".into(), "h1".into());
+        new.sources.insert("python script: methods/x.py".into(), "h2".into());
+        let text: Vec<String> = diff(&old, &new).iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            text,
+            ["python environment: numpy 2.3.1 -> 2.3.2", "python environment: six (none) -> 1.17.0", "python script methods/x.py changed"]
+        );
     }
 
     #[test]

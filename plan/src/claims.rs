@@ -182,12 +182,22 @@ pub struct Part {
 /// Reads and checks a claims file: every problem at once, each with the file, its line and what
 /// was expected.
 pub fn load(path: &Path) -> Result<Vec<Claim>, ConfigErrors> {
+    load_with(path, &[])
+}
+
+/// [`load`], with the config's Python detectors (`python`, their names) as sides too.
+pub fn load_with(path: &Path, python: &[&str]) -> Result<Vec<Claim>, ConfigErrors> {
     let text = oodpipe_engine::config_file::read(path).map_err(|e| ConfigErrors(vec![e]))?;
-    parse(&text, path)
+    parse_with(&text, path, python)
 }
 
 /// Parses and checks the text of a claims file read from `path`.
 pub fn parse(text: &str, path: &Path) -> Result<Vec<Claim>, ConfigErrors> {
+    parse_with(text, path, &[])
+}
+
+/// [`parse`], with the config's Python detectors (`python`, their names) as sides too.
+pub fn parse_with(text: &str, path: &Path, python: &[&str]) -> Result<Vec<Claim>, ConfigErrors> {
     let file: ClaimsFile = oodpipe_engine::config_file::parse(text, path).map_err(|e| ConfigErrors(vec![e]))?;
     let mut problems = Vec::new();
     let mut problem = |needle: &str, key: String, message: String| {
@@ -197,7 +207,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Claim>, ConfigErrors> {
         });
         problems.push(ConfigError { file: path.to_path_buf(), position, key: Some(key), message });
     };
-    let detectors: Vec<&str> = crate::detector::ALL.iter().map(|d| d.name).collect();
+    let detectors: Vec<&str> = crate::detector::ALL.iter().map(|d| d.name).chain(python.iter().copied()).collect();
     let models: Vec<&str> = ModelKind::ALL.iter().map(|m| m.name()).collect();
     let mut claims = Vec::new();
     for (i, c) in file.claim.iter().enumerate() {
@@ -253,7 +263,8 @@ fn check_part(
     if accuracy && metrics.len() > 1 {
         problem(paper, key("metrics"), "`accuracy` compares models, the OOD metrics detectors: give them separate parts".into());
     }
-    let (sides, what) = if accuracy { (models, "a model") } else { (detectors, "a registered detector (detectors/mod.rs)") };
+    let (sides, what) =
+        if accuracy { (models, "a model") } else { (detectors, "a registered detector (detectors/mod.rs) or a [python.<name>] one") };
     let mut comparisons = Vec::new();
     for text in &c.compare {
         match parse_comparison(text) {

@@ -43,6 +43,11 @@ pub struct Config {
     /// Each detector's own hyper-parameters, `[detector.<name>]` tables declared in its file
     /// (`detectors/<name>.rs`); every field has the detector's default ([`crate::detector_params`]).
     pub detector: crate::detector_params::DetectorTables,
+    /// `[python]`: detectors written in Python, `[python.<name>]` tables, and the interpreter
+    /// ([`crate::python`]). Left out of the serialised config when empty, so configs without it
+    /// keep their config key.
+    #[serde(skip_serializing_if = "crate::python::PythonTables::is_empty")]
+    pub python: crate::python::PythonTables,
     /// How `oodpipe run --executor slurm` submits stages (partition, account, per-kind resources).
     /// Not part of any key: where a stage runs does not change what it computes.
     pub executor: oodpipe_engine::slurm::SlurmOptions,
@@ -75,6 +80,7 @@ impl Default for Config {
             eval: EvalConfig::default(),
             report: ReportConfig::default(),
             detector: Default::default(),
+            python: Default::default(),
             executor: Default::default(),
             sweep: None,
             remote: Default::default(),
@@ -367,6 +373,11 @@ impl Config {
             let problems = crate::detector::find(name).and_then(|d| d.params).map(|p| p.problems(table)).unwrap_or_default();
             for p in problems {
                 check(false, &format!("{}.{name}.{}", crate::detector_params::KEY, p.field), &Shown(&p.value), &p.expected);
+            }
+        }
+        for (name, python) in &self.python.detectors {
+            for (key, value, expected) in python.problems(name, &self.models) {
+                check(false, &key, &Shown(&value), &expected);
             }
         }
         check(!self.ood.is_empty(), "ood", &self.ood.len(), "at least one [ood.<name>] table");

@@ -22,6 +22,7 @@ pub mod ood;
 /// The OOD set kinds' descriptions (their code is compiled in `oodpipe-stages`).
 #[path = "../../ood_kinds/mod.rs"]
 pub mod ood_kinds;
+pub mod python;
 pub mod table;
 pub mod view;
 

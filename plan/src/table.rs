@@ -8,6 +8,7 @@ use crate::config::{Config, ModelKind};
 use crate::detector::Detector;
 use crate::ids::{self, CIFAR10};
 use crate::ood::OodSet;
+use crate::python::PythonDetector;
 use crate::view::{self, Reads, reads};
 use oodpipe_engine::stage_spec::{SourceSpec as Source, StageSpec, Uses};
 use serde::{Deserialize, Serialize};
@@ -52,14 +53,29 @@ pub enum Task {
         detector: String,
         set: OodSet,
     },
-    /// The report; `sets` are the OOD sets (name, label) in config order.
+    /// A Python detector's scores and metrics on an OOD set's test and validation splits
+    /// (`[python.<name>]`, [`crate::python`]): `script` is its file's absolute path,
+    /// `interpreter` the Python to run it with.
+    Python {
+        name: String,
+        set: OodSet,
+        detector: PythonDetector,
+        script: PathBuf,
+        interpreter: String,
+    },
+    /// The report; `sets` are the OOD sets (name, label) in config order, `python` the config's
+    /// Python detectors (Table 3's rows after the registered detectors').
     Report {
         sets: Vec<(String, String)>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        python: Vec<(String, PythonDetector)>,
     },
     /// A sweep's report: every point's results side by side (`sets` as the report's, `keys` the
     /// swept keys, each point with its values and the inputs it reads).
     Sweep {
         sets: Vec<(String, String)>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        python: Vec<(String, PythonDetector)>,
         keys: Vec<String>,
         points: Vec<SweepPoint>,
     },
@@ -185,6 +201,14 @@ impl Task {
                     detector: Some(name),
                 }
             }
+            Task::Python { script, .. } => StageKind {
+                name: "score",
+                salt: crate::python::VERSION,
+                code: format!("stages/src/python/mod.rs: python::score (the detector's functions: {})", script.display()),
+                uses: light,
+                per_seed: true,
+                detector: None,
+            },
             Task::Report { .. } => StageKind {
                 name: "report",
                 salt: salt::REPORT,
@@ -413,7 +437,10 @@ fn table(config: &Config) -> anyhow::Result<Vec<StageDef>> {
         report_inputs.extend(
             seeded
                 .iter()
-                .filter(|s| matches!(&s.task, Task::Score { .. }) || matches!(&s.task, Task::Outputs { set, .. } if set == CIFAR10))
+                .filter(|s| {
+                    matches!(&s.task, Task::Score { .. } | Task::Python { .. })
+                        || matches!(&s.task, Task::Outputs { set, .. } if set == CIFAR10)
+                })
                 .map(|s| s.id.clone()),
         );
         stages.extend(seeded);
@@ -421,10 +448,12 @@ fn table(config: &Config) -> anyhow::Result<Vec<StageDef>> {
 
     // The report.
     let names: Vec<(String, String)> = sets.iter().map(|s| (s.name.clone(), s.label.clone())).collect();
-    let mut r = stage(ids::REPORT.into(), Task::Report { sets: names.clone() });
+    let python = python_detectors(config);
+    let mut r = stage(ids::REPORT.into(), Task::Report { sets: names.clone(), python: python.clone() });
     r.config = shared.clone();
     r.reads = vec![reads::<view::Report>()];
     r.extra.insert("ood".into(), serde_json::to_value(&names).expect("names serialise"));
+    r.extra.extend(python_rows(&python));
     // CIFAR-10's test labels: which images each model classifies right (paired accuracy differences).
     r.inputs = std::iter::once(ids::cifar10_data()).chain(report_inputs).collect();
     r.sources = vec![Source {
@@ -493,6 +522,66 @@ fn data_stages(config: &Config, sets: &[OodSet]) -> Vec<StageDef> {
     stages
 }
 
+/// The config's Python detectors, (name, table), in config order.
+fn python_detectors(config: &Config) -> Vec<(String, PythonDetector)> {
+    config.python.detectors.iter().map(|(n, d)| (n.clone(), d.clone())).collect()
+}
+
+/// What a report keys of the Python detectors whose rows it writes (their labels and models),
+/// when there are any (a config without them keeps its report's key).
+fn python_rows(python: &[(String, PythonDetector)]) -> BTreeMap<String, Value> {
+    if python.is_empty() {
+        return BTreeMap::new();
+    }
+    let rows: BTreeMap<&str, (&str, &str)> = python.iter().map(|(n, d)| (n.as_str(), (d.label.as_str(), d.model.name()))).collect();
+    BTreeMap::from([("python".to_string(), serde_json::to_value(rows).expect("rows serialise"))])
+}
+
+/// The Python detectors' score stages of one seed (`score.<name>.<set>`, [`crate::python`]):
+/// inputs its model's outputs on CIFAR-10 and the set, CIFAR-10's data (the labels) and, when it
+/// reads features, the features stages; keyed on its table, the interpreter's identity and, as
+/// sources, its script and the local modules it imports.
+fn python_stages(config: &Config, suffix: &str, sets: &[OodSet]) -> Vec<StageDef> {
+    let id = |base: String| format!("{base}{suffix}");
+    let interpreter = config.python.interpreter();
+    let mut stages = Vec::new();
+    for (name, d) in &config.python.detectors {
+        let model = d.model;
+        let script = std::fs::canonicalize(&d.script).unwrap_or_else(|_| d.script.clone());
+        let sources: Vec<Source> = crate::python::local_files(&d.script)
+            .into_iter()
+            .map(|path| {
+                let what = if path == d.script { "python script" } else { "python module" };
+                Source {
+                    label: format!("{what}: {}", path.display()),
+                    path,
+                    hint: format!("a file of the Python detector python.{name} (its script imports it)"),
+                }
+            })
+            .collect();
+        for set in sets {
+            let task = Task::Python {
+                name: name.clone(),
+                set: set.clone(),
+                detector: d.clone(),
+                script: script.clone(),
+                interpreter: interpreter.clone(),
+            };
+            let mut s = stage(id(ids::score(name, &set.name)), task);
+            s.extra = set.label_params();
+            s.extra.insert(format!("{}.{name}", crate::python::KEY), d.key_value());
+            s.extra.extend(crate::python::interpreter_params(&interpreter));
+            s.inputs = vec![id(ids::outputs(model, CIFAR10)), id(ids::outputs(model, &set.name)), ids::cifar10_data()];
+            if d.features {
+                s.inputs.extend([id(ids::features(model, CIFAR10)), id(ids::features(model, &set.name))]);
+            }
+            s.sources = sources.clone();
+            stages.push(s);
+        }
+    }
+    stages
+}
+
 /// A detector's stage's reads: its own, and the network's when it runs the network.
 fn detector_reads(own: &[Reads], network: bool) -> Vec<Reads> {
     let mut r = if network { vec![reads::<view::Network>()] } else { Vec::new() };
@@ -526,7 +615,8 @@ fn seed_stages(config: &Config, suffix: &str, models: &[ModelKind], detectors: &
         }
 
         // Its features, once per data set, when a detector reads them.
-        if detectors.iter().any(|d| d.features && d.model == model) {
+        let python_reads = config.python.detectors.values().any(|p| p.features && p.model == model);
+        if python_reads || detectors.iter().any(|d| d.features && d.model == model) {
             for &set in &data_sets {
                 let mut f = stage(id(ids::features(model, set)), Task::Features { model, set: set.to_string() });
                 f.reads = vec![reads::<view::Network>(), reads::<view::EvalBatch>()];
@@ -592,6 +682,7 @@ fn seed_stages(config: &Config, suffix: &str, models: &[ModelKind], detectors: &
             stages.push(s);
         }
     }
+    stages.extend(python_stages(config, suffix, sets));
     for s in &mut stages {
         s.config = config.clone();
     }
@@ -612,10 +703,12 @@ pub fn sweep_stage(config: &Config, keys: &[String], points: Vec<SweepPoint>, di
         }
     }
     let described = serde_json::to_value(points.iter().map(|p| (keys, &p.values)).collect::<Vec<_>>()).expect("a sweep serialises");
-    let mut s = stage(ids::SWEEP.into(), Task::Sweep { sets: sets.clone(), keys: keys.to_vec(), points });
+    let python = python_detectors(config);
+    let mut s = stage(ids::SWEEP.into(), Task::Sweep { sets: sets.clone(), python: python.clone(), keys: keys.to_vec(), points });
     s.config = config.for_seed(config.seeds()[0]);
     s.reads = vec![reads::<view::Report>()];
     s.extra.insert("ood".into(), serde_json::to_value(&sets).expect("names serialise"));
+    s.extra.extend(python_rows(&python));
     s.extra.insert("sweep".into(), described);
     // What the paper says of the swept hyper-parameters (`[[hyperparameter]]`, Section 5.3).
     if !config.report.claims.as_os_str().is_empty() {

@@ -245,7 +245,7 @@ fn report_sets(session: &super::Session) -> Vec<(String, String)> {
         .stages
         .iter()
         .find_map(|ks| match serde_json::from_value(ks.spec.task.clone()) {
-            Ok(oodpipe_plan::table::Task::Report { sets }) => Some(sets),
+            Ok(oodpipe_plan::table::Task::Report { sets, .. }) => Some(sets),
             _ => None,
         })
         .unwrap_or_default()

@@ -4,6 +4,9 @@ use serde_json::json;
 use std::path::Path;
 use std::process::ExitCode;
 
+/// Lines of a failed attempt's log that `show` prints.
+const LOG_TAIL: usize = 40;
+
 pub fn run(config: &crate::pipeline::ConfigArgs, cache: &Path, stage: &str, as_json: bool) -> anyhow::Result<ExitCode> {
     let session = super::open(config, cache, &[stage.to_string()])?;
     let ks = session
@@ -55,7 +58,18 @@ pub fn run(config: &crate::pipeline::ConfigArgs, cache: &Path, stage: &str, as_j
                 println!("log     {} (the worker's output when this machine last built it)", log.display());
             }
         }
-        None => println!("not built with the current config; `oodpipe run {stage}` builds it"),
+        None => {
+            println!("not built with the current config; `oodpipe run {stage}` builds it");
+            // A failed attempt leaves its worker's output: what went wrong (a Python traceback).
+            let log = session.store.log_path(stage);
+            if let Ok(text) = std::fs::read_to_string(&log) {
+                let lines: Vec<&str> = text.trim_end().lines().collect();
+                println!("log     {} (the worker's output of its last attempt here; its last lines:)", log.display());
+                for line in &lines[lines.len().saturating_sub(LOG_TAIL)..] {
+                    println!("  | {line}");
+                }
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

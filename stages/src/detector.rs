@@ -152,6 +152,12 @@ impl DetectorStage<'_> {
     }
 }
 
+/// Every registered detector, then the config's Python ones (`python`, described as detectors:
+/// Table 3, no tuning), in the report's order.
+pub fn with_python(python: &[(String, oodpipe_plan::python::PythonDetector)]) -> Vec<&'static Detector> {
+    ALL.iter().copied().chain(python.iter().map(|(name, d)| d.describe(name))).collect()
+}
+
 /// The registered detector called `name`, with its code.
 fn lookup(name: &str) -> Result<(&'static Detector, &'static dyn Compute)> {
     let detector = find(name).with_context(|| format!("no registered detector is called `{name}` (detectors/mod.rs)"))?;
@@ -189,6 +195,15 @@ pub fn score(ctx: &StageContext, detector: &str, set: &OodSet) -> Result<()> {
     let (detector, code) = lookup(detector)?;
     let test = code.score(&DetectorStage { ctx, detector, set: Some(set), split: TEST })?;
     let val = code.score(&DetectorStage { ctx, detector, set: Some(set), split: VAL })?;
+    write_scored(ctx, detector.label, set, &test, &val)
+}
+
+/// What every score stage writes (a registered detector's and a Python one's, `crate::python`):
+/// `scores.safetensors` with the test splits' scores (`in_scores`, `out_scores`) and the
+/// validation splits' (`val_in_scores`, `val_out_scores`), and `metrics.json` with their five
+/// metrics each (`metrics`, `val_metrics`), the detector's label and the set's, and the
+/// hyper-parameters the test scores were computed with.
+pub fn write_scored(ctx: &StageContext, label: &str, set: &OodSet, test: &Scored, val: &Scored) -> Result<()> {
     let metrics = ood_metrics(&test.in_scores, &test.out_scores).with_context(|| format!("metrics of {}", ctx.id))?;
     let val_metrics = ood_metrics(&val.in_scores, &val.out_scores).with_context(|| format!("validation metrics of {}", ctx.id))?;
     let name = |split, name| ids::tensors::scores_of(split, name);
@@ -203,7 +218,7 @@ pub fn score(ctx: &StageContext, detector: &str, set: &OodSet) -> Result<()> {
         ],
     )?;
     let record = json!({
-        "method": detector.label,
+        "method": label,
         "ood_set": set.label,
         "hyperparameters": test.hyperparameters,
         "metrics": metrics,

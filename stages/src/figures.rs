@@ -8,7 +8,7 @@
 //! [`write_all`] draws them from the report stage's inputs (each `score.<method>.<ood set>` stage's
 //! `scores.safetensors`); [`Figures::markdown`] is the README section that shows them.
 
-use crate::detector::{ALL, Detector, files, ids};
+use crate::detector::{Detector, files, ids};
 use crate::stage::StageContext;
 use anyhow::{Context, Result, anyhow};
 use plotters::prelude::*;
@@ -312,12 +312,13 @@ pub(crate) fn read_scores(ctx: &StageContext, id: &str, name: &str) -> Result<Ve
 
 /// Draws every figure from the stage's `score.<detector>.<ood set>` inputs into `figures/`, for
 /// the OOD sets `sets` (name, label) in their order.
-pub fn write_all(ctx: &StageContext, sets: &[(String, String)]) -> Result<Figures> {
+/// `detectors` in the report's order (the registry's, then the config's Python ones).
+pub fn write_all(ctx: &StageContext, sets: &[(String, String)], detectors: &[&'static Detector]) -> Result<Figures> {
     let mut figures = Figures::default();
     std::fs::create_dir_all(ctx.output(DIR))?;
     for (name, label) in sets {
         let mut scored = Vec::new();
-        for (i, detector) in ALL.iter().copied().enumerate() {
+        for (i, detector) in detectors.iter().copied().enumerate() {
             let id = ids::score(detector.name, name);
             if ctx.inputs.contains_key(&id) {
                 scored.push((
@@ -357,7 +358,12 @@ impl Figures {
             writeln!(md, "![ROC, {label}]({})\n", roc_path(name)).unwrap();
         }
         let sets: Vec<&(String, String)> = self.roc.iter().filter(|(n, _)| self.histograms.iter().any(|(_, h)| h == n)).collect();
-        let detectors: Vec<&Detector> = ALL.iter().copied().filter(|d| self.histograms.iter().any(|(h, _)| h.name == d.name)).collect();
+        let mut detectors: Vec<&Detector> = Vec::new();
+        for (d, _) in &self.histograms {
+            if !detectors.iter().any(|x| x.name == d.name) {
+                detectors.push(d);
+            }
+        }
         if !detectors.is_empty() {
             md.push_str(
                 "Score histograms: each method's scores on the CIFAR-10 test split against the OOD set's, each as \

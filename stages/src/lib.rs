@@ -25,6 +25,7 @@ pub mod models;
 #[path = "../../ood_kinds/mod.rs"]
 pub mod ood_kinds;
 pub mod outputs;
+pub mod python;
 pub mod report;
 pub mod report_html;
 pub mod report_summary;

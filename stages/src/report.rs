@@ -21,13 +21,14 @@
 //! The paper's numbers are data (`configs/paper_results.csv`, a source of this stage), not code.
 
 use crate::config::ModelKind;
-use crate::detector::{ALL, Detector, ReportTable, files, ids};
+use crate::detector::{Detector, ReportTable, files, ids};
 use crate::stage::StageContext;
 use crate::table::{seed_tag, split_seed_suffix};
 use crate::uncertainty::{CUT, Estimate, Exact};
 use anyhow::{Context, Result, bail};
 use oodpipe_metrics::bootstrap::{bootstrap, bootstrap_mean};
 use oodpipe_plan::metric::{Metric, OodMetric};
+use oodpipe_plan::python::PythonDetector;
 use oodpipe_plan::view;
 use polars::prelude::*;
 use std::collections::BTreeMap;
@@ -224,8 +225,9 @@ pub fn collect(
     sets: &[(String, String)],
     seeds: &[(u64, String)],
     resolve: &dyn Fn(&str) -> String,
+    detectors: &[&'static Detector],
 ) -> Result<Collected> {
-    collect_with(ctx, config, sets, seeds, resolve, &Gather { resamples: config.report.bootstrap, sides: None })
+    collect_with(ctx, config, sets, seeds, resolve, &Gather { resamples: config.report.bootstrap, sides: None, detectors })
 }
 
 /// What [`collect_with`] gathers: how many resamples, and of which sides (detector and model
@@ -233,6 +235,9 @@ pub fn collect(
 pub struct Gather<'a> {
     pub resamples: usize,
     pub sides: Option<&'a std::collections::BTreeSet<String>>,
+    /// The detectors whose score stages to look for (the registry's and the config's Python
+    /// ones: [`crate::detector::with_python`]).
+    pub detectors: &'a [&'static Detector],
 }
 
 /// The measurements of the sides the claims compare, with the claims' resamples
@@ -244,12 +249,13 @@ pub fn collect_for_claims(
     seeds: &[(u64, String)],
     resolve: &dyn Fn(&str) -> String,
     sides: &std::collections::BTreeSet<String>,
+    detectors: &[&'static Detector],
 ) -> Result<Collected> {
     let resamples = match config.report.claims_bootstrap {
         0 => config.report.bootstrap,
         n => n,
     };
-    collect_with(ctx, config, sets, seeds, resolve, &Gather { resamples, sides: Some(sides) })
+    collect_with(ctx, config, sets, seeds, resolve, &Gather { resamples, sides: Some(sides), detectors })
 }
 
 /// [`collect`], of what `gather` says.
@@ -268,7 +274,7 @@ pub fn collect_with(
     let mut hyper = Vec::new();
     let mut sizes = BTreeMap::new();
     for (name, label) in sets {
-        for detector in ALL.iter().copied().filter(|d| wanted(d.name)) {
+        for detector in gather.detectors.iter().copied().filter(|d| wanted(d.name)) {
             let mut test: Vec<Vec<(u64, Measured)>> = vec![Vec::new(); Metric::OOD.len()];
             let mut val: Vec<Vec<(u64, Measured)>> = vec![Vec::new(); Metric::OOD.len()];
             for (seed, suffix) in seeds {
@@ -611,15 +617,20 @@ fn seeds_table(estimated: &Estimated, seeds: &[u64]) -> String {
     md
 }
 
-/// The report of the OOD sets `sets` (name, label), in their order.
-pub fn run(ctx: &StageContext, sets: &[(String, String)]) -> Result<()> {
+/// The report of the OOD sets `sets` (name, label), in their order, with the config's Python
+/// detectors `python` (Table 3's last rows).
+pub fn run(ctx: &StageContext, sets: &[(String, String)], python: &[(String, PythonDetector)]) -> Result<()> {
     let paper = read_paper(ctx.source("paper_results.csv")?)?;
+    let all = crate::detector::with_python(python);
+    let python_names: Vec<&str> = python.iter().map(|(n, _)| n.as_str()).collect();
     let claims = match ctx.sources.iter().find(|s| s.label == crate::table::CLAIMS_SOURCE) {
-        Some(source) => Some(oodpipe_plan::claims::load(&source.path).map_err(|e| oodpipe_engine::bad_input::BadInput(e.to_string()))?),
+        Some(source) => Some(
+            oodpipe_plan::claims::load_with(&source.path, &python_names).map_err(|e| oodpipe_engine::bad_input::BadInput(e.to_string()))?,
+        ),
         None => None,
     };
     let config: view::Report = ctx.view()?;
-    let collected = collect(ctx, &config, sets, &seeds(ctx, config.train.seed), &|id| id.to_string())?;
+    let collected = collect(ctx, &config, sets, &seeds(ctx, config.train.seed), &|id| id.to_string(), &all)?;
     let estimated = Estimated::new(&collected.values, config.report.bootstrap_seed);
     let ours = rows_to_frame(&rows(&estimated))?;
     let compared = compare(&ours, &paper)?;
@@ -627,7 +638,7 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)]) -> Result<()> {
     let present =
         |label: &str, in_dist: bool| collected.values.iter().any(|(k, _)| k.method == label && (k.metric == Metric::Accuracy) == in_dist);
     let detectors =
-        |table: ReportTable| -> Vec<&Detector> { ALL.iter().copied().filter(|d| d.table == table && present(d.label, false)).collect() };
+        |table: ReportTable| -> Vec<&Detector> { all.iter().copied().filter(|d| d.table == table && present(d.label, false)).collect() };
     let (paper_detectors, beyond) = (detectors(ReportTable::Paper), detectors(ReportTable::Beyond));
     let models: Vec<ModelKind> = ModelKind::ALL.iter().copied().filter(|m| present(m.label(), true)).collect();
     let note = interval_note(collected.seeds.len(), config.report.bootstrap);
@@ -665,7 +676,7 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)]) -> Result<()> {
         Some(claims) => {
             let sides: std::collections::BTreeSet<String> =
                 claims.iter().flat_map(|c| &c.parts).flat_map(|p| &p.comparisons).flat_map(|c| [c.a.clone(), c.b.clone()]).collect();
-            Some(collect_for_claims(ctx, &config, sets, &seeds(ctx, config.train.seed), &|id| id.to_string(), &sides)?)
+            Some(collect_for_claims(ctx, &config, sets, &seeds(ctx, config.train.seed), &|id| id.to_string(), &sides, &all)?)
         }
         None => None,
     };
@@ -726,7 +737,7 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)]) -> Result<()> {
         }
         readme.push('\n');
     }
-    readme.push_str(&crate::figures::write_all(ctx, sets)?.markdown());
+    readme.push_str(&crate::figures::write_all(ctx, sets, &all)?.markdown());
     readme
         .push_str(&format!("\nThe same report to look at, sortable and with every figure inline: [{0}]({0}).\n", crate::report_html::FILE));
     std::fs::write(ctx.output(files::REPORT_INDEX), readme)?;

@@ -444,12 +444,19 @@ fn paper_hyperparameters(
 }
 
 /// The sweep's report stage.
-pub fn run(ctx: &StageContext, sets: &[(String, String)], keys: &[String], points: &[SweepPoint]) -> Result<()> {
+pub fn run(
+    ctx: &StageContext,
+    sets: &[(String, String)],
+    python: &[(String, oodpipe_plan::python::PythonDetector)],
+    keys: &[String],
+    points: &[SweepPoint],
+) -> Result<()> {
     let config: view::Report = ctx.view()?;
+    let all = crate::detector::with_python(python);
     let mut collected = Vec::with_capacity(points.len());
     for p in points {
         let resolve = |id: &str| p.inputs.get(id).cloned().unwrap_or_else(|| id.to_string());
-        collected.push(report::collect(ctx, &config, sets, &p.seeds, &resolve)?);
+        collected.push(report::collect(ctx, &config, sets, &p.seeds, &resolve, &all)?);
     }
     let cells = cells(&collected, config.report.bootstrap_seed);
     let chosen = choose(&cells);
@@ -470,7 +477,7 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)], keys: &[String], point
         let mut claimed = Vec::with_capacity(points.len());
         for p in points {
             let resolve = |id: &str| p.inputs.get(id).cloned().unwrap_or_else(|| id.to_string());
-            claimed.push(report::collect_for_claims(ctx, &config, sets, &p.seeds, &resolve, &sides)?);
+            claimed.push(report::collect_for_claims(ctx, &config, sets, &p.seeds, &resolve, &sides, &all)?);
         }
         let (section, checked) = paper_hyperparameters(&hypers, keys, points, sets, &claimed, &config);
         if !section.is_empty() {

@@ -8,7 +8,7 @@
 
 use crate::stage::StageContext;
 use crate::table::{Task, plain_id};
-use crate::{data, detector, features, outputs, report, runtime, sweep, train};
+use crate::{data, detector, features, outputs, python, report, runtime, sweep, train};
 use anyhow::{Context, Result};
 use oodpipe_engine::stage_spec::InputFiles;
 use oodpipe_engine::worker::{ERROR, PROGRESS, StageRequest, WorkerError, WorkerInput};
@@ -122,7 +122,8 @@ pub fn execute(request: &StageRequest, device: &str, progress: &dyn Fn(u64, u64,
         Task::Prepare { detector } => detector::prepare(&ctx, &detector),
         Task::Tune { detector, set } => detector::tune(&ctx, &detector, &set),
         Task::Score { detector, set } => detector::score(&ctx, &detector, &set),
-        Task::Report { sets } => report::run(&ctx, &sets),
-        Task::Sweep { sets, keys, points } => sweep::run(&ctx, &sets, &keys, &points),
+        Task::Python { name, set, detector, script, interpreter } => python::score(&ctx, &name, &set, &detector, &script, &interpreter),
+        Task::Report { sets, python } => report::run(&ctx, &sets, &python),
+        Task::Sweep { sets, python, keys, points } => sweep::run(&ctx, &sets, &python, &keys, &points),
     }
 }

@@ -10,7 +10,11 @@ fn root() -> std::path::PathBuf {
 
 #[test]
 fn every_task_names_a_file_and_a_function_that_exist() {
-    let mut tasks = vec![Task::Cifar10, Task::Report { sets: vec![] }, Task::Sweep { sets: vec![], keys: vec![], points: vec![] }];
+    let mut tasks = vec![
+        Task::Cifar10,
+        Task::Report { sets: vec![], python: vec![] },
+        Task::Sweep { sets: vec![], python: vec![], keys: vec![], points: vec![] },
+    ];
     for &model in ModelKind::ALL {
         tasks.extend([
             Task::Train { model },
@@ -25,6 +29,18 @@ fn every_task_names_a_file_and_a_function_that_exist() {
             tasks.push(task);
         }
     }
+    // A Python detector's stage, as a config with one plans it.
+    let mut config = Config::default();
+    let table = format!("[x]\nscript = \"{}\"\n", root().join("examples/python/energy.py").display());
+    config.python = toml::from_str(&table).unwrap();
+    tasks.extend(
+        plan(&config)
+            .unwrap()
+            .into_iter()
+            .map(|s| serde_json::from_value::<Task>(s.task).unwrap())
+            .filter(|t| matches!(t, Task::Python { .. })),
+    );
+    assert!(tasks.iter().any(|t| matches!(t, Task::Python { .. })));
     for task in tasks {
         let code = task.code();
         // A model's stages also name its file.
@@ -56,6 +72,7 @@ fn listed(task: &Task) {
         | Task::Prepare { .. }
         | Task::Tune { .. }
         | Task::Score { .. }
+        | Task::Python { .. }
         | Task::Report { .. }
         | Task::Sweep { .. } => {}
     }

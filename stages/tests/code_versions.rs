@@ -300,6 +300,8 @@ fn groups() -> Vec<(String, Vec<String>, String)> {
         ("features".to_string(), closure(&with_models(&["features/mod.rs"])), format!("features={}", salt::FEATURES)),
         ("report".to_string(), closure(&roots(&["report.rs"])), format!("report={}", salt::REPORT)),
         ("sweep".to_string(), closure(&roots(&["sweep.rs"])), format!("sweep={}", salt::SWEEP)),
+        // A Python detector's score stage: the stage, its runner, the files every score stage writes.
+        ("python".to_string(), closure(&roots(&["python/mod.rs"])), format!("python={}", oodpipe_plan::python::VERSION)),
     ];
     for m in ModelKind::ALL {
         // A model's training: its file, and the training loop every model shares.

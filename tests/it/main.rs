@@ -5,6 +5,7 @@ mod browser;
 mod cli;
 mod extend;
 mod oracles;
+mod python;
 mod remote;
 mod resilience;
 mod shared;
