@@ -95,6 +95,19 @@ impl Graph {
         Ok(matched)
     }
 
+    /// The ids the targets name themselves, without what they need (`forget score.odin` forgets the
+    /// ODIN scores, not the trainings under them); no targets means every stage.
+    pub fn named(&self, targets: &[String]) -> anyhow::Result<BTreeSet<&str>> {
+        if targets.is_empty() {
+            return Ok(self.stages.iter().map(|s| s.id.as_str()).collect());
+        }
+        let mut named = BTreeSet::new();
+        for t in targets {
+            named.extend(self.resolve(t)?.into_iter().map(|i| self.stages[i].id.as_str()));
+        }
+        Ok(named)
+    }
+
     /// The targets and everything they need, in topological order; no targets means every stage.
     pub fn closure(&self, targets: &[String]) -> anyhow::Result<Vec<&StageSpec>> {
         if targets.is_empty() {

@@ -310,6 +310,13 @@ fn targets_take_ids_and_prefixes() {
     assert_eq!(ids(&["end.c"]), ["gen.a", "mid.b", "end.c"]);
     assert_eq!(ids(&["gen"]), ["gen.a", "gen.d"]);
     assert!(graph.closure(&["nope".to_string()]).is_err());
+    // What a target names itself (forget, remote-delete), without what it needs.
+    let named = |t: &[&str]| -> Vec<String> {
+        graph.named(&t.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap().into_iter().map(String::from).collect()
+    };
+    assert_eq!(named(&["end.c"]), ["end.c"]);
+    assert_eq!(named(&["gen", "mid.b"]), ["gen.a", "gen.d", "mid.b"]);
+    assert!(graph.named(&["nope".to_string()]).is_err());
 }
 
 #[test]

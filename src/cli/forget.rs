@@ -31,9 +31,11 @@ pub fn run(
         ))
         .into());
     }
+    // The stages the targets name, not what they need: `forget score.odin` keeps the trainings.
+    let named = session.pipeline.graph.named(targets)?;
     let verb = if dry_run { "would forget" } else { "forgot" };
     let mut n = 0;
-    for ks in session.stages.iter().filter(|ks| kind.is_none_or(|k| k == ks.material.kind)) {
+    for ks in session.stages.iter().filter(|ks| kind.is_none_or(|k| k == ks.material.kind) && named.contains(ks.spec.id.as_str())) {
         let path = session.store.entry_path(&ks.material.kind, &ks.key);
         if !path.is_file() {
             continue;

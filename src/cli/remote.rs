@@ -205,7 +205,9 @@ pub fn delete(
     }
     let session = super::open(config, cache, targets)?;
     let remote = required(args, &session)?;
-    let stages: Vec<&KeyedStage> = session.stages.iter().collect();
+    // The stages the targets name, not what they need (their inputs' entries stay).
+    let named = session.pipeline.graph.named(targets)?;
+    let stages: Vec<&KeyedStage> = session.stages.iter().filter(|ks| named.contains(ks.spec.id.as_str())).collect();
     let found = remote.delete(&stages, delete.kind.as_deref(), delete.dry_run)?;
     let verb = if delete.dry_run { "would delete" } else { "deleted" };
     for d in &found {

@@ -233,6 +233,15 @@ fn smoke_pipeline_runs_caches_and_reruns_only_what_changed() {
     assert!(gc.contains("entry of tune.odin.gaussian"), "{gc}");
     let after = last_json(&s.oodpipe(&["run", "--json"]));
     assert!(ids(&after["executed"]).is_empty(), "gc must keep what the config reaches");
+
+    // forget: the entries the target names, not those of what it needs (ODIN's tuning, the
+    // training under it); the next run builds exactly those again.
+    let forgot = ok(&s.oodpipe(&["forget", "score.odin"]));
+    assert!(forgot.contains("forgot 3 local entries"), "{forgot}");
+    let expected: BTreeSet<String> = ["gaussian", "tin_crop", "tin_resize"].iter().map(|set| format!("score.odin.{set}")).collect();
+    assert_eq!(stale_ids(&last_json(&s.oodpipe(&["status", "--json"]))), expected);
+    let rerun = last_json(&s.oodpipe(&["run", "--json"]));
+    assert_eq!(ids(&rerun["executed"]), expected, "the same scores: early cutoff keeps the report");
 }
 
 #[test]
