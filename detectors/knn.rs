@@ -2,7 +2,8 @@
 //! features, each divided by its L2 norm; the score of an image is minus the squared Euclidean
 //! distance from its normalised feature to the K-th nearest normalised feature of CIFAR-10's
 //! training split (what faiss's `IndexFlatL2` search returns; OpenOOD's `-D[:, -1]`). Exact: every
-//! distance is computed (in f64, in blocks of queries), no approximate index. K is
+//! distance is computed, no approximate index (an f32 GEMM finds the candidates, the K-th is
+//! recomputed in f64: `stages/src/nearest.rs`). K is
 //! `detector.knn.k`, default 50 (OpenOOD's default; it tunes K on its OOD validation sets, here it
 //! is fixed).
 //!
@@ -44,8 +45,8 @@ pub const DETECTOR: Detector = Detector {
     label: "KNN",
     model: ModelKind::of(&models::softmax::MODEL),
     table: ReportTable::Beyond,
-    version: "knn-1",
-    prepare: Some(ExtraStage { kind: "fit", version: "knn-1", reads: &[], network: false }),
+    version: "knn-2",
+    prepare: Some(ExtraStage { kind: "fit", version: "knn-2", reads: &[], network: false }),
     features: true,
     params: Some(own::<Params>()),
     ..Detector::FROM_OUTPUTS
@@ -59,9 +60,6 @@ pub mod code {
     use crate::detector::*;
     use crate::features::stats;
     use tch::Kind;
-
-    /// Queries per block: 256 x 45,000 f64 distances are 92 MB.
-    const BLOCK: i64 = 256;
 
     pub struct Code;
     impl Compute for Code {
@@ -97,24 +95,14 @@ pub mod code {
     }
 
     /// Minus the squared distance from each normalised row of `queries` [M, D] to its `k`-th
-    /// nearest row of `train` [N, D] (already normalised), in f64.
+    /// nearest row of `train` [N, D] (already normalised), in f64: exact, at an f32 GEMM's speed
+    /// (`stages/src/nearest.rs`).
     pub fn scores(train: &Tensor, queries: &Tensor, k: usize) -> Result<Vec<f64>> {
         let n = train.size()[0];
         if k < 1 || k as i64 > n {
             bail!("detector.knn.k = {k}: expected 1 to the training split's size, {n}");
         }
-        let train_sq = train.square().sum_dim_intlist([1i64].as_slice(), false, Kind::Double).unsqueeze(0);
-        let queries = normalise(queries);
-        let m = queries.size()[0];
-        let mut out = Vec::with_capacity(m as usize);
-        for start in (0..m).step_by(BLOCK as usize) {
-            let q = queries.narrow(0, start, BLOCK.min(m - start));
-            let q_sq = q.square().sum_dim_intlist([1i64].as_slice(), true, Kind::Double);
-            // |q - t|^2 = |q|^2 + |t|^2 - 2 q.t; rounding can take an exact 0 below it.
-            let d2 = (q.matmul(&train.transpose(0, 1)) * -2.0 + q_sq + &train_sq).clamp_min(0.0);
-            let (kth, _) = d2.kthvalue(k as i64, 1, false);
-            out.extend(stats::to_vec(&(-kth))?);
-        }
-        Ok(out)
+        let kth = crate::nearest::kth_squared_distances(train, &normalise(queries), k)?;
+        Ok(kth.into_iter().map(|d2| -d2).collect())
     }
 }

@@ -21,6 +21,7 @@ pub mod model;
 /// The trained models, with their head and loss code (`cfg(oodpipe_compute)`).
 #[path = "../../models/mod.rs"]
 pub mod models;
+pub mod nearest;
 /// The OOD set kinds, with the code that makes their images (`cfg(oodpipe_compute)`).
 #[path = "../../ood_kinds/mod.rs"]
 pub mod ood_kinds;
