@@ -46,13 +46,19 @@ pub fn open(config: &ConfigArgs, cache: &Path, targets: &[String]) -> anyhow::Re
     Ok(Session { pipeline, machine, store, stages, git })
 }
 
-/// Who builds this command's entries: this host, the checkout's commit, the processor kind.
-fn builder_source(git: Arc<OnceLock<Option<GitState>>>, reports: Vec<PathBuf>, machine: &Machine) -> BuilderSource {
+/// This machine's processor kind as entries record it (`AMD EPYC (AVX512)`): model and the
+/// instruction set libtorch's kernels use, on which training repeats bit for bit.
+pub fn processor_kind(machine: &Machine) -> Option<String> {
     let details = &machine.platform_details;
-    let processor = match (details.get("cpu_model"), details.get("cpu_capability")) {
+    match (details.get("cpu_model"), details.get("cpu_capability")) {
         (Some(model), Some(isa)) => Some(format!("{model} ({isa})")),
         (model, isa) => model.or(isa).cloned(),
-    };
+    }
+}
+
+/// Who builds this command's entries: this host, the checkout's commit, the processor kind.
+fn builder_source(git: Arc<OnceLock<Option<GitState>>>, reports: Vec<PathBuf>, machine: &Machine) -> BuilderSource {
+    let processor = processor_kind(machine);
     Box::new(move || {
         let state = git.get_or_init(|| git_state(&reports.iter().map(PathBuf::as_path).collect::<Vec<_>>()));
         Builder {

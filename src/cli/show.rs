@@ -52,6 +52,15 @@ pub fn run(config: &crate::pipeline::ConfigArgs, cache: &Path, stage: &str, as_j
             println!("run time {:.2}s, {} bytes", e.seconds, e.bytes);
             if let Some(b) = &e.built_by {
                 println!("built by {b} (the builder's own word: see the README's trust model)");
+                let here = super::processor_kind(&session.machine);
+                if let (Some(theirs), Some(here)) = (&b.processor, &here)
+                    && theirs != here
+                {
+                    println!(
+                        "note    built on another processor kind than this machine's ({here}): a training or a stage \
+                         downstream of one computed here gives other bytes (bit for bit only on one kind)"
+                    );
+                }
             }
             let log = session.store.log_path(stage);
             if log.exists() {

@@ -647,7 +647,7 @@ fn a_planted_entry_is_used_as_its_builders_word_and_remote_delete_lets_the_hones
     put_object(&object, &bytes);
     let mut planted = honest.clone();
     planted["outputs"][name] = digest.clone().into();
-    planted["built_by"] = serde_json::json!({"host": "mallory-laptop", "commit": "0000000"});
+    planted["built_by"] = serde_json::json!({"host": "mallory-laptop", "commit": "0000000", "processor": "Imaginary CPU (AVX9)"});
     put_object(&bucket_key(&url, &format!("stages/{kind}/{key}.json")), &serde_json::to_vec(&planted).unwrap());
 
     // The first entry under a key stays: the honest push does not replace it.
@@ -658,7 +658,9 @@ fn a_planted_entry_is_used_as_its_builders_word_and_remote_delete_lets_the_hones
     let out = s3(&s, &["run", "--json", "--remote", &url, "data.gaussian"]);
     assert_eq!(ids(&last_json(&out)["fetched"]), BTreeSet::from(["data.gaussian".to_string()]), "{}", stderr(&out));
     assert!(stderr(&out).contains("built by mallory-laptop at 0000000"), "{}", stderr(&out));
-    assert!(ok(&s.oodpipe(&["show", "data.gaussian"])).contains("built by mallory-laptop"));
+    let show = ok(&s.oodpipe(&["show", "data.gaussian"]));
+    assert!(show.contains("built by mallory-laptop at 0000000, Imaginary CPU (AVX9)"), "{show}");
+    assert!(show.contains("built on another processor kind than this machine's"), "{show}");
 
     // The lever: delete it on the remote, push the honest build, forget the local copy.
     let dry = ok(&s3(&seed.scratch, &["remote-delete", "--dry-run", "--remote", &url, "data.gaussian"]));
