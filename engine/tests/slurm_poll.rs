@@ -54,6 +54,9 @@ echo "squeue $*" >> {s}/calls.log
 ids=""
 while [ $# -gt 0 ]; do [ "$1" = "-j" ] && {{ shift; ids="$1"; }}; shift; done
 for id in $(echo "$ids" | tr ',' ' '); do [ -f {s}/$id.done ] || echo "$id RUNNING"; done
+# What the jobs wait for: a poll that listed all 100 (written after the answer, atomically).
+[ "$(echo "$ids" | tr ',' '\n' | grep -c .)" -ge 100 ] && touch {s}/all_listed
+exit 0
 "#
             ),
         ),
@@ -113,15 +116,15 @@ fn a_hundred_jobs_in_flight_are_polled_with_one_squeue_per_interval() {
     let graph = Graph::new((0..100).map(stage).collect()).unwrap();
     let platform = Platform { libtorch: "none".into(), device: "cpu".into() };
     let stages = key_stages(&graph.closure(&[]).unwrap(), &mut SourceMemo::default(), &platform).unwrap();
-    // Each job's "worker" reads its request, says it runs (a file), and waits until all 100 do (a
-    // barrier, at most 60 s): all 100 are in flight together, however slowly they start, and none
-    // leaves the board before a poll after the last submission lists them all.
+    // Each job's "worker" reads its request and waits (at most 60 s, then fails) until an
+    // `squeue` call has listed all 100 jobs: so none leaves the board before such a poll, however
+    // slowly the jobs start or the machine runs, and an executor that never polls them all
+    // together fails the run. (Waiting only until all 100 had started let the last ones leave
+    // before the next poll on a loaded machine.)
     let interval = Duration::from_secs(1);
-    let arrived = dir.path().join("arrived");
-    std::fs::create_dir_all(&arrived).unwrap();
     let barrier = format!(
-        "cat > /dev/null; touch {a}/$$; i=0; while [ $(ls {a} | wc -l) -lt 100 ]; do i=$((i+1)); [ $i -gt 600 ] && exit 1; sleep 0.1; done",
-        a = arrived.display()
+        "cat > /dev/null; i=0; while [ ! -f {s}/all_listed ]; do i=$((i+1)); [ $i -gt 600 ] && exit 1; sleep 0.1; done",
+        s = state.display()
     );
     let runner = SlurmRunner {
         worker: "/bin/sh".into(),
