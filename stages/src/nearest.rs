@@ -7,7 +7,7 @@
 //! each block of queries gets approximate values `e = |t|^2 - 2 q.t` from one f32 GEMM
 //! (`[q, 1] . [-2t, |t|^2]`, libtorch's BLAS, all its threads); `|q|^2` is the same for every `t`
 //! of a query and does not change which one is K-th, so it is added back only at the end. Per
-//! query (rows split over the same number of threads) a sample of every 32nd value gives a
+//! query (rows split over the same number of threads) a sample of every 128th value gives a
 //! threshold that keeps a few hundred candidates in one pass, a selection among them gives the
 //! approximate K-th value `v`, and every `t`
 //! whose approximate value is within `2 * delta` of `v` is recomputed in f64 (the formula of the
@@ -21,16 +21,17 @@
 //! recomputed ones, and nothing among those is nearer than them. (libtorch's f32 matmul on the CPU
 //! is full f32: `torch.set_float32_matmul_precision` is "highest" unless a program changes it.)
 //!
-//! Memory stays bounded: [`BLOCK`] queries at a time, `BLOCK x N` f32 values (23 MB for
+//! Memory stays bounded: [`BLOCK`] queries at a time, `BLOCK x N` f32 values (92 MB for
 //! N = 45,000, written in place by each GEMM), plus an f64 copy of the training features for the
 //! recomputation.
 
 use anyhow::{Result, bail};
 use tch::{Device, Kind, Tensor};
 
-/// Queries per GEMM block: 128 x 45,000 f32 values are 23 MB, which a 32 MB L3 cache holds
-/// while the selection reads them back.
-pub const BLOCK: i64 = 128;
+/// Queries per GEMM block: 512 x 45,000 f32 values are 92 MB. Smaller blocks repeat MKL's packing
+/// of the training matrix more often; on the 2-core AMD EPYC 512 was faster than 128, 256 and 1,024
+/// (README "Benchmarks").
+pub const BLOCK: i64 = 512;
 
 /// A bound on |f32 value - f64 value| of `|t|^2 - 2 q.t` for unit vectors of dimension `d`, as
 /// one f32 dot product of the D + 1 terms `[q, 1] . [-2t, |t|^2]` (whose absolute values sum to
@@ -45,6 +46,11 @@ pub fn slack(d: usize) -> f64 {
 /// `k`-th nearest row `t` of `train` [N, D] by that value, clamped at 0 (rounding can take an exact
 /// 0 below it), in f64. `k` must be in `1..=N`.
 pub fn kth_squared_distances(train: &Tensor, queries: &Tensor, k: usize) -> Result<Vec<f64>> {
+    in_blocks(train, queries, k, BLOCK)
+}
+
+/// [`kth_squared_distances`] with `block` queries per GEMM.
+fn in_blocks(train: &Tensor, queries: &Tensor, k: usize, block: i64) -> Result<Vec<f64>> {
     let (n, d) = (train.size()[0], train.size()[1]);
     if k < 1 || k as i64 > n {
         bail!("k = {k}: expected 1 to the number of training rows, {n}");
@@ -67,15 +73,15 @@ pub fn kth_squared_distances(train: &Tensor, queries: &Tensor, k: usize) -> Resu
     let threads = usize::try_from(tch::get_num_threads()).unwrap_or(1).max(1);
     let delta = slack(d);
     let mut out = vec![0.0; m as usize];
-    let values = Tensor::empty([BLOCK.min(m), n as i64], (Kind::Float, Device::Cpu));
-    for start in (0..m).step_by(BLOCK as usize) {
-        let len = BLOCK.min(m - start);
-        let block = values.narrow(0, 0, len);
-        let _ = augmented.narrow(0, start, len).mm_out(&block, &columns);
-        // SAFETY: `block` is the first `len` rows of `values`, a contiguous f32 CPU tensor of
-        // BLOCK.min(m) x n elements that lives until the end of this function; nothing writes to it
+    let values = Tensor::empty([block.min(m), n as i64], (Kind::Float, Device::Cpu));
+    for start in (0..m).step_by(block as usize) {
+        let len = block.min(m - start);
+        let out_rows = values.narrow(0, 0, len);
+        let _ = augmented.narrow(0, start, len).mm_out(&out_rows, &columns);
+        // SAFETY: `out_rows` is the first `len` rows of `values`, a contiguous f32 CPU tensor of
+        // block.min(m) x n elements that lives until the end of this function; nothing writes to it
         // while the slice is read (the next `mm_out` comes after the threads below end).
-        let approx: &[f32] = unsafe { std::slice::from_raw_parts(block.data_ptr() as *const f32, len as usize * n) };
+        let approx: &[f32] = unsafe { std::slice::from_raw_parts(out_rows.data_ptr() as *const f32, len as usize * n) };
         let (start, len) = (start as usize, len as usize);
         let rows = &queries64[start * d..(start + len) * d];
         let results = &mut out[start..start + len];
@@ -112,7 +118,7 @@ pub struct Scratch {
 }
 
 /// Every `STRIDE`-th value is sampled for the threshold.
-const STRIDE: usize = 32;
+const STRIDE: usize = 128;
 /// Values compared at once (a vector register's worth, twice) before any is kept.
 const LANES: usize = 32;
 
@@ -122,7 +128,8 @@ const LANES: usize = 32;
 pub fn kth_smallest(approx: &[f32], k: usize, delta: f64, exact: impl Fn(usize) -> f64, s: &mut Scratch) -> f64 {
     let n = approx.len();
     assert!((1..=n).contains(&k) && n <= u32::MAX as usize, "k = {k} of {n} values");
-    // A threshold from the sample, its j-th smallest: about 2k + 4 * STRIDE values at or below it.
+    // A threshold from the sample, its j-th smallest: about 2k + 4 * STRIDE values at or below it
+    // (a few hundred of 45,000 for K = 50).
     let tau = if n >= STRIDE * 4 * k {
         s.sample.clear();
         s.sample.extend(approx.iter().step_by(STRIDE));
@@ -204,9 +211,9 @@ mod tests {
 
     #[test]
     fn kth_squared_distances_is_brute_force_f64_at_several_blocks() {
-        // 3,000 training rows (with duplicates: ties at the K-th), 300 queries (three blocks, the
-        // last partial), ReLU-like features normalised to unit length, D = 64; K = 1 and 20 take
-        // the sampled threshold, K = 3,000 every value.
+        // 3,000 training rows (with duplicates: ties at the K-th), 300 queries (blocks of 128:
+        // three, the last partial), ReLU-like features normalised to unit length, D = 64; K = 1
+        // and 5 take the sampled threshold, K = 3,000 every value.
         let d = 64;
         let unit = |v: Vec<f64>| -> Vec<f64> {
             let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
@@ -222,8 +229,8 @@ mod tests {
         }
         let queries = rows(300, 8);
         let tensor = |r: &[Vec<f64>]| Tensor::from_slice(&r.concat()).view([r.len() as i64, d as i64]);
-        for k in [1, 20, 3_000] {
-            let got = kth_squared_distances(&tensor(&train), &tensor(&queries), k).unwrap();
+        for k in [1, 5, 3_000] {
+            let got = in_blocks(&tensor(&train), &tensor(&queries), k, 128).unwrap();
             for (q, g) in queries.iter().zip(&got) {
                 let q_sq: f64 = q.iter().map(|x| x * x).sum();
                 let mut all: Vec<f64> = train
