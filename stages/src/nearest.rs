@@ -9,13 +9,13 @@
 //! of a query and does not change which one is K-th, so it is added back only at the end. Per
 //! query (rows split over the same number of threads) a sample of every 128th value gives a
 //! threshold that keeps a few hundred candidates in one pass, a selection among them gives the
-//! approximate K-th value `v`, and every `t`
-//! whose approximate value is within `2 * delta` of `v` is recomputed in f64 (the formula of the
-//! f64 path, so the result is its value): the K-th smallest of those is the exact answer.
+//! approximate K-th value `v`, and every `t` whose approximate value is within `2 * delta` of `v`
+//! is recomputed in f64 (the formula of the f64 path, so the result is its value): the K-th
+//! smallest of those is the exact answer.
 //!
 //! Why that is exact: each approximate value is within `delta` of its f64 value ([`slack`]: the
-//! rounding of unit vectors to f32, of a D-term dot product in any summation order, and of the
-//! two additions, with a margin of four). Moving every value by at most `delta` moves the K-th
+//! rounding of unit vectors to f32 and of a (D + 1)-term dot product in any summation order,
+//! with more than a factor two to spare). Moving every value by at most `delta` moves the K-th
 //! smallest by at most `delta`, so the f64 K-th value `V` is at most `v + delta`, and each of the K
 //! nearest has an approximate value at most `V + delta <= v + 2 * delta`: all of them are among the
 //! recomputed ones, and nothing among those is nearer than them. (libtorch's f32 matmul on the CPU
