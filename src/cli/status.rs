@@ -18,8 +18,19 @@ pub fn run(
     let jobs = oodpipe_engine::slurm::in_flight(&session.store.state_dir().join("slurm"));
     let mut rows = Vec::new();
     let mut notes: Vec<(String, Vec<String>)> = Vec::new();
+    // Fresh stages whose entry says it was built on another processor kind than this machine's
+    // (common with a remote store): a training repeats bit for bit only on one kind.
+    let here = super::processor_kind(&session.machine);
+    let mut built_on: Vec<(String, String)> = Vec::new();
     for ks in &session.stages {
-        let mut reasons: Vec<String> = staleness(&session.store, ks).iter().map(|r| r.to_string()).collect();
+        let entry = session.store.entry(&ks.material.kind, &ks.key);
+        if let (Some(here), Some(theirs)) = (&here, entry.as_ref().and_then(|e| e.built_by.as_ref()).and_then(|b| b.processor.clone()))
+            && &theirs != here
+        {
+            built_on.push((ks.spec.id.clone(), theirs));
+        }
+        let mut reasons: Vec<String> =
+            if entry.is_some() { Vec::new() } else { staleness(&session.store, ks).iter().map(|r| r.to_string()).collect() };
         if let (false, Some(job)) = (reasons.is_empty(), jobs.get(&ks.spec.id))
             && let Some((state, _)) = oodpipe_engine::slurm::job_state(job)
         {
@@ -69,6 +80,9 @@ pub fn run(
                 if remote.is_some() {
                     row["on_remote"] = json!(on_remote);
                 }
+                if let Some((_, kind)) = built_on.iter().find(|(n, _)| n == id) {
+                    row["built_on"] = json!(kind);
+                }
                 row
             })
             .collect();
@@ -79,7 +93,10 @@ pub fn run(
             if let Some((_, kept)) = notes.iter().find(|(n, _)| n == id) {
                 println!("fresh  {id:width$}  {}", kept.join("; "));
             } else if reasons.is_empty() {
-                println!("fresh  {id}");
+                match built_on.iter().find(|(n, _)| n == id) {
+                    Some((_, kind)) => println!("fresh  {id:width$}  built on {kind}, not this machine's processor kind"),
+                    None => println!("fresh  {id}"),
+                }
             } else {
                 let remote_has = if on_remote { "; on the remote (a run fetches it)" } else { "" };
                 println!("stale  {id:width$}  {}{remote_has}", reasons.join("; "));
@@ -91,6 +108,13 @@ pub fn run(
             None => String::new(),
         };
         println!("{} stages: {} fresh, {stale} stale{fetchable}", rows.len(), rows.len() - stale);
+        if let (false, Some(here)) = (built_on.is_empty(), &here) {
+            println!(
+                "{} fresh stages were built on another processor kind than this machine's ({here}): a training repeats bit \
+                 for bit only on one kind, so building them here would give other bytes",
+                built_on.len()
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

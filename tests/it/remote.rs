@@ -661,6 +661,11 @@ fn a_planted_entry_is_used_as_its_builders_word_and_remote_delete_lets_the_hones
     let show = ok(&s.oodpipe(&["show", "data.gaussian"]));
     assert!(show.contains("built by mallory-laptop at 0000000, Imaginary CPU (AVX9)"), "{show}");
     assert!(show.contains("built on another processor kind than this machine's"), "{show}");
+    let status = ok(&s.oodpipe(&["status", "data.gaussian"]));
+    assert!(status.contains("built on Imaginary CPU (AVX9), not this machine's processor kind"), "{status}");
+    assert!(status.contains("1 fresh stages were built on another processor kind"), "{status}");
+    let status = last_json(&s.oodpipe(&["status", "--json", "data.gaussian"]));
+    assert_eq!(status["stages"][0]["built_on"], "Imaginary CPU (AVX9)", "{status}");
 
     // The lever: delete it on the remote, push the honest build, forget the local copy.
     let dry = ok(&s3(&seed.scratch, &["remote-delete", "--dry-run", "--remote", &url, "data.gaussian"]));
