@@ -48,6 +48,11 @@ pub struct Config {
     /// keep their config key.
     #[serde(skip_serializing_if = "crate::python::PythonTables::is_empty")]
     pub python: crate::python::PythonTables,
+    /// `[networks.<name>]`: classifiers trained elsewhere, as TorchScript files, each scored by
+    /// every post-hoc detector in a pipeline and a report of its own ([`crate::network`]). Left
+    /// out of the serialised config when empty, so configs without it keep their config key.
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub networks: IndexMap<String, crate::network::NetworkConfig>,
     /// How `oodpipe run --executor slurm` submits stages (partition, account, per-kind resources).
     /// Not part of any key: where a stage runs does not change what it computes.
     pub executor: oodpipe_engine::slurm::SlurmOptions,
@@ -81,6 +86,7 @@ impl Default for Config {
             report: ReportConfig::default(),
             detector: Default::default(),
             python: Default::default(),
+            networks: IndexMap::new(),
             executor: Default::default(),
             sweep: None,
             remote: Default::default(),
@@ -377,6 +383,11 @@ impl Config {
         }
         for (name, python) in &self.python.detectors {
             for (key, value, expected) in python.problems(name, &self.models) {
+                check(false, &key, &Shown(&value), &expected);
+            }
+        }
+        for (name, network) in &self.networks {
+            for (key, value, expected) in network.problems(name) {
                 check(false, &key, &Shown(&value), &expected);
             }
         }

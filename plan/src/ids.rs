@@ -64,6 +64,10 @@ pub mod files {
     /// A train stage's weights and log.
     pub const MODEL: &str = "model.safetensors";
     pub const TRAIN_LOG: &str = "train.json";
+    /// An import stage's copy of a network's TorchScript file, and what it found checking it
+    /// (its head's name, its features' width).
+    pub const NETWORK: &str = "network.pt";
+    pub const NETWORK_JSON: &str = "network.json";
     /// An outputs stage's tensors (`<split>_logits`, ...) and, on CIFAR-10, its accuracy.
     pub const OUTPUTS: &str = "outputs.safetensors";
     pub const ACCURACY: &str = "accuracy.json";

@@ -18,6 +18,7 @@ pub mod model;
 /// The models' descriptions (their head and loss code is compiled in `oodpipe-stages`).
 #[path = "../../models/mod.rs"]
 pub mod models;
+pub mod network;
 pub mod ood;
 /// The OOD set kinds' descriptions (their code is compiled in `oodpipe-stages`).
 #[path = "../../ood_kinds/mod.rs"]

@@ -29,6 +29,12 @@ pub enum Task {
     Train {
         model: ModelKind,
     },
+    /// A network trained elsewhere (`[networks.<name>]`, [`crate::network`]): its TorchScript file
+    /// checked against the contract and kept, in place of the first model's training.
+    Import {
+        network: String,
+        head: String,
+    },
     /// A network's outputs on a data set (`cifar10` or an OOD set).
     Outputs {
         model: ModelKind,
@@ -69,6 +75,10 @@ pub enum Task {
         sets: Vec<(String, String)>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         python: Vec<(String, PythonDetector)>,
+        /// The network (name, label) whose pipeline it reports, for a `[networks.<name>]` table's
+        /// report; its inputs are that pipeline's, named by their plain ids.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        network: Option<(String, String)>,
     },
     /// A sweep's report: every point's results side by side (`sets` as the report's, `keys` the
     /// swept keys, each point with its values and the inputs it reads).
@@ -152,6 +162,14 @@ impl Task {
                 per_seed: true,
                 detector: None,
             },
+            Task::Import { .. } => StageKind {
+                name: "import",
+                salt: crate::network::VERSION,
+                code: "stages/src/import.rs: import::run (the contract: stages/src/model/script.rs)".into(),
+                uses: network,
+                per_seed: false,
+                detector: None,
+            },
             Task::Outputs { model, .. } => StageKind {
                 name: "outputs",
                 salt: salt::OUTPUTS,
@@ -209,12 +227,13 @@ impl Task {
                 per_seed: true,
                 detector: None,
             },
-            Task::Report { .. } => StageKind {
+            Task::Report { network, .. } => StageKind {
                 name: "report",
                 salt: salt::REPORT,
                 code: "stages/src/report.rs: report::run".into(),
                 uses: light,
-                per_seed: false,
+                // A network's report reads its pipeline by the plain ids.
+                per_seed: network.is_some(),
                 detector: None,
             },
             Task::Sweep { .. } => StageKind {
@@ -449,7 +468,7 @@ fn table(config: &Config) -> anyhow::Result<Vec<StageDef>> {
     // The report.
     let names: Vec<(String, String)> = sets.iter().map(|s| (s.name.clone(), s.label.clone())).collect();
     let python = python_detectors(config);
-    let mut r = stage(ids::REPORT.into(), Task::Report { sets: names.clone(), python: python.clone() });
+    let mut r = stage(ids::REPORT.into(), Task::Report { sets: names.clone(), python: python.clone(), network: None });
     r.config = shared.clone();
     r.reads = vec![reads::<view::Report>()];
     r.extra.insert("ood".into(), serde_json::to_value(&names).expect("names serialise"));
@@ -472,7 +491,75 @@ fn table(config: &Config) -> anyhow::Result<Vec<StageDef>> {
     }
     r.publish = Some(config.report.dir.clone());
     stages.push(r);
+    for (name, network) in &config.networks {
+        stages.extend(network_stages(&shared, name, network, &detectors, &sets, &names, &python));
+    }
     Ok(stages)
+}
+
+/// A network's stages (`[networks.<name>]`, [`crate::network`]): the first model's pipeline with
+/// the import of the file in place of the training, every id suffixed `@<name>`, and its report
+/// in `<report.dir>/networks/<name>/`. The detectors of the other models do not apply; neither do
+/// the claims (they name those models).
+fn network_stages(
+    config: &Config,
+    name: &str,
+    network: &crate::network::NetworkConfig,
+    detectors: &[&Detector],
+    sets: &[OodSet],
+    names: &[(String, String)],
+    python: &[(String, PythonDetector)],
+) -> Vec<StageDef> {
+    let model = ModelKind::ALL[0];
+    let suffix = crate::network::suffix(name);
+    let mut view = config.clone();
+    view.models = vec![model];
+    let detectors: Vec<&Detector> = detectors.iter().copied().filter(|d| d.model == model).collect();
+    let python: Vec<(String, PythonDetector)> = python.iter().filter(|(_, p)| p.model == model).cloned().collect();
+    view.python.detectors.retain(|_, p| p.model == model);
+    let mut stages = seed_stages(&view, &suffix, &[model], &detectors, sets);
+    let train = format!("{}{suffix}", ids::train(model));
+    let label = network.label_or(name);
+    for s in &mut stages {
+        if s.id == train {
+            s.task = Task::Import { network: name.to_string(), head: network.head.clone() };
+            s.reads = Vec::new();
+            s.model = None;
+            s.training = false;
+            s.inputs = Vec::new();
+            s.extra.insert(format!("{}.head", crate::network::KEY), Value::String(network.head.clone()));
+            s.sources = vec![Source {
+                label: crate::network::source_label(&network.torchscript),
+                path: network.torchscript.clone(),
+                hint: format!("config key {}.{name}.torchscript names it", crate::network::KEY),
+            }];
+        }
+    }
+    let inputs: Vec<String> = stages
+        .iter()
+        .filter(|s| {
+            matches!(&s.task, Task::Score { .. } | Task::Python { .. }) || matches!(&s.task, Task::Outputs { set, .. } if set == CIFAR10)
+        })
+        .map(|s| s.id.clone())
+        .collect();
+    let mut r = stage(
+        format!("{}{suffix}", ids::REPORT),
+        Task::Report { sets: names.to_vec(), python: python.clone(), network: Some((name.to_string(), label.clone())) },
+    );
+    r.config = view;
+    r.reads = vec![reads::<view::Report>()];
+    r.extra.insert("ood".into(), serde_json::to_value(names).expect("names serialise"));
+    r.extra.insert(format!("{}.label", crate::network::KEY), Value::String(label));
+    r.extra.extend(python_rows(&python));
+    r.inputs = std::iter::once(ids::cifar10_data()).chain(inputs).collect();
+    r.sources = vec![Source {
+        label: "paper_results.csv".into(),
+        path: config.report.paper_results.clone(),
+        hint: "the paper's numbers (config key report.paper_results) ship with the repository".into(),
+    }];
+    r.publish = Some(config.report.dir.join(crate::network::KEY).join(name));
+    stages.push(r);
+    stages
 }
 
 /// The stages that do not depend on the training seed: the data sets.

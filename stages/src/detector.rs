@@ -19,7 +19,7 @@ pub use oodpipe_plan::ids::{self, CIFAR10, files};
 pub use tch::Tensor;
 
 use crate::methods::tuner::{self, Tuned};
-use crate::model::{Network, to_unit_range};
+use crate::model::{Loaded, to_unit_range};
 use crate::stage::StageContext;
 use crate::tensors;
 use oodpipe_metrics::ood_metrics;
@@ -120,9 +120,8 @@ impl DetectorStage<'_> {
     }
 
     /// The trained model (when the detector declares `network`).
-    pub fn network(&self) -> Result<Network> {
-        let path = self.ctx.input(&ids::train(self.detector.model), files::MODEL)?;
-        Network::load(path, self.detector.model, &self.config()?, self.ctx.tch_device())
+    pub fn network(&self) -> Result<Loaded> {
+        Loaded::load(self.ctx, self.detector.model, || self.config())
     }
 
     /// What the detector's tune stage chose for this OOD set.

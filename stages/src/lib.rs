@@ -16,6 +16,7 @@ pub mod detector;
 pub mod detectors;
 pub mod features;
 pub mod figures;
+pub mod import;
 pub mod methods;
 pub mod model;
 /// The trained models, with their head and loss code (`cfg(oodpipe_compute)`).

@@ -4,7 +4,7 @@
 
 use crate::config::ModelKind;
 use crate::ids::{self, files};
-use crate::model::{HeadOutput, Network};
+use crate::model::{HeadOutput, Loaded};
 use crate::stage::StageContext;
 use crate::tensors;
 use anyhow::{Context, Result, bail};
@@ -41,8 +41,7 @@ pub fn accuracy_of(logits: &Tensor, labels: &Tensor) -> Result<f64> {
 /// logits: BINC's softmax head, VIB's and VIBY's decoder at mu; and extras); for
 /// CIFAR-10 also `accuracy.json` with the validation and test accuracies (fractions).
 pub fn run(ctx: &StageContext, model: ModelKind, set: &str) -> Result<()> {
-    let weights = ctx.input(&ids::train(model), files::MODEL)?;
-    let net = Network::load(weights, model, &ctx.view()?, ctx.tch_device())?;
+    let net = Loaded::load(ctx, model, || ctx.view())?;
     let data_path = ctx.input(&ids::data(set), &files::data(set))?;
     let mut data = tensors::read(data_path)?;
     let batch = ctx.view::<view::EvalBatch>()?.eval.batch_size;
@@ -50,7 +49,7 @@ pub fn run(ctx: &StageContext, model: ModelKind, set: &str) -> Result<()> {
     let mut accuracy = serde_json::Map::new();
     for split in [ids::splits::VAL, ids::splits::TEST] {
         let images = data.remove(&format!("{split}_images")).with_context(|| format!("{} has no `{split}_images`", data_path.display()))?;
-        let out = net.eval_outputs(&images, batch);
+        let out = net.eval_outputs(&images, batch)?;
         if set == ids::CIFAR10 {
             let labels =
                 data.remove(&format!("{split}_labels")).with_context(|| format!("{} has no `{split}_labels`", data_path.display()))?;

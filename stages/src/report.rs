@@ -578,8 +578,8 @@ fn detector_table(
     md
 }
 
-fn table2(lookup: &Lookup, models: &[ModelKind], note: &str) -> String {
-    let mut md = String::from("# Table 2: classification accuracy on the CIFAR-10 test split\n\n");
+fn table2(lookup: &Lookup, models: &[ModelKind], note: &str, whose: &str) -> String {
+    let mut md = format!("# Table 2: classification accuracy on the CIFAR-10 test split{whose}\n\n");
     writeln!(md, "In percent; {note}.\n").unwrap();
     md.push_str("| Method | Accuracy: ours / paper (difference) |\n|---|---:|\n");
     for model in models {
@@ -619,7 +619,16 @@ fn seeds_table(estimated: &Estimated, seeds: &[u64]) -> String {
 
 /// The report of the OOD sets `sets` (name, label), in their order, with the config's Python
 /// detectors `python` (Table 3's last rows).
-pub fn run(ctx: &StageContext, sets: &[(String, String)], python: &[(String, PythonDetector)]) -> Result<()> {
+/// `network`: the network trained elsewhere whose pipeline this report is of (name, label), for
+/// a `[networks.<name>]` table's report; its tables and pages say so.
+pub fn run(
+    ctx: &StageContext,
+    sets: &[(String, String)],
+    python: &[(String, PythonDetector)],
+    network: Option<&(String, String)>,
+) -> Result<()> {
+    // What every title adds for a network's report.
+    let whose = network.map(|(name, label)| format!(", network {label} ([networks.{name}])")).unwrap_or_default();
     let paper = read_paper(ctx.source("paper_results.csv")?)?;
     let all = crate::detector::with_python(python);
     let python_names: Vec<&str> = python.iter().map(|(n, _)| n.as_str()).collect();
@@ -653,10 +662,14 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)], python: &[(String, Pyt
         writeln!(hyper_csv, "{o},{m},{seed},{p},{v}").unwrap();
     }
     std::fs::write(ctx.output(files::HYPERPARAMETERS), &hyper_csv)?;
-    let title = "Table 1: out-of-distribution detection on CIFAR-10 (WRN)";
-    std::fs::write(ctx.output(files::TABLE1), detector_table(title, &lookup, &paper_detectors, sets, &note, &collected.sizes))?;
+    let title = if network.is_some() {
+        format!("Table 1: out-of-distribution detection on CIFAR-10{whose}")
+    } else {
+        "Table 1: out-of-distribution detection on CIFAR-10 (WRN)".to_string()
+    };
+    std::fs::write(ctx.output(files::TABLE1), detector_table(&title, &lookup, &paper_detectors, sets, &note, &collected.sizes))?;
     if !beyond.is_empty() {
-        let title = "Table 3: beyond the paper, more detectors on the same networks and sets";
+        let title = format!("Table 3: beyond the paper, more detectors on the same networks and sets{whose}");
         let methods: Vec<(&str, &str)> =
             paper_detectors.iter().map(|d| (d.label, "1")).chain(beyond.iter().map(|d| (d.label, "3"))).collect();
         let labels: Vec<&str> = sets.iter().map(|(_, l)| l.as_str()).collect();
@@ -664,10 +677,10 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)], python: &[(String, Pyt
         let values = crate::report_summary::Values::of(&collected.values);
         let summary = crate::report_summary::markdown(&values, &methods, &labels, &metrics, config.report.bootstrap_seed);
         lookup.cut.set(false);
-        std::fs::write(ctx.output(files::TABLE3), detector_table(title, &lookup, &beyond, sets, &note, &collected.sizes) + &summary)?;
+        std::fs::write(ctx.output(files::TABLE3), detector_table(&title, &lookup, &beyond, sets, &note, &collected.sizes) + &summary)?;
     }
     lookup.cut.set(false);
-    std::fs::write(ctx.output(files::TABLE2), table2(&lookup, &models, &note))?;
+    std::fs::write(ctx.output(files::TABLE2), table2(&lookup, &models, &note, &whose))?;
     if collected.seeds.len() >= 2 {
         std::fs::write(ctx.output(files::SEEDS_TABLE), seeds_table(&estimated, &collected.seeds))?;
     }
@@ -690,7 +703,18 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)], python: &[(String, Pyt
         std::fs::write(ctx.output(files::CLAIMS_CSV), checked.csv())?;
     }
 
-    let mut readme = String::from("# Results\n\n");
+    let mut readme = format!("# Results{whose}\n\n");
+    if let Some((name, label)) = network {
+        write!(
+            readme,
+            "Network {label} was trained elsewhere: its TorchScript file (`[networks.{name}]`) is scored by every \
+             detector that needs only its logits, its features and its final linear layer, in the rows of the \
+             softmax network (`Baseline` is its maximum softmax probability and its accuracy). The detectors of \
+             the models oodpipe trains (BIN, BINC, VIB, VIBY) do not apply to it, nor the paper's claims. The \
+             paper's column is the paper's WRN-28-10, not this network.\n\n"
+        )
+        .unwrap();
+    }
     write!(
         readme,
         "Rebuilt by `oodpipe run`; every number comes from the stages of the config named in the run section \
@@ -748,7 +772,7 @@ pub fn run(ctx: &StageContext, sets: &[(String, String)], python: &[(String, Pyt
     let methods: Vec<(&str, &str)> = table_of.iter().map(|(d, t)| (d.label, *t)).collect();
     let labels: Vec<&str> = sets.iter().map(|(_, l)| l.as_str()).collect();
     let page = crate::report_html::ReportPage {
-        title: "Out-of-distribution detection on CIFAR-10: the report",
+        title: &format!("Out-of-distribution detection on CIFAR-10: the report{whose}"),
         note: &note,
         sets,
         detectors: table_of.clone(),

@@ -8,7 +8,7 @@
 
 use crate::stage::StageContext;
 use crate::table::{Task, plain_id};
-use crate::{data, detector, features, outputs, python, report, runtime, sweep, train};
+use crate::{data, detector, features, import, outputs, python, report, runtime, sweep, train};
 use anyhow::{Context, Result};
 use oodpipe_engine::stage_spec::InputFiles;
 use oodpipe_engine::worker::{ERROR, PROGRESS, StageRequest, WorkerError, WorkerInput};
@@ -117,13 +117,14 @@ pub fn execute(request: &StageRequest, device: &str, progress: &dyn Fn(u64, u64,
         Task::Cifar10 => data::cifar10::run(&ctx),
         Task::OodData { set } => data::ood_set::run(&ctx, &set),
         Task::Train { model } => train::run(&ctx, model),
+        Task::Import { network, head } => import::run(&ctx, &network, &head),
         Task::Outputs { model, set } => outputs::run(&ctx, model, &set),
         Task::Features { model, set } => features::run(&ctx, model, &set),
         Task::Prepare { detector } => detector::prepare(&ctx, &detector),
         Task::Tune { detector, set } => detector::tune(&ctx, &detector, &set),
         Task::Score { detector, set } => detector::score(&ctx, &detector, &set),
         Task::Python { name, set, detector, script, interpreter } => python::score(&ctx, &name, &set, &detector, &script, &interpreter),
-        Task::Report { sets, python } => report::run(&ctx, &sets, &python),
+        Task::Report { sets, python, network } => report::run(&ctx, &sets, &python, network.as_ref()),
         Task::Sweep { sets, python, keys, points } => sweep::run(&ctx, &sets, &python, &keys, &points),
     }
 }

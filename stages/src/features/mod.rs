@@ -25,7 +25,7 @@ pub mod stats;
 use crate::config::ModelKind;
 use crate::detector::DetectorStage;
 use crate::ids::{self, CIFAR10, files};
-use crate::model::Network;
+use crate::model::Loaded;
 use crate::stage::StageContext;
 use crate::tensors;
 use anyhow::{Context, Result};
@@ -40,7 +40,7 @@ pub fn splits(set: &str) -> &'static [&'static str] {
 
 /// The stage: `features.safetensors` (see the module's doc).
 pub fn run(ctx: &StageContext, model: ModelKind, set: &str) -> Result<()> {
-    let net = Network::load(ctx.input(&ids::train(model), files::MODEL)?, model, &ctx.view()?, ctx.tch_device())?;
+    let net = Loaded::load(ctx, model, || ctx.view())?;
     let batch = ctx.view::<view::EvalBatch>()?.eval.batch_size;
     let data_path = ctx.input(&ids::data(set), &files::data(set))?;
     let mut data = tensors::read(data_path)?;
@@ -49,14 +49,13 @@ pub fn run(ctx: &StageContext, model: ModelKind, set: &str) -> Result<()> {
     for (i, split) in splits.iter().enumerate() {
         (ctx.progress)(i as u64, splits.len() as u64, &format!("features of the {split} split"));
         let images = data.remove(&format!("{split}_images")).with_context(|| format!("{} has no `{split}_images`", data_path.display()))?;
-        named.push((format!("{split}_features"), net.eval_features(&images, batch).to_kind(Kind::Float)));
+        named.push((format!("{split}_features"), net.eval_features(&images, batch)?.to_kind(Kind::Float)));
     }
     if set == CIFAR10
-        && let Some(fc) = net.head.linear()
+        && let Some((weight, bias)) = net.head_linear()?
     {
-        let bias = fc.bs.as_ref().context("the head's linear layer has no bias")?;
-        named.push(("head_weight".into(), fc.ws.detach().to_kind(Kind::Float)));
-        named.push(("head_bias".into(), bias.detach().to_kind(Kind::Float)));
+        named.push(("head_weight".into(), weight));
+        named.push(("head_bias".into(), bias));
     }
     let refs: Vec<(&str, &Tensor)> = named.iter().map(|(n, t)| (n.as_str(), t)).collect();
     tensors::write(&ctx.output(files::FEATURES), &refs)

@@ -10,7 +10,7 @@
 
 use crate::detector::{CIFAR10, DetectorStage, VAL, files};
 use crate::methods::temperature::max_softmax;
-use crate::model::{Network, mean_tensor, normalise, std_tensor, to_unit_range};
+use crate::model::{Loaded, mean_tensor, normalise, std_tensor, to_unit_range};
 use crate::stage::ProgressFn;
 use crate::tensors;
 use anyhow::Result;
@@ -81,19 +81,19 @@ pub fn grid_scores_fn(
 
 /// ODIN scores of `images01` for every (temperature, epsilon), indexed [t][e][i].
 pub fn grid_scores(
-    net: &Network,
+    net: &Loaded,
     images01: &Tensor,
     temperatures: &[f64],
     epsilons: &[f64],
     batch: usize,
     progress: ProgressFn,
 ) -> Vec<Vec<Vec<f64>>> {
-    let logits_of = |x: &Tensor| net.forward_normalised(x, false).logits;
-    grid_scores_fn(&logits_of, net.vs.device(), images01, temperatures, epsilons, batch, progress)
+    let logits_of = |x: &Tensor| net.logits_normalised(x);
+    grid_scores_fn(&logits_of, net.device(), images01, temperatures, epsilons, batch, progress)
 }
 
 /// ODIN scores of `images01` at one (temperature, epsilon).
-pub fn scores(net: &Network, images01: &Tensor, temperature: f64, epsilon: f64, batch: usize) -> Vec<f64> {
+pub fn scores(net: &Loaded, images01: &Tensor, temperature: f64, epsilon: f64, batch: usize) -> Vec<f64> {
     grid_scores(net, images01, &[temperature], &[epsilon], batch, &|_, _, _| {}).remove(0).remove(0)
 }
 

@@ -11,6 +11,7 @@ pub mod head;
 pub mod losses;
 pub mod memory_format;
 pub mod mmce;
+pub mod script;
 pub mod wrn;
 
 use anyhow::{Context, Result};
@@ -33,6 +34,7 @@ pub mod prelude {
     pub use tch::{Kind, Tensor, nn};
 }
 pub use memory_format::{is_channels_last, to_channels_last};
+pub use script::ScriptNetwork;
 pub use wrn::WideResNet;
 
 /// Per-channel mean of CIFAR-10 pixels in [0, 1] (the WRN and ODIN code; SPEC.md "Data").
@@ -187,4 +189,89 @@ pub fn code(kind: ModelKind) -> Result<&'static dyn Compute> {
 /// `kind`'s table as the view `config` was given it.
 fn table(kind: ModelKind, config: &view::Network) -> Table<'_> {
     Table { model: kind, fields: config.table(kind) }
+}
+
+/// The network a stage reads from its input `train.<model>`: one trained here (its
+/// `model.safetensors`) or one imported from a TorchScript file (`network.pt`, [`script`]), which
+/// the outputs, features and ODIN code run the same way.
+#[derive(Debug)]
+pub enum Loaded {
+    Trained(Network),
+    Script(ScriptNetwork),
+}
+
+/// What the import stage writes beside `network.pt` (`network.json`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Imported {
+    /// The prefix of its final linear layer's parameters.
+    pub head: String,
+    /// The width of its features.
+    pub feature_dim: i64,
+}
+
+impl Loaded {
+    /// The network of input `train.<model>` of the stage: imported when that input holds
+    /// `network.pt`, else the training's weights with the WRN's shape from `view` (asked only then:
+    /// an imported network's stages do not read the WRN's shape).
+    pub fn load(ctx: &crate::stage::StageContext, model: ModelKind, view: impl FnOnce() -> Result<view::Network>) -> Result<Loaded> {
+        use oodpipe_plan::ids::{self, files};
+        let train = ids::train(model);
+        if let Ok(file) = ctx.input(&train, files::NETWORK) {
+            let about = ctx.input(&train, files::NETWORK_JSON)?;
+            let imported: Imported =
+                serde_json::from_slice(&std::fs::read(about)?).with_context(|| format!("reading {}", about.display()))?;
+            return Ok(Loaded::Script(ScriptNetwork::load(file, &imported.head, ctx.tch_device())?));
+        }
+        let weights = ctx.input(&train, files::MODEL)?;
+        Ok(Loaded::Trained(Network::load(weights, model, &view()?, ctx.tch_device())?))
+    }
+
+    /// The device it runs on.
+    pub fn device(&self) -> Device {
+        match self {
+            Loaded::Trained(net) => net.vs.device(),
+            Loaded::Script(net) => net.device(),
+        }
+    }
+
+    /// Its outputs on a whole image set, as [`Network::eval_outputs`] (an imported network has
+    /// no extras).
+    pub fn eval_outputs(&self, images: &Tensor, batch: usize) -> Result<HeadOutput> {
+        match self {
+            Loaded::Trained(net) => Ok(net.eval_outputs(images, batch)),
+            Loaded::Script(net) => Ok(HeadOutput { logits: net.over_batches(images, batch, |x| net.logits(x))?, extras: Vec::new() }),
+        }
+    }
+
+    /// Its pooled features on a whole image set, as [`Network::eval_features`].
+    pub fn eval_features(&self, images: &Tensor, batch: usize) -> Result<Tensor> {
+        match self {
+            Loaded::Trained(net) => Ok(net.eval_features(images, batch)),
+            Loaded::Script(net) => net.over_batches(images, batch, |x| net.features(x)),
+        }
+    }
+
+    /// Its final linear layer (weight [classes, D], bias [classes], f32), when its head is one.
+    pub fn head_linear(&self) -> Result<Option<(Tensor, Tensor)>> {
+        match self {
+            Loaded::Trained(net) => match net.head.linear() {
+                Some(fc) => {
+                    let bias = fc.bs.as_ref().context("the head's linear layer has no bias")?;
+                    Ok(Some((fc.ws.detach().to_kind(Kind::Float), bias.detach().to_kind(Kind::Float))))
+                }
+                None => Ok(None),
+            },
+            Loaded::Script(net) => Ok(Some((net.head.0.shallow_clone(), net.head.1.shallow_clone()))),
+        }
+    }
+
+    /// The prediction logits of normalised images in eval mode, with gradients when `x` has them
+    /// (ODIN). An imported network's failure here, after its contract was checked at load, is a
+    /// bug of the file: it panics with its error, which fails the stage.
+    pub fn logits_normalised(&self, x: &Tensor) -> Tensor {
+        match self {
+            Loaded::Trained(net) => net.forward_normalised(x, false).logits,
+            Loaded::Script(net) => net.logits_normalised(x).unwrap_or_else(|e| panic!("{e:#}")),
+        }
+    }
 }
