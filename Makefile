@@ -2,7 +2,7 @@
 CONFIG ?= pipeline.toml
 CARGO ?= cargo
 
-.PHONY: run test lint setup libtorch data python graphviz slurm s3 browser build bench bench-noop bench-remote
+.PHONY: run test lint setup libtorch data python torch graphviz slurm s3 browser build bench bench-noop bench-remote
 
 ## Install what is missing, build in release mode, run the default pipeline to the final report.
 run: setup graphviz
@@ -11,9 +11,10 @@ run: setup graphviz
 
 ## Install what is missing, build and run the whole test suite (with a one-node Slurm on localhost
 ## for the Slurm executor's tests: scripts/slurm_local.sh, an S3 server on loopback for the
-## remote store's: scripts/s3_local.sh, and Debian's Chromium for the HTML reports' browser tests:
-## scripts/install_chromium.sh; all idempotent).
-test: setup slurm s3 browser graphviz
+## remote store's: scripts/s3_local.sh, Debian's Chromium for the HTML reports' browser tests:
+## scripts/install_chromium.sh, and PyTorch for the network tests: scripts/install_torch_python.sh;
+## all idempotent).
+test: setup slurm s3 browser graphviz torch
 	CARGO=$(CARGO) scripts/run_tests.sh
 
 ## `cargo clippy` itself, as a check build of its own (`make test` runs the same lints inside its
@@ -35,6 +36,12 @@ data:
 
 python:
 	@scripts/install_python.sh .venv
+
+## PyTorch's Python for `oodpipe export` and your own networks' tests (README "Your own network").
+export OODPIPE_TORCH_PYTHON ?= $(CURDIR)/.venv-torch/bin/python
+
+torch:
+	@scripts/install_torch_python.sh .venv-torch
 
 slurm:
 	@scripts/slurm_local.sh

@@ -123,6 +123,15 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// A trained network out to PyTorch: TorchScript (`network.pt`, importable again as a
+    /// `[networks.<name>]` table), safetensors and the WRN's PyTorch definition (`make torch` first).
+    Export {
+        /// The training to export: `train.softmax`, `train.bin`, `train.softmax@seed2`, ...
+        target: String,
+        /// The folder to write into.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Check every stored entry and object against its digest; exit 1 if anything is damaged.
     Verify {
         /// Also move damaged objects aside and remove their entries (the next run rebuilds them).
@@ -202,6 +211,7 @@ fn main() -> ExitCode {
         Command::Runs { json } => cli::runs::run(&cache, json),
         Command::ExecStage { stage } => cli::exec_stage::run(&config, &cache, &stage),
         Command::Verify { repair } => cli::verify::run(&cache, repair),
+        Command::Export { target, out } => cli::export::run(&config, &cache, &target, &out),
         Command::Diff { a, b, json, html } => cli::diff::run(&args.config, &cache, &a, b.as_deref(), json, html.as_deref()),
     };
     match result {

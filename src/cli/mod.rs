@@ -4,6 +4,7 @@ pub mod dag;
 pub mod diff;
 pub mod diff_page;
 pub mod exec_stage;
+pub mod export;
 pub mod forget;
 pub mod gc;
 pub mod remote;

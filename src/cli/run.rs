@@ -33,6 +33,9 @@ pub fn run(
     if parallel.executor == Executor::Local && !dry_run {
         session.machine.check_local()?;
     }
+    if !dry_run {
+        crate::pipeline::check_networks(&session.store, &session.stages)?;
+    }
     let jobs = match parallel.executor {
         Executor::Local => executor::Jobs {
             jobs: parallel.jobs.unwrap_or(1),

@@ -33,6 +33,19 @@ pub fn main(args: &[String]) -> std::process::ExitCode {
             std::process::ExitCode::SUCCESS
         }
         Some("run") => oodpipe_engine::zygote::exit_at_once(run()),
+        // A network file checked against the contract before a run builds anything with it.
+        Some("check-network") if args.len() == 3 => {
+            match crate::model::ScriptNetwork::load(std::path::Path::new(&args[1]), &args[2], tch::Device::Cpu) {
+                Ok(net) => {
+                    println!("{}", serde_json::json!({ "feature_dim": net.feature_dim }));
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e:#}");
+                    std::process::ExitCode::from(2)
+                }
+            }
+        }
         // libtorch is loaded (its initialisers ran before main) and nothing else is: each child
         // starts from where a fresh `run` would.
         Some("zygote") => std::process::ExitCode::from(oodpipe_engine::zygote::serve(run) as u8),
@@ -41,6 +54,7 @@ pub fn main(args: &[String]) -> std::process::ExitCode {
                 "oodpipe-worker: builds one stage for the `oodpipe` command, which starts it.\n\
                  usage: oodpipe-worker run     (a stage request as JSON on stdin)\n       \
                  oodpipe-worker probe   (this machine's runtime, as JSON)\n       \
+                 oodpipe-worker check-network FILE HEAD  (a TorchScript network against the contract)\n       \
                  oodpipe-worker zygote  (the engine's fork server: forks a `run` per request on its control socket)"
             );
             std::process::ExitCode::from(2)

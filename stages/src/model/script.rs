@@ -49,10 +49,14 @@ fn check_batch() -> Tensor {
     (Tensor::arange(n, (Kind::Int64, Device::Cpu)) * 7919).remainder(1000).to_kind(Kind::Float).view([CHECK_BATCH, 3, 32, 32]) / 999.0
 }
 
-/// The first line of a libtorch error (its C++ backtrace follows).
+/// What a libtorch error says, in one line: a TorchScript interpreter's error ends with the
+/// Python-style `SomeError: message` line, others start with it (a C++ backtrace follows).
 fn first_line(e: impl std::fmt::Display) -> String {
     let s = e.to_string();
     let s = s.trim_start_matches("Torch exception: ").trim_start_matches("Internal torch error: ");
+    if let Some(line) = s.lines().rev().find(|l| l.starts_with("RuntimeError: ") || l.contains("Error: ")) {
+        return line.trim().to_string();
+    }
     s.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string()
 }
 
