@@ -12,7 +12,8 @@ fn root() -> std::path::PathBuf {
 fn every_task_names_a_file_and_a_function_that_exist() {
     let mut tasks = vec![
         Task::Cifar10,
-        Task::Report { sets: vec![], python: vec![] },
+        Task::Report { sets: vec![], python: vec![], network: None },
+        Task::Import { network: "mine".into(), head: "fc".into() },
         Task::Sweep { sets: vec![], python: vec![], keys: vec![], points: vec![] },
     ];
     for &model in ModelKind::ALL {
@@ -67,6 +68,7 @@ fn listed(task: &Task) {
         Task::Cifar10
         | Task::OodData { .. }
         | Task::Train { .. }
+        | Task::Import { .. }
         | Task::Outputs { .. }
         | Task::Features { .. }
         | Task::Prepare { .. }

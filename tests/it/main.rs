@@ -4,6 +4,7 @@
 mod browser;
 mod cli;
 mod extend;
+mod network;
 mod oracles;
 mod python;
 mod remote;
