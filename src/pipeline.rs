@@ -294,8 +294,10 @@ fn plan_sweep(
     let mut variants = Vec::with_capacity(points.len());
     let mut reads = Vec::with_capacity(points.len());
     for assignments in &points {
-        let point = experiment::apply(config, assignments)?;
+        let mut point = experiment::apply(config, assignments)?;
         check_values(&point, config_path, text, assignments)?;
+        // A sweep is of the config's own pipeline: its `[networks.<name>]` are built by plain runs.
+        point.networks.clear();
         let mut stages = table::plan(&point)?;
         let report = stages.iter().position(|s| s.id == oodpipe_plan::ids::REPORT).expect("a plan has a report");
         let report = stages.remove(report);
@@ -328,6 +330,34 @@ fn plan_sweep(
     let mut stages = merged.stages;
     stages.push(table::sweep_stage(config, &keys, sweep_points, dir)?);
     Ok((stages, listed))
+}
+
+/// Checks the TorchScript file of every network whose import stage is not built yet against the
+/// contract (`oodpipe-worker check-network`, which loads libtorch: this binary does not), so that a
+/// file that breaks it is refused naming the file and what is wrong before any stage runs.
+pub fn check_networks(store: &oodpipe_engine::store::Store, stages: &[oodpipe_engine::fingerprint::KeyedStage]) -> anyhow::Result<()> {
+    let mut pending = stages.iter().filter(|ks| ks.spec.kind == "import" && store.entry(&ks.spec.kind, &ks.key).is_none()).peekable();
+    if pending.peek().is_none() {
+        return Ok(());
+    }
+    let program = worker::locate(WORKER)?;
+    for ks in pending {
+        let task: oodpipe_plan::table::Task = serde_json::from_value(ks.spec.task.clone())?;
+        let (oodpipe_plan::table::Task::Import { head, .. }, Some(file)) = (task, ks.spec.sources.first()) else { continue };
+        let out = std::process::Command::new(&program)
+            .arg("check-network")
+            .arg(&file.path)
+            .arg(&head)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .with_context(|| format!("starting {}", program.display()))?;
+        if !out.status.success() {
+            let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            let why = if why.is_empty() { format!("{} check-network exited with {}", program.display(), out.status) } else { why };
+            return Err(oodpipe_engine::bad_input::BadInput(format!("{}: {why}", ks.spec.id)).into());
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -458,32 +488,4 @@ mod tests {
             let _ = config_file::parse::<Config>(&text, Path::new("c.toml"));
         }
     }
-}
-
-/// Checks the TorchScript file of every network whose import stage is not built yet against the
-/// contract (`oodpipe-worker check-network`, which loads libtorch: this binary does not), so that a
-/// file that breaks it is refused naming the file and what is wrong before any stage runs.
-pub fn check_networks(store: &oodpipe_engine::store::Store, stages: &[oodpipe_engine::fingerprint::KeyedStage]) -> anyhow::Result<()> {
-    let mut pending = stages.iter().filter(|ks| ks.spec.kind == "import" && store.entry(&ks.spec.kind, &ks.key).is_none()).peekable();
-    if pending.peek().is_none() {
-        return Ok(());
-    }
-    let program = worker::locate(WORKER)?;
-    for ks in pending {
-        let task: oodpipe_plan::table::Task = serde_json::from_value(ks.spec.task.clone())?;
-        let (oodpipe_plan::table::Task::Import { head, .. }, Some(file)) = (task, ks.spec.sources.first()) else { continue };
-        let out = std::process::Command::new(&program)
-            .arg("check-network")
-            .arg(&file.path)
-            .arg(&head)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .with_context(|| format!("starting {}", program.display()))?;
-        if !out.status.success() {
-            let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
-            let why = if why.is_empty() { format!("{} check-network exited with {}", program.display(), out.status) } else { why };
-            return Err(oodpipe_engine::bad_input::BadInput(format!("{}: {why}", ks.spec.id)).into());
-        }
-    }
-    Ok(())
 }

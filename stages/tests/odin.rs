@@ -127,7 +127,7 @@ fn odin_on_a_wide_resnet_matches_single_runs_and_batching() {
     c.model.widen = 1;
     c.train.channels_last = true;
     tch::manual_seed(3);
-    let net = Loaded::Trained(Network::new(softmax(), &shape(&c, softmax()), Device::Cpu).unwrap());
+    let net = Loaded::Trained(Box::new(Network::new(softmax(), &shape(&c, softmax()), Device::Cpu).unwrap()));
     let x = Tensor::rand([5, 3, 32, 32], (Kind::Float, Device::Cpu));
     let temps = [1.0, 100.0];
     let eps = [0.0, 0.004];
@@ -197,7 +197,7 @@ fn cifar10_grid_stage_writes_the_grid() {
     assert_eq!(grid["scores"].kind(), Kind::Double);
     assert_eq!(Vec::<f64>::try_from(&grid["temperatures"]).unwrap(), c.tune.temperatures);
     assert_eq!(Vec::<f64>::try_from(&grid["epsilons"]).unwrap(), c.tune.odin_epsilons);
-    let net = Loaded::Trained(net);
+    let net = Loaded::Trained(Box::new(net));
     let direct = odin::scores(&net, &(val.to_kind(Kind::Float) / 255.0), 10.0, 0.002, 6);
     let stored = Vec::<f64>::try_from(grid["scores"].get(1).get(1)).unwrap();
     for (a, b) in direct.iter().zip(&stored) {

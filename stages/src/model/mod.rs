@@ -196,7 +196,7 @@ fn table(kind: ModelKind, config: &view::Network) -> Table<'_> {
 /// the outputs, features and ODIN code run the same way.
 #[derive(Debug)]
 pub enum Loaded {
-    Trained(Network),
+    Trained(Box<Network>),
     Script(ScriptNetwork),
 }
 
@@ -223,7 +223,7 @@ impl Loaded {
             return Ok(Loaded::Script(ScriptNetwork::load(file, &imported.head, ctx.tch_device())?));
         }
         let weights = ctx.input(&train, files::MODEL)?;
-        Ok(Loaded::Trained(Network::load(weights, model, &view()?, ctx.tch_device())?))
+        Ok(Loaded::Trained(Box::new(Network::load(weights, model, &view()?, ctx.tch_device())?)))
     }
 
     /// The device it runs on.

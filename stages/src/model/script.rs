@@ -120,7 +120,7 @@ impl ScriptNetwork {
         let through_head = features.to_kind(Kind::Float).matmul(&weight.tr()) + &bias;
         let gap = f64::try_from((through_head - logits.to_kind(Kind::Float)).abs().max())?;
         let scale = f64::try_from(logits.abs().max())?.max(1.0);
-        if !(gap <= HEAD_TOLERANCE * scale) {
+        if gap.is_nan() || gap > HEAD_TOLERANCE * scale {
             bail!(
                 "network file {file}: {head}(features(x)) differs from forward(x) by {gap:.3e} (more than {HEAD_TOLERANCE} x {scale:.3}): \
                  features must be the input of the final linear layer `{head}`"
