@@ -2,7 +2,8 @@
 # The round trip of a network oodpipe trained (README "Your own network"): the config's softmax
 # network exported to TorchScript (`oodpipe export`), imported back as `[networks.softmax_rt]`, and
 # the two compared: every logit of every outputs stage, and every value of the two reports
-# (written with `report.dir` = OUT, so the config's own report folder is left alone). Then the
+# (written with `report.dir` = OUT, so the config's own report folder is left alone; the config's
+# other models are left out with `models = ["softmax"]`, which selects stages and keys none). Then the
 # outputs stage on CIFAR-10 (60,000 images) of each, rebuilt RUNS times (`forget` + `run`), for
 # the imported network's speed against the native forward's. Needs a release build, `make torch`,
 # and the config's pipeline built in CACHE (`make run` for the default).
@@ -19,7 +20,7 @@ python=${OODPIPE_TORCH_PYTHON:-.venv-torch/bin/python}
 nets=.bench/roundtrip
 name=softmax_rt
 export OODPIPE_TORCH_PYTHON=$python
-common=(-c "$config" --cache "$cache" --set "report.dir=\"$out\"")
+common=(-c "$config" --cache "$cache" --set "report.dir=\"$out\"" --set 'models=["softmax"]')
 "$bin" run "${common[@]}" >/dev/null
 "$bin" export train.softmax "${common[@]}" --out "$nets"
 with=("${common[@]}" --set "networks.$name.torchscript=\"$nets/network.pt\"" --set "networks.$name.label=\"the softmax network, exported and imported\"")

@@ -521,6 +521,8 @@ fn network_stages(
     let train = format!("{}{suffix}", ids::train(model));
     let label = network.label_or(name);
     for s in &mut stages {
+        // Nothing of it is the WRN's shape: `model.depth` and the rest key none of its stages.
+        s.reads.retain(|r| r.name() != "Network");
         if s.id == train {
             s.task = Task::Import { network: name.to_string(), head: network.head.clone() };
             s.reads = Vec::new();

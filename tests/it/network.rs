@@ -141,6 +141,10 @@ fn a_network_written_in_pytorch_runs_every_detector_that_applies_and_its_report(
     for file in ["table1.md", "table2.md", "table3.md", "report.html", "results.csv", "run.json"] {
         assert!(s.path("reports/networks/resnet").join(file).is_file(), "no {file}");
     }
+    // The WRN's shape keys none of its stages.
+    let status = ok(&s.oodpipe(&["status", "--set", "model.depth=16"]));
+    assert!(status.lines().filter(|l| l.contains("@resnet")).all(|l| l.starts_with("fresh")), "{status}");
+    assert!(status.lines().any(|l| l.starts_with("stale  train.softmax ")), "{status}");
     // A changed file: only the network's stages are stale, for that reason.
     std::fs::copy(nets.join("notfcinput.pt"), nets.join("resnet.pt")).unwrap();
     let status = ok(&s.oodpipe(&["status"]));
