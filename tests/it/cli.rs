@@ -81,6 +81,25 @@ impl Scratch {
     }
 }
 
+/// The README's code blocks marked `<!-- MARKER: WHAT -->` (`python`, `network`, `extend`):
+/// (WHAT, the code block's text), in order.
+pub(crate) fn readme_blocks(marker: &str) -> Vec<(String, String)> {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let open = format!("<!-- {marker}: ");
+    let mut blocks = Vec::new();
+    let mut rest = readme.as_str();
+    while let Some(start) = rest.find(&open) {
+        rest = &rest[start + open.len()..];
+        let what = rest[..rest.find(" -->").unwrap()].to_string();
+        let fence = rest.find("```").unwrap();
+        let body_start = fence + rest[fence..].find('\n').unwrap() + 1;
+        let body_end = body_start + rest[body_start..].find("```").unwrap();
+        blocks.push((what, rest[body_start..body_end].to_string()));
+        rest = &rest[body_end + 3..];
+    }
+    blocks
+}
+
 pub(crate) fn ok(out: &Output) -> String {
     assert!(out.status.success(), "oodpipe failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout.clone()).unwrap()

@@ -11,21 +11,9 @@ use crate::cli::repo;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The README's blocks marked `<!-- extend: WHAT -->`: (WHAT, the code block's text).
+/// The README's blocks marked `<!-- extend: WHAT -->`.
 fn readme_blocks() -> Vec<(String, String)> {
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    let mut blocks = Vec::new();
-    let mut rest = readme.as_str();
-    while let Some(start) = rest.find("<!-- extend: ") {
-        rest = &rest[start + "<!-- extend: ".len()..];
-        let what = rest[..rest.find(" -->").unwrap()].to_string();
-        let fence = rest.find("```").unwrap();
-        let body_start = fence + rest[fence..].find('\n').unwrap() + 1;
-        let body_end = body_start + rest[body_start..].find("```").unwrap();
-        blocks.push((what, rest[body_start..body_end].to_string()));
-        rest = &rest[body_end + 3..];
-    }
-    blocks
+    crate::cli::readme_blocks("extend")
 }
 
 fn block(blocks: &[(String, String)], what: &str) -> String {

@@ -187,21 +187,9 @@ fn network_files_that_break_the_contract_are_refused_before_any_stage_runs() {
     assert!(stderr.contains("networks.seed2.torchscript") && stderr.contains("absent.pt") && stderr.contains("networks.seed2"), "{stderr}");
 }
 
-/// The README's blocks marked `<!-- network: WHAT -->`: (WHAT, the code block's text).
+/// The README's blocks marked `<!-- network: WHAT -->`.
 fn readme_blocks() -> Vec<(String, String)> {
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    let mut blocks = Vec::new();
-    let mut rest = readme.as_str();
-    while let Some(start) = rest.find("<!-- network: ") {
-        rest = &rest[start + "<!-- network: ".len()..];
-        let what = rest[..rest.find(" -->").unwrap()].to_string();
-        let fence = rest.find("```").unwrap();
-        let body_start = fence + rest[fence..].find('\n').unwrap() + 1;
-        let body_end = body_start + rest[body_start..].find("```").unwrap();
-        blocks.push((what, rest[body_start..body_end].to_string()));
-        rest = &rest[body_end + 3..];
-    }
-    blocks
+    crate::cli::readme_blocks("network")
 }
 
 #[test]

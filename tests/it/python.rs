@@ -255,21 +255,9 @@ fn every_python_failure_fails_only_its_stages_with_the_reason_and_caches_nothing
     ok(&run_with(&s, &python, &["run"]));
 }
 
-/// The README's blocks marked `<!-- python: WHAT -->`: (WHAT, the code block's text).
+/// The README's blocks marked `<!-- python: WHAT -->`.
 fn readme_blocks() -> Vec<(String, String)> {
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    let mut blocks = Vec::new();
-    let mut rest = readme.as_str();
-    while let Some(start) = rest.find("<!-- python: ") {
-        rest = &rest[start + "<!-- python: ".len()..];
-        let what = rest[..rest.find(" -->").unwrap()].to_string();
-        let fence = rest.find("```").unwrap();
-        let body_start = fence + rest[fence..].find('\n').unwrap() + 1;
-        let body_end = body_start + rest[body_start..].find("```").unwrap();
-        blocks.push((what, rest[body_start..body_end].to_string()));
-        rest = &rest[body_end + 3..];
-    }
-    blocks
+    crate::cli::readme_blocks("python")
 }
 
 #[test]
